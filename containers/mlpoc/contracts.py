@@ -1,0 +1,190 @@
+"""The job message contract: the one JSON shape every producer and worker agrees on.
+
+A job message is the SQS body. Version 1:
+
+    {"schema": 1, "job_id": "train-2024-01-01-a", "type": "train", "model": "digits",
+     "dataset": "s3://<data bucket>/datasets/digits.csv", "version": "current", "params": {}}
+
+Parsing never raises anything but :class:`JobRejected`, whose ``reason`` is a sentence a
+person can act on and whose ``job_id`` is set when the body carried a usable one (so the
+ledger can record the failure under the sender's own id).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+SCHEMA_VERSION = 1
+SUPPORTED_SCHEMAS = frozenset({SCHEMA_VERSION})
+MAX_MESSAGE_BYTES = 256 * 1024
+JOB_TYPES = ("train", "predict")
+
+JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+MODEL_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+VERSION_PATTERN = re.compile(r"^(current|[1-9][0-9]{0,8})$")
+S3_URI_PATTERN = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>.+)$")
+
+KNOWN_FIELDS = frozenset({"schema", "job_id", "type", "model", "dataset", "version", "params"})
+
+JobType = Literal["train", "predict"]
+
+
+class JobRejected(Exception):
+    """A message that can never succeed, whatever the number of retries."""
+
+    def __init__(self, reason: str, job_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.job_id = job_id
+
+
+@dataclass(frozen=True)
+class S3Uri:
+    bucket: str
+    key: str
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    @classmethod
+    def parse(cls, uri: str) -> S3Uri:
+        match = S3_URI_PATTERN.match(uri)
+        if match is None:
+            raise ValueError(f"{uri!r} is not an s3://bucket/key URI")
+        return cls(bucket=match["bucket"], key=match["key"])
+
+
+@dataclass(frozen=True)
+class Job:
+    job_id: str
+    type: JobType
+    model: str
+    dataset: S3Uri
+    version: str = "current"
+    params: dict[str, Any] = field(default_factory=dict)
+    schema: int = SCHEMA_VERSION
+
+    def to_message(self) -> dict[str, Any]:
+        return {
+            "schema": self.schema,
+            "job_id": self.job_id,
+            "type": self.type,
+            "model": self.model,
+            "dataset": str(self.dataset),
+            "version": self.version,
+            "params": self.params,
+        }
+
+    def to_json(self) -> str:
+        body = json.dumps(self.to_message(), separators=(",", ":"), sort_keys=True)
+        if len(body.encode()) > MAX_MESSAGE_BYTES:
+            raise JobRejected(
+                f"the job message is {len(body.encode())} bytes, over SQS's "
+                f"{MAX_MESSAGE_BYTES} bytes: put large parameters in a file in the data "
+                "bucket and pass its key in params",
+                self.job_id,
+            )
+        return body
+
+
+def _load_object(raw: bytes) -> dict[str, Any]:
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise JobRejected(
+            f"the message is {len(raw)} bytes; the limit is {MAX_MESSAGE_BYTES} bytes"
+        )
+    try:
+        message = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise JobRejected(f"the message body is not JSON ({error})") from None
+    if not isinstance(message, dict):
+        raise JobRejected(f"the message body must be a JSON object, not {type(message).__name__}")
+    return message
+
+
+def _schema(message: dict[str, Any], job_id: str) -> int:
+    schema = message.get("schema")
+    if isinstance(schema, bool) or not isinstance(schema, int):
+        raise JobRejected(
+            f"schema must be an integer version (this worker reads {SCHEMA_VERSION})", job_id
+        )
+    if schema not in SUPPORTED_SCHEMAS:
+        raise JobRejected(
+            f"schema {schema} is not supported; this worker reads schema "
+            f"{sorted(SUPPORTED_SCHEMAS)}: upgrade the worker or send schema {SCHEMA_VERSION}",
+            job_id,
+        )
+    unknown = sorted(set(message) - KNOWN_FIELDS)
+    if unknown:
+        raise JobRejected(
+            f"unknown field(s) {unknown}; schema {schema} has {sorted(KNOWN_FIELDS)}", job_id
+        )
+    return schema
+
+
+def _dataset(message: dict[str, Any], job_id: str, data_bucket: str) -> S3Uri:
+    dataset = message.get("dataset")
+    if not isinstance(dataset, str):
+        raise JobRejected("dataset must be an s3:// URI string", job_id)
+    try:
+        uri = S3Uri.parse(dataset)
+    except ValueError as error:
+        raise JobRejected(f"dataset: {error}", job_id) from None
+    if uri.bucket != data_bucket:
+        raise JobRejected(
+            f"dataset must be inside the data bucket {data_bucket!r}; got bucket {uri.bucket!r}",
+            job_id,
+        )
+    if not uri.key.lower().endswith(".csv"):
+        raise JobRejected(f"dataset must be a .csv object; got key {uri.key!r}", job_id)
+    return uri
+
+
+def parse_job(body: str | bytes, *, data_bucket: str) -> Job:
+    """Validate one SQS body against the contract; raise JobRejected with a readable reason."""
+    message = _load_object(body.encode() if isinstance(body, str) else body)
+
+    job_id = message.get("job_id")
+    if not isinstance(job_id, str) or not JOB_ID_PATTERN.match(job_id):
+        raise JobRejected(
+            "job_id must be 1-128 characters of letters, digits and ._:- "
+            f"starting with a letter or digit; got {job_id!r}"
+        )
+    schema = _schema(message, job_id)
+
+    job_type = message.get("type")
+    if job_type not in JOB_TYPES:
+        raise JobRejected(f"type must be one of {list(JOB_TYPES)}; got {job_type!r}", job_id)
+
+    model = message.get("model")
+    if not isinstance(model, str) or not MODEL_NAME_PATTERN.match(model):
+        raise JobRejected(
+            "model must be 1-64 characters of lowercase letters, digits, - and _, "
+            f"starting with a letter or digit; got {model!r}",
+            job_id,
+        )
+    dataset = _dataset(message, job_id, data_bucket)
+
+    version = message.get("version", "current")
+    if isinstance(version, int) and not isinstance(version, bool):
+        version = str(version)
+    if not isinstance(version, str) or not VERSION_PATTERN.match(version):
+        raise JobRejected(
+            f"version must be 'current' or a positive integer; got {version!r}", job_id
+        )
+
+    params = message.get("params", {})
+    if not isinstance(params, dict):
+        raise JobRejected(f"params must be a JSON object; got {type(params).__name__}", job_id)
+
+    return Job(
+        job_id=job_id,
+        type=job_type,
+        model=model,
+        dataset=dataset,
+        version=version,
+        params=params,
+        schema=schema,
+    )

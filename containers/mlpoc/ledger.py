@@ -1,0 +1,314 @@
+"""The jobs ledger: one DynamoDB record per job whose status is the single truth about it.
+
+    QUEUED ──claim──▶ RUNNING ──commit──▶ SUCCEEDED
+       ▲                 │ ├──fail────▶ FAILED
+       └──── RETRYABLE ◀─┘ └─(lease expires: any worker may claim again)
+
+Every transition after the claim is a conditional write that holds only while this worker owns
+an unexpired lease, so a job succeeds at most once whatever SQS redelivers, and a worker that
+lost its lease (paused, partitioned, killed) can never commit a result.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from mlpoc import dynamo
+from mlpoc.contracts import Job
+
+
+class Status(enum.StrEnum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    RETRYABLE = "RETRYABLE"
+
+
+TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED})
+MAX_REASON_CHARS = 2_000
+
+
+class LeaseLost(Exception):
+    """This worker no longer owns the job (its lease expired and another worker claimed it)."""
+
+
+class ClaimOutcome(enum.Enum):
+    CLAIMED = "claimed"  # this worker owns the job now
+    DONE = "done"  # already SUCCEEDED or FAILED: the message is a duplicate
+    BUSY = "busy"  # another worker holds a live lease
+
+
+@dataclass(frozen=True)
+class Claim:
+    outcome: ClaimOutcome
+    record: dict[str, Any]
+
+    @property
+    def attempts(self) -> int:
+        return int(self.record.get("attempts", 0))
+
+
+# Names used in every expression (several are DynamoDB reserved words).
+_NAMES = {"#status": "status", "#type": "type", "#model": "model"}
+
+
+def _lease_condition() -> str:
+    return "#status = :running AND lease_owner = :me"
+
+
+class Ledger:
+    def __init__(
+        self, dynamodb: Any, table: str, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._dynamodb = dynamodb
+        self.table = table
+        self._clock = clock
+
+    # -- producers ---------------------------------------------------------------------------
+    def create(self, job: Job, *, source: str) -> bool:
+        """Record a job as QUEUED before it is enqueued; False if the job id already exists."""
+        try:
+            self._dynamodb.put_item(**self.create_request(job, source=source))
+        except ClientError as error:
+            if dynamo.is_conditional_failure(error):
+                return False
+            raise
+        return True
+
+    def create_request(self, job: Job, *, source: str) -> dict[str, Any]:
+        """The conditional Put that records a QUEUED job (also usable inside a transaction)."""
+        now = self._clock()
+        return {
+            "TableName": self.table,
+            "Item": dynamo.serialize(
+                {
+                    "job_id": job.job_id,
+                    "status": Status.QUEUED.value,
+                    "type": job.type,
+                    "model": job.model,
+                    "dataset": str(job.dataset),
+                    "requested_version": job.version,
+                    "message": job.to_json(),
+                    "source": source,
+                    "attempts": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            ),
+            "ConditionExpression": "attribute_not_exists(job_id)",
+        }
+
+    # -- workers -----------------------------------------------------------------------------
+    def claim(self, job: Job, *, worker_id: str, lease_seconds: float, body: str) -> Claim:
+        """Take the job if it is QUEUED, RETRYABLE, unknown, or RUNNING under an expired lease.
+
+        One UpdateItem either way: on success it returns the new record, on a failed condition
+        DynamoDB hands back the current one, which tells a duplicate from a busy job.
+        """
+        now = self._clock()
+        try:
+            response = self._dynamodb.update_item(
+                TableName=self.table,
+                Key={"job_id": {"S": job.job_id}},
+                UpdateExpression=(
+                    "SET #status = :running, lease_owner = :me, lease_expires_at = :expires, "
+                    "updated_at = :now, started_at = :now, "
+                    "created_at = if_not_exists(created_at, :now), "
+                    "#type = if_not_exists(#type, :type), #model = if_not_exists(#model, :model), "
+                    "dataset = if_not_exists(dataset, :dataset), "
+                    "requested_version = if_not_exists(requested_version, :version), "
+                    "message = if_not_exists(message, :body), "
+                    "#source = if_not_exists(#source, :source) "
+                    "ADD attempts :one"
+                ),
+                ConditionExpression=(
+                    "attribute_not_exists(job_id) OR #status IN (:queued, :retryable) "
+                    "OR (#status = :running AND lease_expires_at < :now)"
+                ),
+                ExpressionAttributeNames={**_NAMES, "#source": "source"},
+                ExpressionAttributeValues={
+                    ":running": {"S": Status.RUNNING.value},
+                    ":queued": {"S": Status.QUEUED.value},
+                    ":retryable": {"S": Status.RETRYABLE.value},
+                    ":me": {"S": worker_id},
+                    ":expires": dynamo.value(now + lease_seconds),
+                    ":now": dynamo.value(now),
+                    ":type": {"S": job.type},
+                    ":model": {"S": job.model},
+                    ":dataset": {"S": str(job.dataset)},
+                    ":version": {"S": job.version},
+                    ":body": {"S": body},
+                    ":source": {"S": "queue"},
+                    ":one": {"N": "1"},
+                },
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if not dynamo.is_conditional_failure(error):
+                raise
+            record = dynamo.deserialize(error.response.get("Item")) or {}
+            done = record.get("status") in TERMINAL
+            return Claim(ClaimOutcome.DONE if done else ClaimOutcome.BUSY, record)
+        return Claim(ClaimOutcome.CLAIMED, dynamo.deserialize(response["Attributes"]) or {})
+
+    def heartbeat(self, job_id: str, *, worker_id: str, lease_seconds: float) -> bool:
+        """Extend the lease; False when it was lost (the job must not be committed)."""
+        return self._conditional_update(
+            job_id,
+            worker_id,
+            "SET lease_expires_at = :expires, updated_at = :now",
+            {":expires": dynamo.value(self._clock() + lease_seconds)},
+        )
+
+    def note(self, job_id: str, *, worker_id: str, **fields: Any) -> None:
+        """Record facts about a running job (e.g. the model version it allocated)."""
+        sets = ", ".join(f"#f{i} = :f{i}" for i in range(len(fields)))
+        ok = self._conditional_update(
+            job_id,
+            worker_id,
+            f"SET {sets}, updated_at = :now",
+            {f":f{i}": dynamo.value(v) for i, v in enumerate(fields.values())},
+            {f"#f{i}": k for i, k in enumerate(fields)},
+        )
+        if not ok:
+            raise LeaseLost(job_id)
+
+    def commit_request(
+        self, job_id: str, *, worker_id: str, result: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """The conditional Update that marks the job SUCCEEDED (alone or in a transaction)."""
+        now = self._clock()
+        return {
+            "TableName": self.table,
+            "Key": {"job_id": {"S": job_id}},
+            "UpdateExpression": (
+                "SET #status = :succeeded, #result = :result, finished_at = :now, "
+                "updated_at = :now REMOVE lease_owner, lease_expires_at, reason"
+            ),
+            "ConditionExpression": _lease_condition(),
+            "ExpressionAttributeNames": {"#status": "status", "#result": "result"},
+            "ExpressionAttributeValues": {
+                ":succeeded": {"S": Status.SUCCEEDED.value},
+                ":running": {"S": Status.RUNNING.value},
+                ":me": {"S": worker_id},
+                ":result": dynamo.value(dict(result)),
+                ":now": dynamo.value(now),
+            },
+        }
+
+    def commit(self, job_id: str, *, worker_id: str, result: Mapping[str, Any]) -> None:
+        try:
+            self._dynamodb.update_item(
+                **self.commit_request(job_id, worker_id=worker_id, result=result)
+            )
+        except ClientError as error:
+            if dynamo.is_conditional_failure(error):
+                raise LeaseLost(job_id) from None
+            raise
+
+    def fail(self, job_id: str, *, worker_id: str, reason: str) -> bool:
+        """Mark a claimed job FAILED for good (bad dataset, tampered artifact, retries used up)."""
+        return self._conditional_update(
+            job_id,
+            worker_id,
+            "SET #status = :failed, reason = :reason, finished_at = :now, updated_at = :now "
+            "REMOVE lease_owner, lease_expires_at",
+            {":failed": {"S": Status.FAILED.value}, ":reason": {"S": _clip(reason)}},
+        )
+
+    def release(self, job_id: str, *, worker_id: str, reason: str) -> bool:
+        """Give a claimed job back (RETRYABLE): shutdown, or a transient error to retry."""
+        return self._conditional_update(
+            job_id,
+            worker_id,
+            "SET #status = :retryable, reason = :reason, updated_at = :now "
+            "REMOVE lease_owner, lease_expires_at",
+            {":retryable": {"S": Status.RETRYABLE.value}, ":reason": {"S": _clip(reason)}},
+        )
+
+    def reject(self, job_id: str, *, reason: str, body: str) -> bool:
+        """Record a message that broke the contract as FAILED, unless the job already finished."""
+        now = self._clock()
+        try:
+            self._dynamodb.update_item(
+                TableName=self.table,
+                Key={"job_id": {"S": job_id}},
+                UpdateExpression=(
+                    "SET #status = :failed, reason = :reason, finished_at = :now, "
+                    "updated_at = :now, created_at = if_not_exists(created_at, :now), "
+                    "message = :body"
+                ),
+                ConditionExpression=(
+                    "attribute_not_exists(job_id) OR #status IN (:queued, :retryable)"
+                ),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":failed": {"S": Status.FAILED.value},
+                    ":queued": {"S": Status.QUEUED.value},
+                    ":retryable": {"S": Status.RETRYABLE.value},
+                    ":reason": {"S": _clip(reason)},
+                    ":body": {"S": body[:10_000]},
+                    ":now": dynamo.value(now),
+                },
+            )
+        except ClientError as error:
+            if dynamo.is_conditional_failure(error):
+                return False
+            raise
+        return True
+
+    # -- readers -----------------------------------------------------------------------------
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        response = self._dynamodb.get_item(
+            TableName=self.table, Key={"job_id": {"S": job_id}}, ConsistentRead=True
+        )
+        return dynamo.deserialize(response.get("Item"))
+
+    # -- internals ---------------------------------------------------------------------------
+    def _conditional_update(
+        self,
+        job_id: str,
+        worker_id: str,
+        update: str,
+        values: Mapping[str, Any],
+        names: Mapping[str, str] | None = None,
+    ) -> bool:
+        try:
+            self._dynamodb.update_item(
+                TableName=self.table,
+                Key={"job_id": {"S": job_id}},
+                UpdateExpression=update,
+                ConditionExpression=_lease_condition(),
+                ExpressionAttributeNames={"#status": "status", **(names or {})},
+                ExpressionAttributeValues={
+                    ":running": {"S": Status.RUNNING.value},
+                    ":me": {"S": worker_id},
+                    ":now": dynamo.value(self._clock()),
+                    **values,
+                },
+            )
+        except ClientError as error:
+            if dynamo.is_conditional_failure(error):
+                return False
+            raise
+        return True
+
+
+def _clip(reason: str) -> str:
+    return reason if len(reason) <= MAX_REASON_CHARS else reason[: MAX_REASON_CHARS - 1] + "…"
+
+
+def followup_message(record: Mapping[str, Any]) -> str | None:
+    """The stored body of a QUEUED follow-up job, to send again if it may have been lost."""
+    if record.get("status") != Status.QUEUED.value:
+        return None
+    message = record.get("message")
+    return message if isinstance(message, str) else None

@@ -1,0 +1,284 @@
+"""The model registry: every version with its metrics and sha256, and one promotion pointer.
+
+Items of the models table (partition ``model``, sort ``version``):
+
+* ``v00000007`` — one per version: metrics, sha256 of ``model.onnx``, features, classes, the
+  artifact's keys, the job and dataset it came from;
+* ``@pointer`` — one per model: ``promoted`` (version number), ``promoted_metric``,
+  ``history`` (earlier promoted versions, for rollback) and ``next_version`` (a counter).
+
+Promotion and rollback are conditional updates of the pointer (compare-and-set on
+``promoted``), so two writers can never both win.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from mlpoc import dynamo
+from mlpoc.errors import JobFailed
+
+POINTER = "@pointer"
+PRIMARY_METRIC = "accuracy"
+MAX_HISTORY = 50
+
+
+class RegistryError(JobFailed):
+    """A request the registry cannot satisfy (unknown model or version, nothing promoted)."""
+
+
+class PointerMoved(Exception):
+    """Another writer changed the promotion pointer first; re-read and decide again."""
+
+
+def version_key(version: int) -> str:
+    return f"v{version:08d}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelVersion:
+    model: str
+    version: int
+    sha256: str
+    artifact_key: str
+    metadata_key: str
+    features: list[str]
+    classes: list[str]
+    metrics: dict[str, float]
+    job_id: str
+    dataset: str
+    plugin: str
+    created_at: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def metric(self) -> float:
+        return float(self.metrics[PRIMARY_METRIC])
+
+    def to_item(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "version": version_key(self.version),
+            "number": self.version,
+            "sha256": self.sha256,
+            "artifact_key": self.artifact_key,
+            "metadata_key": self.metadata_key,
+            "features": self.features,
+            "classes": self.classes,
+            "metrics": self.metrics,
+            "job_id": self.job_id,
+            "dataset": self.dataset,
+            "plugin": self.plugin,
+            "created_at": self.created_at,
+            **self.extra,
+        }
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> ModelVersion:
+        known = {
+            "model", "version", "number", "sha256", "artifact_key", "metadata_key", "features",
+            "classes", "metrics", "job_id", "dataset", "plugin", "created_at",
+        }  # fmt: skip
+        return cls(
+            model=item["model"],
+            version=int(item["number"]),
+            sha256=item["sha256"],
+            artifact_key=item["artifact_key"],
+            metadata_key=item["metadata_key"],
+            features=list(item["features"]),
+            classes=[str(c) for c in item["classes"]],
+            metrics={k: float(v) for k, v in item["metrics"].items()},
+            job_id=item["job_id"],
+            dataset=item["dataset"],
+            plugin=item["plugin"],
+            created_at=float(item["created_at"]),
+            extra={k: v for k, v in item.items() if k not in known},
+        )
+
+
+@dataclass(frozen=True)
+class Pointer:
+    model: str
+    promoted: int | None
+    promoted_metric: float | None
+    history: list[int]
+    next_version: int
+
+
+class Registry:
+    def __init__(
+        self, dynamodb: Any, table: str, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._dynamodb = dynamodb
+        self.table = table
+        self._clock = clock
+
+    def allocate_version(self, model: str) -> int:
+        """The next version number of ``model`` (an atomic counter on the pointer item)."""
+        response = self._dynamodb.update_item(
+            TableName=self.table,
+            Key=self._key(model, POINTER),
+            UpdateExpression="ADD next_version :one",
+            ExpressionAttributeValues={":one": {"N": "1"}},
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(response["Attributes"]["next_version"]["N"])
+
+    def pointer(self, model: str) -> Pointer | None:
+        item = dynamo.deserialize(
+            self._dynamodb.get_item(
+                TableName=self.table, Key=self._key(model, POINTER), ConsistentRead=True
+            ).get("Item")
+        )
+        if item is None:
+            return None
+        promoted = item.get("promoted")
+        metric = item.get("promoted_metric")
+        return Pointer(
+            model=model,
+            promoted=int(promoted) if promoted is not None else None,
+            promoted_metric=float(metric) if metric is not None else None,
+            history=[int(v) for v in item.get("history", [])],
+            next_version=int(item.get("next_version", 0)),
+        )
+
+    def get(self, model: str, version: int) -> ModelVersion:
+        item = dynamo.deserialize(
+            self._dynamodb.get_item(
+                TableName=self.table, Key=self._key(model, version_key(version))
+            ).get("Item")
+        )
+        if item is None:
+            raise RegistryError(f"model {model!r} has no version {version}")
+        return ModelVersion.from_item(item)
+
+    def resolve(self, model: str, version: str) -> ModelVersion:
+        """A version spec from a job ('current' or a number) -> the registered version."""
+        if version != "current":
+            return self.get(model, int(version))
+        pointer = self.pointer(model)
+        if pointer is None or pointer.promoted is None:
+            raise RegistryError(
+                f"model {model!r} has no promoted version: train it first, or name a version"
+            )
+        return self.get(model, pointer.promoted)
+
+    def versions(self, model: str) -> list[ModelVersion]:
+        items: list[ModelVersion] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "#m = :m AND begins_with(#v, :prefix)",
+            "ExpressionAttributeNames": {"#m": "model", "#v": "version"},
+            "ExpressionAttributeValues": {":m": {"S": model}, ":prefix": {"S": "v"}},
+        }
+        while True:
+            response = self._dynamodb.query(**kwargs)
+            items.extend(
+                ModelVersion.from_item(dynamo.deserialize(i) or {}) for i in response["Items"]
+            )
+            if "LastEvaluatedKey" not in response:
+                return items
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    # -- writes used inside a worker's commit transaction ------------------------------------
+    def put_version_request(self, version: ModelVersion) -> dict[str, Any]:
+        return {
+            "TableName": self.table,
+            "Item": dynamo.serialize(version.to_item()),
+            # a version number is never reused for a different job
+            "ConditionExpression": "attribute_not_exists(version) OR job_id = :job",
+            "ExpressionAttributeValues": {":job": {"S": version.job_id}},
+        }
+
+    def promote_request(
+        self, model: str, version: int, metric: float, *, expected: Pointer | None
+    ) -> dict[str, Any]:
+        """Conditional pointer update: succeeds only if nobody promoted since ``expected``."""
+        expected_promoted = expected.promoted if expected else None
+        history = list(expected.history) if expected else []
+        if expected_promoted is not None:
+            history = [*history, expected_promoted][-MAX_HISTORY:]
+        values: dict[str, Any] = {
+            ":v": dynamo.value(version),
+            ":metric": dynamo.value(metric),
+            ":history": dynamo.value(history),
+            ":now": dynamo.value(self._clock()),
+        }
+        if expected_promoted is None:
+            condition = "attribute_not_exists(promoted)"
+        else:
+            condition = "promoted = :expected"
+            values[":expected"] = dynamo.value(expected_promoted)
+        return {
+            "TableName": self.table,
+            "Key": self._key(model, POINTER),
+            "UpdateExpression": (
+                "SET promoted = :v, promoted_metric = :metric, history = :history, "
+                "promoted_at = :now"
+            ),
+            "ConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+        }
+
+    # -- operator actions --------------------------------------------------------------------
+    def promote(self, model: str, version: int) -> Pointer:
+        """Promote an existing version (the operator's explicit choice, metric or not)."""
+        target = self.get(model, version)
+        pointer = self.pointer(model)
+        if pointer is not None and pointer.promoted == version:
+            return pointer
+        self._apply(self.promote_request(model, version, target.metric, expected=pointer))
+        return self._required_pointer(model)
+
+    def rollback(self, model: str) -> Pointer:
+        """Re-promote the version that was promoted before the current one."""
+        pointer = self.pointer(model)
+        if pointer is None or pointer.promoted is None or not pointer.history:
+            raise RegistryError(f"model {model!r} has no earlier promoted version to roll back to")
+        previous = pointer.history[-1]
+        target = self.get(model, previous)
+        self._apply(
+            {
+                "TableName": self.table,
+                "Key": self._key(model, POINTER),
+                "UpdateExpression": (
+                    "SET promoted = :v, promoted_metric = :metric, history = :history, "
+                    "promoted_at = :now"
+                ),
+                "ConditionExpression": "promoted = :expected",
+                "ExpressionAttributeValues": {
+                    ":v": dynamo.value(previous),
+                    ":metric": dynamo.value(target.metric),
+                    ":history": dynamo.value(pointer.history[:-1]),
+                    ":expected": dynamo.value(pointer.promoted),
+                    ":now": dynamo.value(self._clock()),
+                },
+            }
+        )
+        return self._required_pointer(model)
+
+    def _apply(self, request: dict[str, Any]) -> None:
+        try:
+            self._dynamodb.update_item(**request)
+        except ClientError as error:
+            if dynamo.is_conditional_failure(error):
+                raise PointerMoved(
+                    f"the promoted version of {request['Key']['model']['S']!r} changed "
+                    "meanwhile; look again and retry"
+                ) from None
+            raise
+
+    def _required_pointer(self, model: str) -> Pointer:
+        pointer = self.pointer(model)
+        if pointer is None:  # pragma: no cover - the pointer was just written
+            raise RegistryError(f"model {model!r} has no pointer")
+        return pointer
+
+    @staticmethod
+    def _key(model: str, sort: str) -> dict[str, Any]:
+        return {"model": {"S": model}, "version": {"S": sort}}

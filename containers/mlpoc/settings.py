@@ -1,0 +1,122 @@
+"""Runtime configuration, read only from environment variables.
+
+The same names are set by the CDK task definitions on AWS and by local mode on a laptop, so a
+worker cannot tell (and need not know) where it runs. A missing or malformed variable stops the
+process at start-up with one sentence naming it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+Role = Literal["train", "predict"]
+
+
+class SettingsError(Exception):
+    """A required environment variable is missing or malformed."""
+
+
+# name -> what it is, for the error message
+RESOURCE_VARIABLES: dict[str, str] = {
+    "MLPOC_DATA_BUCKET": "the data bucket name (stack output DataBucketName)",
+    "MLPOC_MODEL_BUCKET": "the model bucket name (stack output ModelBucketName)",
+    "MLPOC_JOBS_TABLE": "the jobs ledger table name (stack output JobsTableName)",
+    "MLPOC_MODELS_TABLE": "the model registry table name (stack output ModelsTableName)",
+    "MLPOC_PREDICTIONS_TABLE": "the predictions table name (stack output PredictionsTableName)",
+    "MLPOC_ANNOTATIONS_TABLE": "the annotations table name (stack output AnnotationsTableName)",
+    "MLPOC_TRAIN_QUEUE_URL": "the train queue URL (stack output TrainQueueUrl)",
+    "MLPOC_PREDICT_QUEUE_URL": "the predict queue URL (stack output PredictQueueUrl)",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    role: Role
+    data_bucket: str
+    model_bucket: str
+    jobs_table: str
+    models_table: str
+    predictions_table: str
+    annotations_table: str
+    train_queue_url: str
+    predict_queue_url: str
+    # How many messages one receive asks for. A heavy training job may want 1.
+    prefetch: int
+    # Long-poll wait; 20 s is SQS's maximum and the cheapest idle loop.
+    wait_seconds: int
+    # Visibility timeout and ledger lease; 0 means "read the queue's own setting".
+    visibility_seconds: int
+    # After SIGTERM, how long a running job may go on before it is released.
+    stop_grace_seconds: float
+    # Predictions below this confidence are queued for annotation.
+    review_threshold: float
+    # Rows per onnxruntime call in the predict worker.
+    predict_chunk_rows: int
+    # Extra plugin modules to import (comma-separated dotted paths).
+    plugins: tuple[str, ...]
+    log_level: str
+
+    @property
+    def queue_url(self) -> str:
+        return self.train_queue_url if self.role == "train" else self.predict_queue_url
+
+    @classmethod
+    def from_env(cls, role: Role, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        missing = [name for name in RESOURCE_VARIABLES if not env.get(name)]
+        if missing:
+            described = "; ".join(f"{name} ({RESOURCE_VARIABLES[name]})" for name in missing)
+            raise SettingsError(
+                f"missing environment variable(s): {described}. Set them from the stack "
+                "outputs, or run the worker through `mlpoc local up`."
+            )
+        return cls(
+            role=role,
+            data_bucket=env["MLPOC_DATA_BUCKET"],
+            model_bucket=env["MLPOC_MODEL_BUCKET"],
+            jobs_table=env["MLPOC_JOBS_TABLE"],
+            models_table=env["MLPOC_MODELS_TABLE"],
+            predictions_table=env["MLPOC_PREDICTIONS_TABLE"],
+            annotations_table=env["MLPOC_ANNOTATIONS_TABLE"],
+            train_queue_url=env["MLPOC_TRAIN_QUEUE_URL"],
+            predict_queue_url=env["MLPOC_PREDICT_QUEUE_URL"],
+            prefetch=_int(env, "MLPOC_PREFETCH", 1 if role == "train" else 10, 1, 10),
+            wait_seconds=_int(env, "MLPOC_WAIT_SECONDS", 20, 0, 20),
+            visibility_seconds=_int(env, "MLPOC_VISIBILITY_SECONDS", 0, 0, 43_200),
+            stop_grace_seconds=_float(env, "MLPOC_STOP_GRACE_SECONDS", 25.0, 0.0, 7_200.0),
+            review_threshold=_float(env, "MLPOC_REVIEW_THRESHOLD", 0.8, 0.0, 1.0),
+            predict_chunk_rows=_int(env, "MLPOC_PREDICT_CHUNK_ROWS", 2_000, 1, 1_000_000),
+            plugins=tuple(p.strip() for p in env.get("MLPOC_PLUGINS", "").split(",") if p.strip()),
+            log_level=env.get("MLPOC_LOG_LEVEL", "INFO").upper(),
+        )
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(
+            f"{name} must be a whole number from {low} to {high}; got {raw!r}"
+        ) from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be a whole number from {low} to {high}; got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number from {low} to {high}; got {raw!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be a number from {low} to {high}; got {value}")
+    return value

@@ -1,0 +1,52 @@
+"""``python -m mlpoc.worker train|predict``: the container's entry point for both workers."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from mlpoc import logs, plugins
+from mlpoc.aws import Clients
+from mlpoc.settings import Role, Settings, SettingsError
+from mlpoc.worker.loop import Handler, Worker
+from mlpoc.worker.predict import PredictHandler
+from mlpoc.worker.train import handle_train
+
+USAGE = "usage: python -m mlpoc.worker train|predict"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1 or args[0] not in ("train", "predict"):
+        sys.stderr.write(USAGE + "\n")
+        return 2
+    role: Role = "train" if args[0] == "train" else "predict"
+    try:
+        settings = Settings.from_env(role)
+    except SettingsError as error:
+        sys.stderr.write(f"mlpoc worker: {error}\n")
+        return 2
+    logs.configure(settings.log_level)
+    try:
+        plugins.load(settings.plugins)
+    except plugins.PluginError as error:
+        sys.stderr.write(f"mlpoc worker: {error}\n")
+        return 2
+    clients = Clients.create()
+    handler: Handler = handle_train if role == "train" else PredictHandler(settings, clients)
+    worker = Worker(settings=settings, clients=clients, handler=handler)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: worker.request_stop())
+    worker.run()
+    if worker.abandoned:
+        # A released job's thread may still be inside a library call; do not wait for it.
+        logging.shutdown()
+        os._exit(0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

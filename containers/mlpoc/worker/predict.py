@@ -1,0 +1,88 @@
+"""The predict job: resolve the version, verify and load it, predict in chunks, store results.
+
+Each row becomes one item of the predictions table ``{model, item_id, version, label,
+confidence, job_id, ...}``; rows below the review threshold (``params.review_threshold`` or
+``MLPOC_REVIEW_THRESHOLD``) also carry ``review`` and their features, which puts them in the
+annotation queue. Writes are idempotent puts in BatchWriteItem calls of 25.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import numpy as np
+
+from mlpoc import datasets
+from mlpoc.aws import Clients
+from mlpoc.dynamo import BatchWriter
+from mlpoc.errors import JobFailed
+from mlpoc.inference import ModelCache
+from mlpoc.registry import Registry
+from mlpoc.settings import Settings
+from mlpoc.worker.loop import JobContext
+
+# Above this many features, review items keep no copy of their features (item size limit).
+MAX_REVIEW_FEATURES = 4_096
+
+
+def _feature_list(row: np.ndarray) -> str:
+    return json.dumps([int(v) if float(v).is_integer() else round(float(v), 6) for v in row])
+
+
+class PredictHandler:
+    def __init__(self, settings: Settings, clients: Clients) -> None:
+        self.cache = ModelCache(clients.s3, settings.model_bucket)
+
+    def __call__(self, ctx: JobContext) -> None:
+        job, settings, clients = ctx.job, ctx.settings, ctx.clients
+        threshold = job.params.get("review_threshold", settings.review_threshold)
+        if (
+            isinstance(threshold, bool)
+            or not isinstance(threshold, int | float)
+            or not (0 <= threshold <= 1)
+        ):
+            raise JobFailed(f"params.review_threshold must be from 0 to 1; got {threshold!r}")
+        version = Registry(clients.dynamodb, settings.models_table).resolve(job.model, job.version)
+        classifier = self.cache.get(version)
+        data = datasets.parse_prediction(
+            datasets.fetch(clients.s3, job.dataset), str(job.dataset), version.features
+        )
+        writer = BatchWriter(clients.dynamodb)
+        keep_features = len(version.features) <= MAX_REVIEW_FEATURES
+        now = round(time.time(), 3)
+        for_review = 0
+        chunk = settings.predict_chunk_rows
+        for start in range(0, len(data.ids), chunk):
+            ctx.check_lease()
+            x = data.x[start : start + chunk]
+            predictions = classifier.predict(x)
+            for offset, (label, confidence) in enumerate(
+                zip(predictions.labels, predictions.confidence.tolist(), strict=True)
+            ):
+                item: dict[str, Any] = {
+                    "model": job.model,
+                    "item_id": data.ids[start + offset],
+                    "version": version.version,
+                    "label": label,
+                    "confidence": round(confidence, 6),
+                    "job_id": job.job_id,
+                    "dataset": str(job.dataset),
+                    "predicted_at": now,
+                }
+                if confidence < threshold:
+                    for_review += 1
+                    item["review"] = job.model
+                    if keep_features:
+                        item["features"] = _feature_list(x[offset])
+                writer.put(settings.predictions_table, item)
+        writer.flush()
+        ctx.commit(
+            {
+                "model_version": version.version,
+                "rows": len(data.ids),
+                "for_review": for_review,
+                "batch_write_calls": writer.calls,
+            }
+        )

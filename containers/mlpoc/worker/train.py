@@ -1,0 +1,223 @@
+"""The train job: CSV -> plugin -> ONNX -> held-out metrics -> artifact -> registry (+ promotion).
+
+``params`` (all optional): ``plugin`` (default ``sklearn``) and that plugin's own parameters;
+``test_size`` (0.05-0.5, default 0.2) and ``seed`` for the stratified held-out split;
+``promote``: ``auto`` (default: promote when the new version beats the promoted one on
+accuracy, or when none is promoted), ``always`` or ``never``; ``then_predict``: an ``s3://`` CSV
+in the data bucket to pre-compute predictions for with the new version once it is promoted.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+import mlpoc
+from mlpoc import artifacts, datasets, plugins
+from mlpoc.artifacts import ArtifactKeys
+from mlpoc.contracts import Job, S3Uri
+from mlpoc.datasets import DatasetError
+from mlpoc.dynamo import TransientError
+from mlpoc.errors import JobFailed
+from mlpoc.inference import OnnxClassifier
+from mlpoc.registry import PRIMARY_METRIC, ModelVersion, Pointer, Registry
+from mlpoc.worker.loop import CommitConflict, JobContext
+
+log = logging.getLogger("mlpoc.worker")
+
+MIN_ROWS = 10
+PROMOTE_MODES = ("auto", "always", "never")
+COMMIT_ATTEMPTS = 5
+
+
+def evaluate(predicted: list[str], truth: np.ndarray, classes: list[str]) -> dict[str, float]:
+    """Accuracy and macro-averaged F1 of the served (ONNX) model on the held-out rows."""
+    pred = np.asarray(predicted, dtype=object)
+    scores = []
+    for c in classes:
+        tp = int(np.sum((pred == c) & (truth == c)))
+        fp = int(np.sum((pred == c) & (truth != c)))
+        fn = int(np.sum((pred != c) & (truth == c)))
+        scores.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+    return {
+        "accuracy": round(float(np.mean(pred == truth)), 6),
+        "macro_f1": round(float(np.mean(scores)), 6),
+    }
+
+
+def _options(job: Job, data_bucket: str) -> tuple[float, int, str, S3Uri | None]:
+    params = job.params
+    test_size = params.get("test_size", 0.2)
+    if (
+        isinstance(test_size, bool)
+        or not isinstance(test_size, int | float)
+        or not (
+            0.05 <= test_size <= 0.5  # noqa: PLR2004
+        )
+    ):
+        raise JobFailed(f"params.test_size must be a number from 0.05 to 0.5; got {test_size!r}")
+    seed = params.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise JobFailed(f"params.seed must be a whole number >= 0; got {seed!r}")
+    promote = params.get("promote", "auto")
+    if promote not in PROMOTE_MODES:
+        raise JobFailed(f"params.promote must be one of {list(PROMOTE_MODES)}; got {promote!r}")
+    then_predict = params.get("then_predict")
+    uri = None
+    if then_predict is not None:
+        try:
+            uri = S3Uri.parse(str(then_predict))
+        except ValueError as error:
+            raise JobFailed(f"params.then_predict: {error}") from None
+        if uri.bucket != data_bucket:
+            raise JobFailed(f"params.then_predict must be inside the data bucket {data_bucket!r}")
+    return float(test_size), seed, promote, uri
+
+
+def split(
+    data: datasets.TrainingSet, test_size: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    if len(data.y) < MIN_ROWS:
+        raise DatasetError(
+            f"the dataset has {len(data.y)} rows; training needs at least {MIN_ROWS}"
+        )
+    classes, counts = np.unique(data.y, return_counts=True)
+    if len(classes) < 2:  # noqa: PLR2004
+        raise DatasetError(f"the label column has one class ({classes[0]!r}); it needs two or more")
+    rare = [str(c) for c, n in zip(classes, counts, strict=True) if n < 2]  # noqa: PLR2004
+    if rare:
+        raise DatasetError(
+            f"label(s) {rare[:10]} appear only once; each class needs at least 2 rows for a "
+            "held-out split: add examples or drop those rows"
+        )
+    try:
+        x_train, x_test, y_train, y_test = train_test_split(
+            data.x, data.y, test_size=test_size, random_state=seed, stratify=data.y
+        )
+    except ValueError as error:  # test split too small to hold every class
+        raise DatasetError(f"cannot make a stratified held-out split: {error}") from None
+    return x_train, x_test, y_train, y_test
+
+
+def should_promote(mode: str, metric: float, pointer: Pointer | None) -> bool:
+    if mode == "never":
+        return False
+    if mode == "always" or pointer is None or pointer.promoted is None:
+        return True
+    return pointer.promoted_metric is None or metric > pointer.promoted_metric
+
+
+def handle_train(ctx: JobContext) -> None:
+    job, settings, clients = ctx.job, ctx.settings, ctx.clients
+    test_size, seed, promote_mode, then_predict = _options(job, settings.data_bucket)
+    plugin = plugins.get(str(job.params.get("plugin", plugins.DEFAULT_PLUGIN)))
+    registry = Registry(clients.dynamodb, settings.models_table)
+
+    started = time.monotonic()
+    data = datasets.parse_training(datasets.fetch(clients.s3, job.dataset), str(job.dataset))
+    x_train, x_test, y_train, y_test = split(data, test_size, seed)
+    exported = plugin.train(x_train, y_train, job.params)
+    train_seconds = round(time.monotonic() - started, 3)
+    ctx.check_lease()
+
+    # One version number per job, kept across retries: a redelivered job overwrites its own
+    # artifact instead of leaving an orphan version behind.
+    number = ctx.record.get("model_version")
+    if number is None:
+        number = registry.allocate_version(job.model)
+        ctx.note(model_version=number)
+    number = int(number)
+    keys = ArtifactKeys.of(job.model, number)
+    version = ModelVersion(
+        model=job.model,
+        version=number,
+        sha256=artifacts.sha256(exported.onnx),
+        artifact_key=keys.onnx,
+        metadata_key=keys.metadata,
+        features=data.features,
+        classes=exported.classes,
+        metrics={},
+        job_id=job.job_id,
+        dataset=str(job.dataset),
+        plugin=plugin.name,
+        created_at=time.time(),
+        extra={"train_rows": len(y_train), "test_rows": len(y_test)},
+    )
+    # Metrics of the ONNX graph itself: what is recorded is what will be served.
+    classifier = OnnxClassifier(exported.onnx, version)
+    metrics = evaluate(classifier.predict(x_test).labels, y_test, exported.classes)
+    version = ModelVersion(**{**_fields(version), "metrics": metrics})
+    artifacts.write(
+        clients.s3,
+        settings.model_bucket,
+        keys,
+        exported.onnx,
+        _metadata(version, plugin, job.params, train_seconds),
+    )
+    ctx.check_lease()
+
+    for _ in range(COMMIT_ATTEMPTS):
+        pointer = registry.pointer(job.model)
+        promote = should_promote(promote_mode, version.metric, pointer)
+        extra: list[Mapping[str, Any]] = [{"Put": registry.put_version_request(version)}]
+        if promote:
+            extra.append(
+                {
+                    "Update": registry.promote_request(
+                        job.model, number, version.metric, expected=pointer
+                    )
+                }
+            )
+        followups = []
+        if then_predict is not None and promote:
+            followups.append(
+                Job(job_id=f"{job.job_id}.predict", type="predict", model=job.model,
+                    dataset=then_predict, version=str(number))
+            )  # fmt: skip
+        result = {
+            "model_version": number,
+            "promoted": promote,
+            "metrics": metrics,
+            "sha256": version.sha256,
+            "artifact": f"s3://{settings.model_bucket}/{keys.onnx}",
+            "train_seconds": train_seconds,
+        }
+        try:
+            ctx.commit(result, extra=extra, followups=followups)
+        except CommitConflict as conflict:
+            log.info("train.commit_conflict", extra={"codes": conflict.codes})
+            continue
+        log.info(
+            "train.registered",
+            extra={"model_version": number, PRIMARY_METRIC: version.metric, "promoted": promote},
+        )
+        return
+    raise TransientError(
+        f"the promotion pointer kept moving; gave up after {COMMIT_ATTEMPTS} tries"
+    )
+
+
+def _fields(version: ModelVersion) -> dict[str, Any]:
+    return {f: getattr(version, f) for f in version.__dataclass_fields__}
+
+
+def _metadata(
+    version: ModelVersion, plugin: plugins.Plugin, params: Mapping[str, Any], train_seconds: float
+) -> dict[str, Any]:
+    return {
+        **version.to_item(),
+        "version": version.version,
+        "params": dict(params),
+        "train_seconds": train_seconds,
+        "libraries": {
+            **plugin.library_versions(),
+            "onnxruntime": importlib.metadata.version("onnxruntime"),
+            "mlpoc": mlpoc.__version__,
+        },
+    }
