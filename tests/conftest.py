@@ -1,0 +1,57 @@
+"""Shared fixtures: fake credentials everywhere, a moto server, a fresh stack per test."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from moto.server import ThreadedMotoServer
+
+from mlpoc import plugins
+from tests.support.aws_stack import FAKE_CREDENTIALS, Stack, create_stack
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture(autouse=True)
+def fake_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test can reach a real account: fake keys, no profile, no config files."""
+    for name, value in FAKE_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _plugins() -> None:
+    plugins.load(["tests.support.fault_plugins"])
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def stack(moto_endpoint: str) -> Stack:
+    return create_stack(moto_endpoint)
+
+
+@pytest.fixture
+def log_dir(request: pytest.FixtureRequest) -> Path:
+    """Where a test's worker logs go (kept under test-artifacts/ for CI to upload)."""
+    path = ARTIFACTS / "logs" / request.node.name.replace("/", "_")
+    path.mkdir(parents=True, exist_ok=True)
+    for old in path.glob("*.log"):
+        old.unlink()
+    return path
