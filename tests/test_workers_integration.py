@@ -18,6 +18,7 @@ from mlpoc import artifacts, samples
 from mlpoc.ledger import Ledger
 from mlpoc.registry import Registry
 from tests.support.aws_stack import Stack, create_stack
+from tests.support.fault_proxy import FaultPlan, FaultProxy
 from tests.support.workers import start_worker, wait_for, wait_for_status
 
 pytestmark = pytest.mark.integration
@@ -346,3 +347,27 @@ def test_tampered_artifact_is_refused_and_nothing_is_written(
     assert record["status"] == "FAILED"
     assert "sha256" in record["reason"] and "modified after training" in record["reason"]
     assert predictions(stack) == []
+
+
+def test_throttling_is_retried_and_nothing_is_lost(
+    stack: Stack, ledger: Ledger, registry: Registry, log_dir: Path
+) -> None:
+    # GIVEN every fourth request of the workers is throttled by S3, SQS or DynamoDB
+    predict_uri = upload(stack, "datasets/digits-predict.csv", samples.prediction_csv(PREDICT_ROWS))
+    plan = FaultPlan(every=4)
+    with FaultProxy(stack.endpoint, plan) as proxy:
+        train = start_worker("train", stack, log_dir, endpoint=proxy.url)
+        predict = start_worker("predict", stack, log_dir, endpoint=proxy.url)
+        try:
+            job_id = send_train(stack, then_predict=predict_uri)
+            record = wait_for_status(ledger, job_id, {"SUCCEEDED", "FAILED"})
+            followup = wait_for_status(ledger, f"{job_id}.predict", {"SUCCEEDED", "FAILED"})
+        finally:
+            assert train.terminate() == 0
+            assert predict.terminate() == 0
+    # THEN all three services were throttled, and still every job and every row landed
+    assert set(plan.injected) == {"s3", "sqs", "dynamodb"}, plan.injected
+    assert record["status"] == "SUCCEEDED" and record["attempts"] == 1, record
+    assert followup["status"] == "SUCCEEDED" and followup["attempts"] == 1, followup
+    assert len(predictions(stack)) == PREDICT_ROWS.stop - PREDICT_ROWS.start
+    assert [v.version for v in registry.versions("digits")] == [1]

@@ -58,9 +58,9 @@ class Stack:
     def clients(self) -> Clients:
         session = boto3.session.Session(region_name=REGION)
         return Clients(
-            s3=session.client("s3", endpoint_url=self.endpoint),
-            sqs=session.client("sqs", endpoint_url=self.endpoint),
-            dynamodb=session.client("dynamodb", endpoint_url=self.endpoint),
+            s3=session.client("s3", endpoint_url=self.endpoint or None),
+            sqs=session.client("sqs", endpoint_url=self.endpoint or None),
+            dynamodb=session.client("dynamodb", endpoint_url=self.endpoint or None),
         )
 
 
