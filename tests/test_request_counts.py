@@ -44,8 +44,13 @@ def _send_jobs(stack: Stack, count: int) -> None:
                 {
                     "Id": str(i),
                     "MessageBody": json.dumps(
-                        {"schema": 1, "job_id": f"job-{start + i}", "type": "predict",
-                         "model": "digits", "dataset": dataset}  # fmt: skip
+                        {
+                            "schema": 1,
+                            "job_id": f"job-{start + i}",
+                            "type": "predict",
+                            "model": "digits",
+                            "dataset": dataset,
+                        }
                     ),
                 }
                 for i in range(10)
@@ -102,11 +107,18 @@ def _train(stack: Stack, clients: Clients) -> None:
     clients.sqs.send_message(
         QueueUrl=stack.train_queue_url,
         MessageBody=json.dumps(
-            {"schema": 1, "job_id": "train-1", "type": "train", "model": "digits",
-             "dataset": f"s3://{stack.data_bucket}/datasets/train.csv"}  # fmt: skip
+            {
+                "schema": 1,
+                "job_id": "train-1",
+                "type": "train",
+                "model": "digits",
+                "dataset": f"s3://{stack.data_bucket}/datasets/train.csv",
+            }
         ),
     )
-    trainer = Worker(settings=_settings(stack, "train", wait_seconds=1), clients=clients, handler=handle_train)
+    trainer = Worker(
+        settings=_settings(stack, "train", wait_seconds=1), clients=clients, handler=handle_train
+    )
     assert trainer.process_batch().succeeded == 1
 
 
@@ -124,8 +136,13 @@ def test_a_1000_row_prediction_costs_40_batch_writes(moto_endpoint: str) -> None
     clients.sqs.send_message(
         QueueUrl=stack.predict_queue_url,
         MessageBody=json.dumps(
-            {"schema": 1, "job_id": "predict-1", "type": "predict", "model": "digits",
-             "dataset": f"s3://{stack.data_bucket}/datasets/p.csv"}  # fmt: skip
+            {
+                "schema": 1,
+                "job_id": "predict-1",
+                "type": "predict",
+                "model": "digits",
+                "dataset": f"s3://{stack.data_bucket}/datasets/p.csv",
+            }
         ),
     )
     settings = _settings(stack, "predict", wait_seconds=1)

@@ -42,9 +42,14 @@ def send(stack: Stack, queue_url: str, **fields: Any) -> str:
 def send_train(stack: Stack, *, job_id: str | None = None, **params: Any) -> str:
     dataset = upload(stack, "datasets/digits-train.csv", samples.training_csv(TRAIN_ROWS))
     return send(
-        stack, stack.train_queue_url, type="train", model="digits", dataset=dataset,
-        params=params, **({"job_id": job_id} if job_id else {}),
-    )  # fmt: skip
+        stack,
+        stack.train_queue_url,
+        type="train",
+        model="digits",
+        dataset=dataset,
+        params=params,
+        **({"job_id": job_id} if job_id else {}),
+    )
 
 
 def queue_depth(stack: Stack, queue_url: str) -> int:
@@ -132,26 +137,32 @@ def test_train_then_predict_end_to_end(
     assert train.events("job.succeeded")[0]["duration_ms"] > 0
 
 
-def test_predict_job_with_an_explicit_version(
-    stack: Stack, ledger: Ledger, log_dir: Path
-) -> None:
+def test_predict_job_with_an_explicit_version(stack: Stack, ledger: Ledger, log_dir: Path) -> None:
     train = start_worker("train", stack, log_dir)
     predict = start_worker("predict", stack, log_dir)
     try:
         wait_for_status(ledger, send_train(stack), {"SUCCEEDED"})
         dataset = upload(stack, "datasets/p.csv", samples.prediction_csv(slice(0, 50)))
         job_id = send(
-            stack, stack.predict_queue_url, type="predict", model="digits", dataset=dataset,
-            version=1, params={"review_threshold": 0.0},
-        )  # fmt: skip
+            stack,
+            stack.predict_queue_url,
+            type="predict",
+            model="digits",
+            dataset=dataset,
+            version=1,
+            params={"review_threshold": 0.0},
+        )
         record = wait_for_status(ledger, job_id, {"SUCCEEDED", "FAILED"})
     finally:
         train.terminate()
         predict.terminate()
     assert record["status"] == "SUCCEEDED", record
     assert record["result"] == {
-        "model_version": 1, "rows": 50, "for_review": 0, "batch_write_calls": 2,
-    }  # fmt: skip
+        "model_version": 1,
+        "rows": 50,
+        "for_review": 0,
+        "batch_write_calls": 2,
+    }
     assert len(predictions(stack)) == 50
 
 
@@ -262,9 +273,11 @@ def test_poison_message_ends_failed_and_in_the_dlq(moto_endpoint: str, log_dir: 
     try:
         record = wait_for_status(ledger, job_id, {"FAILED"}, timeout=30)
         dead = wait_for(
-            lambda: stack.clients().sqs.receive_message(
-                QueueUrl=stack.train_dlq_url, WaitTimeSeconds=1
-            ).get("Messages"),
+            lambda: (
+                stack.clients()
+                .sqs.receive_message(QueueUrl=stack.train_dlq_url, WaitTimeSeconds=1)
+                .get("Messages")
+            ),
             timeout=30,
             what="the message in the DLQ",
         )
@@ -282,13 +295,20 @@ def test_malformed_messages_fail_with_a_reason_and_are_kept_in_the_dlq(
     sqs = stack.clients().sqs
     sqs.send_message(QueueUrl=stack.train_queue_url, MessageBody="this is not json")
     bad_version = send(
-        stack, stack.train_queue_url, schema=99, type="train", model="digits",
+        stack,
+        stack.train_queue_url,
+        schema=99,
+        type="train",
+        model="digits",
         dataset=f"s3://{stack.data_bucket}/datasets/x.csv",
-    )  # fmt: skip
+    )
     wrong_bucket = send(
-        stack, stack.train_queue_url, type="train", model="digits",
+        stack,
+        stack.train_queue_url,
+        type="train",
+        model="digits",
         dataset="s3://someone-elses-bucket/datasets/x.csv",
-    )  # fmt: skip
+    )
     worker = start_worker("train", stack, log_dir)
     try:
         first = wait_for_status(ledger, bad_version, {"FAILED"})

@@ -93,7 +93,8 @@ class Job:
 def _load_object(raw: bytes) -> dict[str, Any]:
     if len(raw) > MAX_MESSAGE_BYTES:
         raise JobRejected(
-            f"the message is {len(raw)} bytes; the limit is {MAX_MESSAGE_BYTES} bytes"
+            f"the message is {len(raw)} bytes, over SQS's limit of {MAX_MESSAGE_BYTES}: put "
+            "large parameters in a file in the data bucket and pass its key in params"
         )
     try:
         message = json.loads(raw)

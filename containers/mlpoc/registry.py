@@ -81,9 +81,20 @@ class ModelVersion:
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> ModelVersion:
         known = {
-            "model", "version", "number", "sha256", "artifact_key", "metadata_key", "features",
-            "classes", "metrics", "job_id", "dataset", "plugin", "created_at",
-        }  # fmt: skip
+            "model",
+            "version",
+            "number",
+            "sha256",
+            "artifact_key",
+            "metadata_key",
+            "features",
+            "classes",
+            "metrics",
+            "job_id",
+            "dataset",
+            "plugin",
+            "created_at",
+        }
         return cls(
             model=item["model"],
             version=int(item["number"]),

@@ -52,7 +52,10 @@ def _throttle(service: str) -> tuple[int, dict[str, str], bytes]:
         body = {"__type": "com.amazonaws.sqs#RequestThrottled", "message": "Rate exceeded"}
         return (
             400,
-            {"Content-Type": "application/x-amz-json-1.0", "x-amzn-query-error": "RequestThrottled;Sender"},
+            {
+                "Content-Type": "application/x-amz-json-1.0",
+                "x-amzn-query-error": "RequestThrottled;Sender",
+            },
             json.dumps(body).encode(),
         )
     xml = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
@@ -68,7 +71,7 @@ class FaultProxy:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: object) -> None:
                 return
 
             def _relay(self) -> None:
@@ -100,7 +103,7 @@ class FaultProxy:
                 if self.command != "HEAD":
                     self.wfile.write(payload)
 
-            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _relay  # noqa: N815
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _relay
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mlpoc.ledger import Ledger
-
 from tests.support.aws_stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,7 +59,7 @@ def start_worker(
     environment = {
         "PATH": os.environ.get("PATH", ""),
         "PYTHONPATH": str(ROOT),
-        "HOME": os.environ.get("HOME", "/tmp"),
+        "HOME": os.environ.get("HOME", str(ROOT)),
         # never pick up a developer's real AWS profile
         "AWS_CONFIG_FILE": os.devnull,
         "AWS_SHARED_CREDENTIALS_FILE": os.devnull,

@@ -353,7 +353,9 @@ class Worker:
             },
         )
         error = self._run_handler(ctx, message)
-        if error is None and ctx.committed:
+        if ctx.committed:  # the job is SUCCEEDED, whatever its handler did afterwards
+            if error is not None:
+                log.warning("job.error_after_commit", exc_info=error)
             self._send_followups(ctx.followups)
             log.info("job.succeeded", extra={"duration_ms": clock.ms, "attempt": ctx.attempt})
             result.succeeded += 1

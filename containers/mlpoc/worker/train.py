@@ -177,9 +177,14 @@ def handle_train(ctx: JobContext) -> None:
         followups = []
         if then_predict is not None and promote:
             followups.append(
-                Job(job_id=f"{job.job_id}.predict", type="predict", model=job.model,
-                    dataset=then_predict, version=str(number))
-            )  # fmt: skip
+                Job(
+                    job_id=f"{job.job_id}.predict",
+                    type="predict",
+                    model=job.model,
+                    dataset=then_predict,
+                    version=str(number),
+                )
+            )
         result = {
             "model_version": number,
             "promoted": promote,

@@ -1,0 +1,390 @@
+"""The worker's parts in-process: batching, shutdown, leases, follow-ups, protection, settings."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
+import numpy as np
+import pytest
+from moto import mock_aws
+
+from mlpoc import plugins, samples
+from mlpoc.dynamo import BatchWriter, TransientError
+from mlpoc.errors import JobFailed
+from mlpoc.inference import OnnxClassifier
+from mlpoc.ledger import Ledger
+from mlpoc.registry import ModelVersion
+from mlpoc.settings import Settings, SettingsError
+from mlpoc.worker import __main__ as worker_main
+from mlpoc.worker.loop import JobContext, Worker
+from mlpoc.worker.protection import TaskProtection
+from mlpoc.worker.train import evaluate, should_promote, split
+from tests.support.aws_stack import Stack, create_stack
+from tests.support.counting import CallCounter
+
+
+@pytest.fixture
+def stack() -> Iterator[Stack]:
+    with mock_aws():
+        yield create_stack(None)
+
+
+def settings(stack: Stack, **changes: Any) -> Settings:
+    return replace(Settings.from_env("predict", stack.env("")), wait_seconds=0, **changes)
+
+
+def send(stack: Stack, *job_ids: str, queue: str | None = None) -> None:
+    for job_id in job_ids:
+        stack.clients().sqs.send_message(
+            QueueUrl=queue or stack.predict_queue_url,
+            MessageBody=json.dumps(
+                {
+                    "schema": 1,
+                    "job_id": job_id,
+                    "type": "predict",
+                    "model": "m",
+                    "dataset": f"s3://{stack.data_bucket}/d.csv",
+                }
+            ),
+        )
+
+
+def visible(stack: Stack, queue: str | None = None) -> list[dict[str, Any]]:
+    return (
+        stack.clients()
+        .sqs.receive_message(
+            QueueUrl=queue or stack.predict_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+        )
+        .get("Messages", [])
+    )
+
+
+# -- BatchWriter -------------------------------------------------------------------------------
+class Unprocessing:
+    """A DynamoDB client that leaves the last half of each batch unprocessed, `times` times."""
+
+    def __init__(self, inner: Any, times: int) -> None:
+        self.inner, self.times, self.calls = inner, times, 0
+
+    def batch_write_item(self, RequestItems: dict[str, list[Any]]) -> dict[str, Any]:
+        self.calls += 1
+        if self.calls > self.times:
+            return self.inner.batch_write_item(RequestItems=RequestItems)  # type: ignore[no-any-return]
+        done, left = {}, {}
+        for table, requests in RequestItems.items():
+            half = len(requests) // 2
+            done[table], left[table] = requests[:half], requests[half:]
+        self.inner.batch_write_item(RequestItems={t: r for t, r in done.items() if r})
+        return {"UnprocessedItems": left}
+
+
+def test_unprocessed_items_are_retried_until_written(stack: Stack) -> None:
+    dynamodb = stack.clients().dynamodb
+    flaky = Unprocessing(dynamodb, times=3)
+    writer = BatchWriter(flaky, sleep=lambda _: None)
+    for i in range(30):
+        writer.put(stack.predictions_table, {"model": "m", "item_id": str(i), "label": "1"})
+    writer.flush()
+    assert writer.written == 30
+    assert dynamodb.scan(TableName=stack.predictions_table, Select="COUNT")["Count"] == 30
+    assert writer.calls == 5  # 25 (+3 retries of what was left) and then the last 5
+
+
+def test_a_table_that_stays_throttled_fails_the_attempt_not_the_data(stack: Stack) -> None:
+    flaky = Unprocessing(stack.clients().dynamodb, times=100)
+    writer = BatchWriter(flaky, max_retries=2, sleep=lambda _: None)
+    writer.put(stack.predictions_table, {"model": "m", "item_id": "1", "label": "1"})
+    writer.put(stack.predictions_table, {"model": "m", "item_id": "2", "label": "1"})
+    with pytest.raises(TransientError, match="1 item\\(s\\) stayed unprocessed after 2 retries"):
+        writer.flush()
+
+
+# -- the loop ----------------------------------------------------------------------------------
+def echo(ctx: JobContext) -> None:
+    ctx.commit({"echo": ctx.job.job_id})
+
+
+def test_stop_requested_before_a_batch_releases_unstarted_messages(stack: Stack) -> None:
+    send(stack, "a", "b", "c")
+    worker = Worker(settings=settings(stack, prefetch=10), clients=stack.clients(), handler=echo)
+    worker.start()
+    worker.request_stop()
+    result = worker.process_batch()
+    assert (result.received, result.released, result.succeeded) == (3, 3, 0)
+    assert len(visible(stack)) == 3
+    assert Ledger(stack.clients().dynamodb, stack.jobs_table).get("a") is None
+
+
+def test_a_handler_that_loses_its_lease_commits_nothing(stack: Stack) -> None:
+    send(stack, "a")
+
+    def handler(ctx: JobContext) -> None:
+        ctx.lease_lost.set()  # what the heartbeat does when another worker took over
+        ctx.commit({"x": 1})
+
+    worker = Worker(settings=settings(stack), clients=stack.clients(), handler=handler)
+    result = worker.process_batch()
+    assert result.busy == 1 and result.succeeded == 0
+    assert Ledger(stack.clients().dynamodb, stack.jobs_table).get("a")["status"] == "RUNNING"  # type: ignore[index]
+
+
+def test_a_handler_returning_without_a_commit_is_retried_with_a_reason(stack: Stack) -> None:
+    send(stack, "a")
+    worker = Worker(settings=settings(stack), clients=stack.clients(), handler=lambda ctx: None)
+    assert worker.process_batch().retried == 1
+    record = Ledger(stack.clients().dynamodb, stack.jobs_table).get("a")
+    assert record is not None and record["status"] == "RETRYABLE"
+    assert "returned without committing" in record["reason"]
+
+
+def test_permanent_failures_are_failed_and_deleted(stack: Stack) -> None:
+    send(stack, "a")
+
+    def handler(ctx: JobContext) -> None:
+        raise JobFailed("the dataset has one class")
+
+    worker = Worker(settings=settings(stack), clients=stack.clients(), handler=handler)
+    assert worker.process_batch().failed == 1
+    record = Ledger(stack.clients().dynamodb, stack.jobs_table).get("a")
+    assert record is not None and record["reason"] == "the dataset has one class"
+    assert visible(stack) == []
+
+
+def test_heartbeat_extends_visibility_and_notices_a_lost_lease(stack: Stack) -> None:
+    send(stack, "a")
+    clients = stack.clients()
+    counter = CallCounter(clients)
+    seen: list[bool] = []
+
+    def handler(ctx: JobContext) -> None:
+        # another worker steals the job while this one runs
+        clients.dynamodb.update_item(
+            TableName=stack.jobs_table,
+            Key={"job_id": {"S": "a"}},
+            UpdateExpression="SET lease_owner = :x",
+            ExpressionAttributeValues={":x": {"S": "thief"}},
+        )
+        worker.beat_once()
+        seen.append(ctx.lease_lost.is_set())
+        ctx.commit({})
+
+    worker = Worker(settings=settings(stack), clients=clients, handler=handler)
+    assert worker.process_batch().busy == 1
+    assert seen == [True]
+    assert counter["ChangeMessageVisibilityBatch"] == 1
+
+
+def test_a_redelivered_finished_job_resends_its_lost_follow_ups(stack: Stack) -> None:
+    clients = stack.clients()
+    ledger = Ledger(clients.dynamodb, stack.jobs_table)
+    # GIVEN a train job that committed (with its follow-up recorded) but crashed before sending
+    send(stack, "t1", queue=stack.train_queue_url)
+    followup = {
+        "schema": 1,
+        "job_id": "t1.predict",
+        "type": "predict",
+        "model": "m",
+        "dataset": f"s3://{stack.data_bucket}/p.csv",
+    }
+
+    def commit_with_followup(ctx: JobContext) -> None:
+        from mlpoc.contracts import parse_job
+
+        ctx.commit({}, followups=[parse_job(json.dumps(followup), data_bucket=stack.data_bucket)])
+
+    class CrashBeforeSending(Worker):
+        def _send_followups(self, jobs: Any) -> None:
+            raise RuntimeError("the task died here")
+
+    train = replace(settings(stack), role="train")
+    crashing = CrashBeforeSending(settings=train, clients=clients, handler=commit_with_followup)
+    with pytest.raises(RuntimeError, match="the task died here"):
+        crashing.process_batch()
+    assert visible(stack) == []
+    # WHEN the train message comes back
+    clients.sqs.purge_queue(QueueUrl=stack.train_queue_url)
+    send(stack, "t1", queue=stack.train_queue_url)
+    result = Worker(settings=train, clients=clients, handler=echo).process_batch()
+    # THEN it is a duplicate, and the follow-up is on the predict queue
+    assert result.duplicates == 1
+    assert [json.loads(m["Body"])["job_id"] for m in visible(stack)] == ["t1.predict"]
+    assert ledger.get("t1.predict")["status"] == "QUEUED"  # type: ignore[index]
+
+
+def test_without_a_dlq_a_malformed_message_is_logged_and_deleted(stack: Stack) -> None:
+    sqs = stack.clients().sqs
+    url = sqs.create_queue(QueueName="no-dlq")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="{}")
+    worker = Worker(
+        settings=settings(stack, predict_queue_url=url), clients=stack.clients(), handler=echo
+    )
+    assert worker.process_batch().rejected == 1
+    assert visible(stack, url) == []
+
+
+# -- ECS task protection -----------------------------------------------------------------------
+class Agent:
+    """A stand-in for the ECS agent's task-protection endpoint."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        agent = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_: object) -> None:
+                return
+
+            def do_PUT(self) -> None:
+                agent.bodies.append(
+                    {
+                        "path": self.path,
+                        **json.loads(self.rfile.read(int(self.headers["Content-Length"]))),
+                    }
+                )
+                payload = json.dumps({"protection": {"ProtectionEnabled": True}}).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.uri = f"http://127.0.0.1:{self.server.server_address[1]}/v4/abc"
+
+
+def test_a_batch_is_protected_from_scale_in_while_it_is_held(stack: Stack) -> None:
+    agent = Agent()
+    send(stack, "a", "b")
+    worker = Worker(
+        settings=settings(stack, prefetch=10),
+        clients=stack.clients(),
+        handler=echo,
+        protection=TaskProtection(agent.uri),
+    )
+    assert worker.process_batch().succeeded == 2
+    assert agent.bodies == [
+        {
+            "path": "/v4/abc/task-protection/v1/state",
+            "ProtectionEnabled": True,
+            "ExpiresInMinutes": 60,
+        },
+        {"path": "/v4/abc/task-protection/v1/state", "ProtectionEnabled": False},
+    ]
+    worker.process_batch()  # an empty poll protects nothing
+    assert len(agent.bodies) == 2
+    agent.server.shutdown()
+
+
+def test_protection_is_a_no_op_off_ecs_and_survives_an_unreachable_agent() -> None:
+    off = TaskProtection(None)
+    off.set(enabled=True)
+    assert off.enabled is False
+    unreachable = TaskProtection("http://127.0.0.1:9", timeout=0.5)
+    unreachable.set(enabled=True)
+    assert unreachable.enabled is False
+
+
+# -- settings and entry point ------------------------------------------------------------------
+def test_missing_settings_are_named_with_where_to_find_them() -> None:
+    with pytest.raises(SettingsError, match="MLPOC_JOBS_TABLE \\(the jobs ledger table name"):
+        Settings.from_env("train", {"MLPOC_DATA_BUCKET": "x"})
+
+
+def test_malformed_settings_name_the_variable_and_the_range(stack: Stack) -> None:
+    env = stack.env("")
+    with pytest.raises(
+        SettingsError, match="MLPOC_PREFETCH must be a whole number from 1 to 10; got 11"
+    ):
+        Settings.from_env("train", {**env, "MLPOC_PREFETCH": "11"})
+    with pytest.raises(SettingsError, match="MLPOC_REVIEW_THRESHOLD must be a number"):
+        Settings.from_env("train", {**env, "MLPOC_REVIEW_THRESHOLD": "high"})
+    assert Settings.from_env("train", env).prefetch == 1
+    assert Settings.from_env("predict", env).prefetch == 10
+
+
+def test_the_entry_point_refuses_bad_usage_and_missing_settings(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert worker_main.main(["serve"]) == 2
+    monkeypatch.delenv("MLPOC_JOBS_TABLE", raising=False)
+    assert worker_main.main(["train"]) == 2
+    assert "missing environment variable(s)" in capsys.readouterr().err
+
+
+# -- training pieces ---------------------------------------------------------------------------
+def test_promotion_policy() -> None:
+    from mlpoc.registry import Pointer
+
+    current = Pointer(model="m", promoted=1, promoted_metric=0.9, history=[], next_version=2)
+    assert should_promote("auto", 0.5, None)
+    assert should_promote("auto", 0.91, current)
+    assert not should_promote("auto", 0.9, current)
+    assert should_promote("always", 0.1, current)
+    assert not should_promote("never", 1.0, None)
+
+
+def test_evaluate_computes_accuracy_and_macro_f1() -> None:
+    truth = np.array(["a", "a", "b", "b"], dtype=object)
+    assert evaluate(["a", "b", "b", "b"], truth, ["a", "b"]) == {
+        "accuracy": 0.75,
+        "macro_f1": round((2 / 3 + 0.8) / 2, 6),
+    }
+
+
+def test_splitting_refuses_datasets_that_cannot_be_evaluated() -> None:
+    from mlpoc.datasets import DatasetError, parse_training
+
+    one_class = parse_training("a,label\n" + "1,x\n" * 20, "d.csv")
+    with pytest.raises(DatasetError, match="one class"):
+        split(one_class, 0.2, 0)
+    rare = parse_training("a,label\n" + "1,x\n" * 20 + "2,y\n", "d.csv")
+    with pytest.raises(DatasetError, match=r"label\(s\) \['y'\] appear only once"):
+        split(rare, 0.2, 0)
+    with pytest.raises(DatasetError, match="at least 10"):
+        split(parse_training("a,label\n1,x\n2,y\n", "d.csv"), 0.2, 0)
+
+
+def test_plugins_refuse_unknown_names_and_bad_parameters() -> None:
+    with pytest.raises(plugins.PluginError, match="no training plugin named 'torch'; available"):
+        plugins.get("torch")
+    with pytest.raises(plugins.PluginError, match="cannot be imported"):
+        plugins.load(["no.such.module"])
+    x, y = samples.digits(slice(0, 200))
+    sklearn = plugins.get("sklearn")
+    with pytest.raises(plugins.PluginError, match=r"params\.C must be a float >= 1e-09"):
+        sklearn.train(x.astype(np.float32), y.astype(str), {"C": -1})
+    with pytest.raises(plugins.PluginError, match=r"params\.estimator must be one of"):
+        sklearn.train(x.astype(np.float32), y.astype(str), {"estimator": "svm"})
+    forest = sklearn.train(
+        x.astype(np.float32),
+        y.astype(str),
+        {"estimator": "random_forest", "n_estimators": 5, "max_depth": 4},
+    )
+    assert forest.classes == [str(d) for d in range(10)]
+    assert sklearn.library_versions()["scikit-learn"] != "unknown"
+
+
+def test_an_artifact_that_is_not_a_usable_onnx_classifier_is_refused() -> None:
+    from mlpoc.artifacts import ArtifactError
+
+    version = ModelVersion(
+        model="m",
+        version=1,
+        sha256="",
+        artifact_key="",
+        metadata_key="",
+        features=["a"],
+        classes=["0"],
+        metrics={},
+        job_id="j",
+        dataset="",
+        plugin="sklearn",
+        created_at=0.0,
+    )
+    with pytest.raises(ArtifactError, match="is not a loadable ONNX graph"):
+        OnnxClassifier(b"definitely not protobuf", version)
