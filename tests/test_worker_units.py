@@ -216,6 +216,28 @@ def test_a_redelivered_finished_job_resends_its_lost_follow_ups(stack: Stack) ->
     assert ledger.get("t1.predict")["status"] == "QUEUED"  # type: ignore[index]
 
 
+def test_a_failing_batch_does_not_kill_the_worker(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a ledger table that cannot be reached (here: a wrong name)
+    send(stack, "a")
+    worker = Worker(
+        settings=settings(stack, jobs_table="no-such-table"), clients=stack.clients(), handler=echo
+    )
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    # WHEN a batch fails, THEN the loop logs it, backs off and keeps running until stopped
+    for _ in range(50):
+        if any(r.getMessage() == "worker.batch_failed" for r in caplog.records):
+            break
+        thread.join(0.1)
+    assert thread.is_alive()
+    worker.request_stop()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert any(r.getMessage() == "worker.batch_failed" for r in caplog.records)
+
+
 def test_without_a_dlq_a_malformed_message_is_logged_and_deleted(stack: Stack) -> None:
     sqs = stack.clients().sqs
     url = sqs.create_queue(QueueName="no-dlq")["QueueUrl"]

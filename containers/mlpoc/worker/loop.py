@@ -225,12 +225,21 @@ class Worker:
 
     def run(self) -> None:
         self.start()
+        failures = 0
         while not self.stopping:
             try:
                 self.process_batch()
+                failures = 0
             except _Stop:
                 self.abandoned = True
                 break
+            except Exception:
+                # e.g. DynamoDB unreachable after botocore's retries: the held messages come
+                # back after their visibility timeout; keep the process, back off, poll again
+                failures += 1
+                delay = min(30.0, 2.0 ** min(failures, 5))
+                log.exception("worker.batch_failed", extra={"retry_in_s": delay})
+                self._stopping.wait(delay)
         self._holding.clear()
         log.info("worker.stopped", extra={"worker_id": self.worker_id})
 
@@ -487,10 +496,17 @@ class Worker:
     def _delete(self, messages: Sequence[_Held]) -> None:
         for start in range(0, len(messages), SQS_BATCH_LIMIT):
             chunk = messages[start : start + SQS_BATCH_LIMIT]
-            response = self.clients.sqs.delete_message_batch(
-                QueueUrl=self.queue_url,
-                Entries=[{"Id": str(i), "ReceiptHandle": m.receipt} for i, m in enumerate(chunk)],
-            )
+            try:
+                response = self.clients.sqs.delete_message_batch(
+                    QueueUrl=self.queue_url,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": m.receipt} for i, m in enumerate(chunk)
+                    ],
+                )
+            except (ClientError, BotoCoreError) as error:
+                # the jobs are finished in the ledger: redeliveries are recognised and deleted
+                log.warning("worker.delete_failed", extra={"error": str(error)})
+                continue
             for failure in response.get("Failed", []):
                 # the job is finished in the ledger; a redelivery is recognised and deleted then
                 log.warning("worker.delete_failed", extra={"failure": failure})
