@@ -26,8 +26,10 @@ pytestmark = pytest.mark.perf
 
 
 def _settings(stack: Stack, role: str, **changes: object) -> Settings:
+    """Worker settings with a visibility timeout long enough that no heartbeat fires: these
+    tests count the calls a job costs, and a heartbeat's count depends on the machine's speed."""
     base = Settings.from_env("train" if role == "train" else "predict", stack.env())
-    return replace(base, **changes)  # type: ignore[arg-type]
+    return replace(base, visibility_seconds=900, **changes)  # type: ignore[arg-type]
 
 
 def _echo(ctx: JobContext) -> None:
