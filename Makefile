@@ -7,8 +7,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 PIP_VERSION := 26.3
+PY_SOURCES := app.py stacks containers tests benchmarks
+# jsii (aws-cdk-lib's runtime) warns on every run that Node 20 is past end-of-life; this machine has 20.
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help install lint typecheck test test-fast bench clean
+.PHONY: help install lint typecheck synth test test-fast bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -19,16 +22,25 @@ $(INSTALLED): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
-install: $(INSTALLED) ## create .venv and install the project with its dev tools
+NODE_INSTALLED := node_modules/.installed
+$(NODE_INSTALLED): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+install: $(INSTALLED) $(NODE_INSTALLED) ## create .venv (Python deps) and node_modules (the pinned CDK CLI)
 
 lint: $(INSTALLED) ## ruff lint + format check
-	$(VENV)/bin/ruff check containers tests benchmarks
-	$(VENV)/bin/ruff format --check containers tests benchmarks
+	$(VENV)/bin/ruff check $(PY_SOURCES)
+	$(VENV)/bin/ruff format --check $(PY_SOURCES)
 
 typecheck: $(INSTALLED) ## mypy --strict on the runtime package
 	$(VENV)/bin/mypy
 
-test: lint typecheck ## everything CI runs: lint, types, all tests with branch coverage
+synth: $(INSTALLED) $(NODE_INSTALLED) ## synthesize every stack to cdk.out with the pinned CLI (no Docker needed)
+	npx cdk synth --quiet
+	$(VENV)/bin/cfn-lint
+
+test: lint typecheck synth ## everything CI runs: lint, types, synth + cfn-lint, all tests with coverage
 	mkdir -p test-artifacts
 	$(PY) -m pytest --cov --cov-report=term --cov-report=xml:test-artifacts/coverage.xml
 
@@ -39,4 +51,4 @@ bench: $(INSTALLED) ## worker throughput and inference latency, ratios against b
 	$(PY) benchmarks/worker_throughput.py
 
 clean: ## remove the virtualenv and generated files
-	rm -rf $(VENV) test-artifacts .pytest_cache .mypy_cache .ruff_cache *.egg-info containers/*.egg-info
+	rm -rf $(VENV) node_modules cdk.out test-artifacts .pytest_cache .mypy_cache .ruff_cache *.egg-info containers/*.egg-info

@@ -29,8 +29,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from moto.server import ThreadedMotoServer
-from tests.support import moto_patches
-from tests.support.aws_stack import FAKE_CREDENTIALS, Stack, create_stack
 
 from mlpoc import plugins, samples
 from mlpoc.dynamo import BatchWriter, serialize
@@ -39,6 +37,8 @@ from mlpoc.plugins.sklearn import build
 from mlpoc.registry import ModelVersion
 from mlpoc.settings import Settings
 from mlpoc.worker.loop import JobContext, Worker
+from tests.support import moto_patches
+from tests.support.aws_stack import FAKE_CREDENTIALS, Stack, create_stack
 
 
 def echo(ctx: JobContext) -> None:

@@ -13,6 +13,7 @@ from moto.server import ThreadedMotoServer
 from mlpoc import plugins
 from tests.support import moto_patches
 from tests.support.aws_stack import FAKE_CREDENTIALS, Stack, create_stack
+from tests.support.cdk_app import Synthesized
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
@@ -57,3 +58,14 @@ def log_dir(request: pytest.FixtureRequest) -> Path:
     for old in path.glob("*.log"):
         old.unlink()
     return path
+
+
+@pytest.fixture(scope="session")
+def poc(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    """The app synthesized with cdk.json's defaults (stage poc), once per session."""
+    return Synthesized(tmp_path_factory.mktemp("cdk-poc"))
+
+
+@pytest.fixture(scope="session")
+def retain(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    return Synthesized(tmp_path_factory.mktemp("cdk-retain"), stage="retain")

@@ -1,0 +1,43 @@
+"""Build the whole app from a CDK App whose context holds the user's knobs (cdk.json)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks
+
+from stacks.config import PREFIX, Config
+from stacks.data_stack import DataStack
+
+
+@dataclass(frozen=True)
+class Stacks:
+    config: Config
+    data: DataStack
+
+
+def read_config(app: cdk.App) -> Config:
+    context = {}
+    for field in fields(Config):
+        value = app.node.try_get_context(PREFIX + field.name)
+        if value is not None:
+            context[PREFIX + field.name] = value
+    return Config.from_context(context)
+
+
+def build(app: cdk.App, *, env: cdk.Environment | None = None) -> Stacks:
+    config = read_config(app)
+    data = DataStack(
+        app,
+        f"{config.project}-data",
+        config=config,
+        env=env,
+        description=f"{config.project}: stateful data plane (key, buckets, tables, queues)",
+        termination_protection=config.retain_data,
+    )
+    for stack in (data,):
+        cdk.Tags.of(stack).add("project", config.project)
+        cdk.Tags.of(stack).add("stage", config.stage)
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    return Stacks(config=config, data=data)

@@ -1,0 +1,181 @@
+"""The user's knobs: read once from CDK context, validated, frozen.
+
+Every key lives in ``cdk.json`` under ``context`` with the ``mlpoc:`` prefix and can be
+overridden on the command line, e.g. ``npx cdk deploy -c mlpoc:stage=retain``. A missing or
+malformed value stops synth with one sentence naming the key and what it accepts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+Stage = Literal["poc", "retain"]
+T = TypeVar("T")
+
+PREFIX = "mlpoc:"
+# Fargate's valid memory sizes (MiB) for each CPU size (units).
+FARGATE_SIZES: dict[int, tuple[int, ...]] = {
+    256: (512, 1024, 2048),
+    512: tuple(range(1024, 4097, 1024)),
+    1024: tuple(range(2048, 8193, 1024)),
+    2048: tuple(range(4096, 16385, 1024)),
+    4096: tuple(range(8192, 30721, 1024)),
+}
+PROJECT_PATTERN = re.compile(r"^[a-z][a-z0-9-]{1,18}[a-z0-9]$")
+INSTANCE_PATTERN = re.compile(r"^[a-z][a-z0-9-]*\d[a-z0-9-]*\.[a-z0-9]+$")
+EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+SECRET_NAME_PATTERN = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
+PROJECT_RULE = "3-20 lowercase letters, digits or -, starting with a letter"
+INSTANCE_RULE = "an EC2 instance type such as t4g.small"
+EMAIL_RULE = "an email address, or empty for none"
+SECRET_RULE = "a Secrets Manager secret name, or empty for none"  # noqa: S105 - a description
+LISTED_CHOICES = 10
+
+
+class ConfigError(Exception):
+    """A context value that cannot be used; the message names the key and the allowed values."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    project: str
+    stage: Stage
+    api_instance_type: str
+    worker_cpu: int
+    worker_memory: int
+    worker_max_tasks: int
+    spot: bool
+    budget_usd: int
+    alert_email: str | None
+    slack_webhook_secret_name: str | None
+    eb_solution_stack: str
+    max_receive_count: int
+
+    @property
+    def retain_data(self) -> bool:
+        return self.stage == "retain"
+
+    @classmethod
+    def from_context(cls, context: Mapping[str, Any]) -> Config:
+        """Build from a mapping of context keys (``mlpoc:stage`` → value)."""
+        read = _Reader(context).get
+        cpu = read("worker_cpu", _choice_int(tuple(FARGATE_SIZES)))
+        return cls(
+            project=read("project", _pattern(PROJECT_PATTERN, PROJECT_RULE)),
+            stage=read("stage", _choice(("poc", "retain"))),
+            api_instance_type=read("api_instance_type", _pattern(INSTANCE_PATTERN, INSTANCE_RULE)),
+            worker_cpu=cpu,
+            worker_memory=read(
+                "worker_memory", _choice_int(FARGATE_SIZES[cpu], f"for worker_cpu {cpu}")
+            ),
+            worker_max_tasks=read("worker_max_tasks", _int_range(1, 50)),
+            spot=read("spot", _boolean),
+            budget_usd=read("budget_usd", _int_range(1, 100_000)),
+            alert_email=read("alert_email", _optional(_pattern(EMAIL_PATTERN, EMAIL_RULE))),
+            slack_webhook_secret_name=read(
+                "slack_webhook_secret_name", _optional(_pattern(SECRET_NAME_PATTERN, SECRET_RULE))
+            ),
+            eb_solution_stack=read("eb_solution_stack", _eb_docker_al2023),
+            max_receive_count=read("max_receive_count", _int_range(5, 1000)),
+        )
+
+
+class _Reader:
+    def __init__(self, context: Mapping[str, Any]) -> None:
+        self._context = context
+
+    def get(self, key: str, parse: Callable[[str, Any], T]) -> T:
+        name = PREFIX + key
+        if name not in self._context:
+            raise ConfigError(f"context key {name!r} is missing: add it to cdk.json's context")
+        return parse(name, self._context[name])
+
+
+def _choice(allowed: tuple[str, ...]) -> Callable[[str, Any], Any]:
+    def parse(name: str, value: Any) -> Any:
+        if value not in allowed:
+            raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        return value
+
+    return parse
+
+
+def _to_int(name: str, value: Any, expected: str) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be {expected}; got {value!r}")
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be {expected}; got {value!r}") from None
+    return number
+
+
+def _choice_int(allowed: tuple[int, ...], note: str = "") -> Callable[[str, Any], int]:
+    described = (
+        ", ".join(map(str, allowed))
+        if len(allowed) < LISTED_CHOICES
+        else f"{allowed[0]}-{allowed[-1]} in steps of {allowed[1] - allowed[0]}"
+    )
+    expected = f"one of {described}{' ' + note if note else ''}"
+
+    def parse(name: str, value: Any) -> int:
+        number = _to_int(name, value, expected)
+        if number not in allowed:
+            raise ConfigError(f"{name} must be {expected}; got {value!r}")
+        return number
+
+    return parse
+
+
+def _int_range(low: int, high: int) -> Callable[[str, Any], int]:
+    expected = f"a whole number from {low} to {high}"
+
+    def parse(name: str, value: Any) -> int:
+        number = _to_int(name, value, expected)
+        if not low <= number <= high:
+            raise ConfigError(f"{name} must be {expected}; got {value!r}")
+        return number
+
+    return parse
+
+
+def _boolean(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"true", "false"}:
+        return text == "true"
+    raise ConfigError(f"{name} must be true or false; got {value!r}")
+
+
+def _pattern(pattern: re.Pattern[str], expected: str) -> Callable[[str, Any], str]:
+    def parse(name: str, value: Any) -> str:
+        if not isinstance(value, str) or not pattern.match(value):
+            raise ConfigError(f"{name} must be {expected}; got {value!r}")
+        return value
+
+    return parse
+
+
+def _optional(parse: Callable[[str, Any], str]) -> Callable[[str, Any], str | None]:
+    def wrapped(name: str, value: Any) -> str | None:
+        return None if value in (None, "") else parse(name, value)
+
+    return wrapped
+
+
+def _eb_docker_al2023(name: str, value: Any) -> str:
+    if (
+        not isinstance(value, str)
+        or "Amazon Linux 2023" not in value
+        or not value.endswith("running Docker")
+    ):
+        raise ConfigError(
+            f"{name} must be an Elastic Beanstalk 'Docker running on Amazon Linux 2023' solution "
+            f"stack, such as '64bit Amazon Linux 2023 v4.7.1 running Docker'; got {value!r} "
+            "(list them with: aws elasticbeanstalk list-available-solution-stacks)"
+        )
+    return value

@@ -1,0 +1,71 @@
+"""The four DynamoDB tables, from the key schemas the runtime queries (``mlpoc.tables``).
+
+``AWS::DynamoDB::Table`` (not TableV2's global table) so moto's CloudFormation can create the
+same template locally. On demand, encrypted with the project key; point-in-time recovery in the
+``retain`` stage.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_kms as kms
+
+from constructs import Construct
+from mlpoc import tables as schemas
+from stacks.constructs.nag import acknowledge
+
+_TYPES = {"S": dynamodb.AttributeType.STRING, "N": dynamodb.AttributeType.NUMBER}
+
+
+def _attribute(key: tuple[str, str]) -> dynamodb.Attribute:
+    return dynamodb.Attribute(name=key[0], type=_TYPES[key[1]])
+
+
+class Tables(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        key: kms.IKey,
+        removal: RemovalPolicy,
+        point_in_time_recovery: bool,
+    ) -> None:
+        super().__init__(scope, construct_id)
+
+        def table(name: str, schema: schemas.TableSchema) -> dynamodb.Table:
+            created = dynamodb.Table(
+                self,
+                name,
+                partition_key=_attribute(schema.partition_key),
+                sort_key=_attribute(schema.sort_key) if schema.sort_key else None,
+                billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+                encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+                encryption_key=key,
+                point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                    point_in_time_recovery_enabled=point_in_time_recovery
+                ),
+                removal_policy=removal,
+            )
+            if not point_in_time_recovery:
+                acknowledge(
+                    created,
+                    "AwsSolutions-DDB3",
+                    "Stage 'poc' keeps disposable data and is destroyed whole with "
+                    "`cdk destroy`; stage 'retain' (a project that keeps its data) turns "
+                    "point-in-time recovery on for every table.",
+                )
+            for index in schema.indexes:
+                created.add_global_secondary_index(
+                    index_name=index.name,
+                    partition_key=_attribute(index.partition_key),
+                    sort_key=_attribute(index.sort_key) if index.sort_key else None,
+                    projection_type=dynamodb.ProjectionType.ALL,
+                )
+            return created
+
+        self.jobs = table("Jobs", schemas.JOBS)
+        self.models = table("Models", schemas.MODELS)
+        self.predictions = table("Predictions", schemas.PREDICTIONS)
+        self.annotations = table("Annotations", schemas.ANNOTATIONS)

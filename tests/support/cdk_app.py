@@ -1,0 +1,44 @@
+"""Synthesize the CDK app the way `cdk synth` does, in-process, once per test session."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk.assertions import Template
+
+from stacks.builder import Stacks, build
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cdk_json_context() -> dict[str, Any]:
+    context: dict[str, Any] = json.loads((ROOT / "cdk.json").read_text())["context"]
+    return context
+
+
+def make_app(outdir: Path, **overrides: Any) -> tuple[cdk.App, Stacks]:
+    """A bare cdk.App does not read cdk.json: load its context, skip Docker bundling."""
+    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+    context = {
+        **cdk_json_context(),
+        **{f"mlpoc:{k}": v for k, v in overrides.items()},
+        "aws:cdk:bundling-stacks": [],
+    }
+    app = cdk.App(context=context, outdir=str(outdir))
+    return app, build(app)
+
+
+class Synthesized:
+    def __init__(self, outdir: Path, **overrides: Any) -> None:
+        self.app, self.stacks = make_app(outdir, **overrides)
+        self.assembly = self.app.synth()
+        self.outdir = outdir
+        self.data = Template.from_stack(self.stacks.data)
+        self.data_json: dict[str, Any] = self.data.to_json()
+
+    def templates(self) -> list[Path]:
+        return sorted(self.outdir.glob("*.template.json"))
