@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 PIP_VERSION := 26.3
-PY_SOURCES := app.py stacks containers tests benchmarks
+PY_SOURCES := app.py stacks lambdas containers tests benchmarks
 # jsii (aws-cdk-lib's runtime) warns on every run that Node 20 is past end-of-life; this machine has 20.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 

@@ -1,0 +1,214 @@
+"""The Lambda handlers, with the event shapes AWS sends (tests/events/*.json) and moto."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from mlpoc import samples
+from mlpoc.ledger import Ledger
+from tests.support.aws_stack import Stack, create_stack
+from tests.support.lambda_context import FakeContext, event
+
+LAMBDAS = Path(__file__).resolve().parents[1] / "lambdas"
+
+
+def load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"{name}_handler", LAMBDAS / name / "handler.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it loads
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def uploaded() -> ModuleType:
+    return load("dataset_uploaded")
+
+
+@pytest.fixture
+def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    with mock_aws():
+        created = create_stack(None)
+        for name, value in created.env("").items():
+            if name.startswith("MLPOC_"):
+                monkeypatch.setenv(name, value)
+        yield created
+
+
+def upload_event(stack: Stack, key: str = "datasets/digits/train+2026-11-27.csv") -> dict[str, Any]:
+    raw = event("s3_upload_via_sqs", BUCKET=stack.data_bucket)
+    body = json.loads(raw["Records"][0]["body"])
+    body["Records"][0]["s3"]["object"]["key"] = key.replace(" ", "+")
+    raw["Records"][0]["body"] = json.dumps(body)
+    return raw
+
+
+def messages(stack: Stack, queue: str) -> list[dict[str, Any]]:
+    sqs = stack.clients().sqs
+    return [
+        json.loads(m["Body"])
+        for m in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+    ]
+
+
+def test_a_training_csv_becomes_one_queued_train_job(stack: Stack, uploaded: ModuleType) -> None:
+    # GIVEN a training CSV uploaded under datasets/digits/ (key URL-encoded by S3: + is a space)
+    key = "datasets/digits/train 2026-11-27.csv"
+    stack.clients().s3.put_object(
+        Bucket=stack.data_bucket, Key=key, Body=samples.training_csv(slice(0, 20)).encode()
+    )
+    # WHEN the event arrives twice (S3 and SQS both deliver at least once)
+    for _ in range(2):
+        assert uploaded.handler(upload_event(stack, key), FakeContext()) == {
+            "batchItemFailures": []
+        }
+    # THEN one job record, QUEUED, and the train message follows the job contract
+    sent = messages(stack, stack.train_queue_url)
+    assert len({m["job_id"] for m in sent}) == 1
+    job = sent[0]
+    assert job == {
+        "schema": 1,
+        "job_id": job["job_id"],
+        "type": "train",
+        "model": "digits",
+        "dataset": f"s3://{stack.data_bucket}/{key}",
+        "version": "current",
+        "params": {},
+    }
+    record = Ledger(stack.clients().dynamodb, stack.jobs_table).get(job["job_id"])
+    assert record is not None and record["status"] == "QUEUED"
+    assert record["source"] == f"s3://{stack.data_bucket}/{key}"
+
+
+def test_a_csv_with_ids_becomes_a_predict_job(stack: Stack, uploaded: ModuleType) -> None:
+    key = "datasets/scoring.csv"
+    stack.clients().s3.put_object(
+        Bucket=stack.data_bucket, Key=key, Body=samples.prediction_csv(slice(0, 5)).encode()
+    )
+    uploaded.handler(upload_event(stack, key), FakeContext())
+    (job,) = messages(stack, stack.predict_queue_url)
+    assert (job["type"], job["model"], job["version"]) == ("predict", "scoring", "current")
+
+
+def test_a_header_without_label_or_id_is_recorded_as_failed(
+    stack: Stack, uploaded: ModuleType
+) -> None:
+    key = "datasets/digits/oops.csv"
+    stack.clients().s3.put_object(Bucket=stack.data_bucket, Key=key, Body=b"a,b\n1,2\n")
+    uploaded.handler(upload_event(stack, key), FakeContext())
+    assert messages(stack, stack.train_queue_url) == []
+    items = stack.clients().dynamodb.scan(TableName=stack.jobs_table)["Items"]
+    assert len(items) == 1 and items[0]["status"]["S"] == "FAILED"
+    assert "needs a 'label' column" in items[0]["reason"]["S"]
+
+
+def test_a_broken_notification_fails_only_its_own_record(
+    stack: Stack, uploaded: ModuleType
+) -> None:
+    key = "datasets/digits/ok.csv"
+    stack.clients().s3.put_object(
+        Bucket=stack.data_bucket, Key=key, Body=samples.training_csv(slice(0, 20)).encode()
+    )
+    batch = upload_event(stack, key)
+    broken = dict(batch["Records"][0], messageId="broken-1", body="not json")
+    batch["Records"].append(broken)
+    result = uploaded.handler(batch, FakeContext())
+    assert result == {"batchItemFailures": [{"itemIdentifier": "broken-1"}]}
+    assert len(messages(stack, stack.train_queue_url)) == 1
+
+
+def test_s3_test_events_are_acknowledged(stack: Stack, uploaded: ModuleType) -> None:
+    batch = upload_event(stack)
+    batch["Records"][0]["body"] = json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent"})
+    assert uploaded.handler(batch, FakeContext()) == {"batchItemFailures": []}
+
+
+@pytest.mark.parametrize(
+    ("key", "model"),
+    [
+        ("datasets/digits/x.csv", "digits"),
+        ("datasets/My Data.csv", "my-data"),
+        ("datasets/!!!.csv", None),
+    ],
+)
+def test_model_names_come_from_the_folder_or_the_file(
+    uploaded: ModuleType, key: str, model: str | None
+) -> None:
+    assert uploaded.model_name(key) == model
+
+
+# -- notify ------------------------------------------------------------------------------------
+class Slack:
+    def __init__(self) -> None:
+        self.posts: list[dict[str, Any]] = []
+        slack = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_: object) -> None:
+                return
+
+            def do_POST(self) -> None:
+                slack.posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+
+
+def test_an_alarm_reaches_slack_through_the_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    notify = load("notify")
+    slack = Slack()
+    monkeypatch.setattr(notify, "SLACK_PREFIX", slack.url)
+    with mock_aws():
+        secret = boto3.client("secretsmanager").create_secret(
+            Name="mlpoc/slack",
+            SecretString=json.dumps({"webhook_url": slack.url + "T000/B000/xyz"}),
+        )["ARN"]
+        monkeypatch.setenv("MLPOC_SLACK_SECRET_ARN", secret)
+        assert notify.handler(event("sns_alarm"), FakeContext()) == {"sent": 1}
+    assert slack.posts == [
+        {
+            "text": ":rotating_light: *mlpoc-train-dlq-not-empty* is ALARM: Threshold Crossed: "
+            "1 datapoint [1.0] was greater than the threshold (0.0)."
+        }
+    ]
+    slack.server.shutdown()
+
+
+def test_without_a_secret_alarms_are_only_logged(monkeypatch: pytest.MonkeyPatch) -> None:
+    notify = load("notify")
+    monkeypatch.delenv("MLPOC_SLACK_SECRET_ARN", raising=False)
+    assert notify.handler(event("sns_alarm"), FakeContext()) == {"sent": 0}
+
+
+def test_a_secret_that_is_not_a_slack_webhook_is_refused() -> None:
+    notify = load("notify")
+    with mock_aws():
+        client = boto3.client("secretsmanager")
+        arn = client.create_secret(Name="bad", SecretString="https://evil.example/hook")["ARN"]
+        with pytest.raises(ValueError, match="must hold a Slack incoming-webhook URL"):
+            notify.webhook_url(arn, client)
+
+
+def test_budget_notifications_pass_through_as_text() -> None:
+    notify = load("notify")
+    assert (
+        notify.format_message("AWS Budgets: mlpoc", "You have exceeded 80%")
+        == "*AWS Budgets: mlpoc*\nYou have exceeded 80%"
+    )
