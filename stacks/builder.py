@@ -9,12 +9,14 @@ from cdk_nag import AwsSolutionsChecks
 
 from stacks.config import PREFIX, Config
 from stacks.data_stack import DataStack
+from stacks.service_stack import ServiceStack
 
 
 @dataclass(frozen=True)
 class Stacks:
     config: Config
     data: DataStack
+    service: ServiceStack
 
 
 def read_config(app: cdk.App) -> Config:
@@ -36,8 +38,16 @@ def build(app: cdk.App, *, env: cdk.Environment | None = None) -> Stacks:
         description=f"{config.project}: stateful data plane (key, buckets, tables, queues)",
         termination_protection=config.retain_data,
     )
-    for stack in (data,):
+    service = ServiceStack(
+        app,
+        f"{config.project}-service",
+        config=config,
+        data=data,
+        env=env,
+        description=f"{config.project}: workers, event functions, alarms and budget",
+    )
+    for stack in (data, service):
         cdk.Tags.of(stack).add("project", config.project)
         cdk.Tags.of(stack).add("stage", config.stage)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
-    return Stacks(config=config, data=data)
+    return Stacks(config=config, data=data, service=service)

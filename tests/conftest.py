@@ -68,4 +68,11 @@ def poc(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
 
 @pytest.fixture(scope="session")
 def retain(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
-    return Synthesized(tmp_path_factory.mktemp("cdk-retain"), stage="retain")
+    """Stage retain, on-demand only, with an alert email and a Slack secret."""
+    return Synthesized(
+        tmp_path_factory.mktemp("cdk-retain"),
+        stage="retain",
+        spot=False,
+        alert_email="team@example.com",
+        slack_webhook_secret_name="mlpoc/slack",
+    )

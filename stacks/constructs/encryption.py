@@ -32,6 +32,21 @@ class ProjectKey(Construct):
                 conditions={"StringEquals": {"aws:SourceAccount": self.key.stack.account}},
             )
         )
+        # CloudWatch alarms, EventBridge rules and AWS Budgets publish to the (encrypted) alerts
+        # topic: they need to use the key too, for this account only.
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowAlertPublishersToEncryptedTopics",
+                principals=[
+                    iam.ServicePrincipal("cloudwatch.amazonaws.com"),
+                    iam.ServicePrincipal("events.amazonaws.com"),
+                    iam.ServicePrincipal("budgets.amazonaws.com"),
+                ],
+                actions=["kms:GenerateDataKey*", "kms:Decrypt"],
+                resources=["*"],  # in a key policy, "*" means this key
+                conditions={"StringEquals": {"aws:SourceAccount": self.key.stack.account}},
+            )
+        )
         # a unique suffix: two PoCs (or a redeploy while the old key is pending deletion) never
         # collide on the alias name
         suffix = Names.unique_id(self)[-8:].lower()

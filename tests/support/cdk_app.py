@@ -39,6 +39,8 @@ class Synthesized:
         self.outdir = outdir
         self.data = Template.from_stack(self.stacks.data)
         self.data_json: dict[str, Any] = self.data.to_json()
+        self.service = Template.from_stack(self.stacks.service)
+        self.service_json: dict[str, Any] = self.service.to_json()
 
     def templates(self) -> list[Path]:
         return sorted(self.outdir.glob("*.template.json"))

@@ -1,0 +1,133 @@
+"""Alerts: one encrypted SNS topic, the alarms that feed it, the budget, and where it goes."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_budgets as budgets
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+
+from constructs import Construct
+
+
+class Alerts(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        project: str,
+        key: kms.IKey,
+        alert_email: str | None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.topic = sns.Topic(
+            self, "Topic", display_name=f"{project} alerts", master_key=key, enforce_ssl=True
+        )
+        if alert_email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(alert_email))
+        self.alarms: list[cloudwatch.Alarm] = []
+
+    def _alarm(self, alarm: cloudwatch.Alarm) -> cloudwatch.Alarm:
+        alarm.add_alarm_action(actions.SnsAction(self.topic))
+        self.alarms.append(alarm)
+        return alarm
+
+    def dead_letters(self, name: str, dlq: sqs.IQueue) -> None:
+        """Anything in a dead-letter queue needs a person: alarm at the first message."""
+        self._alarm(
+            dlq.metric_approximate_number_of_messages_visible(
+                period=Duration.minutes(1), statistic="Maximum"
+            ).create_alarm(
+                self,
+                f"{name}DeadLetters",
+                alarm_description=f"Messages in the {name} dead-letter queue: inspect, redrive",
+                threshold=0,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=1,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+        )
+
+    def oldest_message(self, name: str, queue: sqs.IQueue, limit: Duration) -> None:
+        """A queue that stops moving (no capacity, a crash loop) shows as an old message."""
+        self._alarm(
+            queue.metric_approximate_age_of_oldest_message(
+                period=Duration.minutes(5), statistic="Maximum"
+            ).create_alarm(
+                self,
+                f"{name}OldestMessage",
+                alarm_description=f"The oldest {name} message waited {limit.to_human_string()}",
+                threshold=limit.to_seconds(),
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=1,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+        )
+
+    def task_failures(self, cluster_arn: str) -> events.Rule:
+        """A worker task that stopped with a non-zero exit code (crash, OOM kill)."""
+        rule = events.Rule(
+            self,
+            "WorkerTaskFailures",
+            description="Worker tasks that stopped with a failing exit code",
+            event_pattern=events.EventPattern(
+                source=["aws.ecs"],
+                detail_type=["ECS Task State Change"],
+                detail={
+                    "clusterArn": [cluster_arn],
+                    "lastStatus": ["STOPPED"],
+                    "containers": {"exitCode": [{"anything-but": 0}]},
+                },
+            ),
+        )
+        rule.add_target(targets.SnsTopic(self.topic))
+        return rule
+
+    def budget(self, project: str, limit_usd: int) -> budgets.CfnBudget:
+        """Monthly cost budget: 80 % actual and 100 % forecast go to the topic."""
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowBudgetNotifications",
+                principals=[iam.ServicePrincipal("budgets.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+            )
+        )
+        subscribers = [
+            budgets.CfnBudget.SubscriberProperty(
+                subscription_type="SNS", address=self.topic.topic_arn
+            )
+        ]
+
+        def notify(
+            kind: str, percent: int
+        ) -> budgets.CfnBudget.NotificationWithSubscribersProperty:
+            return budgets.CfnBudget.NotificationWithSubscribersProperty(
+                notification=budgets.CfnBudget.NotificationProperty(
+                    notification_type=kind,
+                    comparison_operator="GREATER_THAN",
+                    threshold=percent,
+                    threshold_type="PERCENTAGE",
+                ),
+                subscribers=subscribers,
+            )
+
+        return budgets.CfnBudget(
+            self,
+            "Budget",
+            budget=budgets.CfnBudget.BudgetDataProperty(
+                budget_name=f"{project}-monthly",
+                budget_type="COST",
+                time_unit="MONTHLY",
+                budget_limit=budgets.CfnBudget.SpendProperty(amount=limit_usd, unit="USD"),
+            ),
+            notifications_with_subscribers=[notify("ACTUAL", 80), notify("FORECASTED", 100)],
+        )

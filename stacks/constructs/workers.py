@@ -1,0 +1,187 @@
+"""The train and predict workers: one image, two queue-driven Fargate services.
+
+Each service runs 0 tasks while its queue is empty and scales on the number of messages
+*visible or in flight* (so a running job keeps its task), from zero on the first message.
+Fargate Spot by default, with on-demand capacity in the strategy so a Spot shortage slows the
+queue instead of stopping it. Tasks protect themselves from scale-in while they hold a job
+(the worker calls the ECS agent's task-protection endpoint).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_applicationautoscaling as autoscaling
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
+
+from constructs import Construct
+from stacks.config import Config
+from stacks.constructs.nag import acknowledge
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# ECS sends SIGTERM, then SIGKILL after this; the worker's own grace is shorter.
+STOP_TIMEOUT = Duration.seconds(120)
+STOP_GRACE_SECONDS = 100
+# queue depth (visible + in flight) -> number of tasks; EXACT_CAPACITY, capped by max tasks
+DEPTH_STEPS = ((1, 1), (10, 2), (50, 4))
+CLUSTER_ID = "WorkerCluster"
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    role: str  # "train" | "predict"
+    queue: sqs.IQueue
+    environment: dict[str, str]
+    prefetch: int
+
+
+class Workers(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: Config,
+        vpc: ec2.IVpc,
+        specs: list[WorkerSpec],
+        log_retention: logs.RetentionDays,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.cluster = ecs.Cluster(
+            self,
+            "Cluster",
+            vpc=vpc,
+            container_insights_v2=ecs.ContainerInsights.ENABLED,
+            enable_fargate_capacity_providers=True,
+        )
+        self.cluster.node.default_child.override_logical_id(CLUSTER_ID)  # type: ignore[union-attr]
+        # One image for every role (and the API); built for ARM64 (Graviton: cheaper, and
+        # Fargate Spot runs ARM64 on platform 1.4.0).
+        self.image = ecr_assets.DockerImageAsset(
+            self,
+            "Image",
+            directory=str(REPO_ROOT),
+            file="containers/Dockerfile",
+            platform=ecr_assets.Platform.LINUX_ARM64,
+        )
+        self.security_group = ec2.SecurityGroup(
+            self,
+            "TasksSecurityGroup",
+            vpc=vpc,
+            description="Worker tasks: no inbound traffic; outbound to AWS APIs over HTTPS",
+            allow_all_outbound=False,
+        )
+        self.security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "AWS APIs")
+        self.services: dict[str, ecs.FargateService] = {}
+        self.task_roles: dict[str, iam.IRole] = {}
+        self.log_groups: dict[str, logs.LogGroup] = {}
+        self.task_definitions: dict[str, ecs.FargateTaskDefinition] = {}
+        for spec in specs:
+            self._service(config, spec, log_retention)
+
+    def _service(self, config: Config, spec: WorkerSpec, retention: logs.RetentionDays) -> None:
+        name = spec.role.capitalize()
+        log_group = logs.LogGroup(
+            self, f"{name}Logs", retention=retention, removal_policy=RemovalPolicy.DESTROY
+        )
+        task = ecs.FargateTaskDefinition(
+            self,
+            f"{name}Task",
+            cpu=config.worker_cpu,
+            memory_limit_mib=config.worker_memory,
+            runtime_platform=ecs.RuntimePlatform(
+                cpu_architecture=ecs.CpuArchitecture.ARM64,
+                operating_system_family=ecs.OperatingSystemFamily.LINUX,
+            ),
+        )
+        task.add_container(
+            "worker",
+            image=ecs.ContainerImage.from_docker_image_asset(self.image),
+            command=["python", "-m", "mlpoc.worker", spec.role],
+            environment={
+                **spec.environment,
+                "MLPOC_PREFETCH": str(spec.prefetch),
+                "MLPOC_STOP_GRACE_SECONDS": str(STOP_GRACE_SECONDS),
+            },
+            logging=ecs.LogDrivers.aws_logs(stream_prefix=spec.role, log_group=log_group),
+            stop_timeout=STOP_TIMEOUT,
+            readonly_root_filesystem=True,
+        )
+        # the worker's scale-in protection calls, for this cluster's tasks only
+        stack = Stack.of(self)
+        task.task_role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["ecs:GetTaskProtection", "ecs:UpdateTaskProtection"],
+                resources=[
+                    f"arn:{stack.partition}:ecs:{stack.region}:{stack.account}:task/"
+                    f"{self.cluster.cluster_name}/*"
+                ],
+            )
+        )
+        acknowledge(
+            task.task_role.node.find_child("DefaultPolicy"),
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:"
+            f"<AWS::AccountId>:task/<{CLUSTER_ID}>/*]",
+            "Task ids are only known at run time; the statement is limited to this cluster's "
+            "tasks and to the two task-protection actions the worker calls on itself.",
+        )
+        spot = ecs.CapacityProviderStrategy(capacity_provider="FARGATE_SPOT", weight=4)
+        on_demand = ecs.CapacityProviderStrategy(capacity_provider="FARGATE", weight=1)
+        service = ecs.FargateService(
+            self,
+            f"{name}Service",
+            cluster=self.cluster,
+            task_definition=task,
+            desired_count=0,
+            assign_public_ip=True,
+            security_groups=[self.security_group],
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
+            capacity_provider_strategies=[spot, on_demand] if config.spot else [on_demand],
+            circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
+            min_healthy_percent=0,  # a stopped worker releases its job: nothing to keep up
+            max_healthy_percent=200,
+        )
+        scaling = service.auto_scale_task_count(
+            min_capacity=0, max_capacity=config.worker_max_tasks
+        )
+        depth = cloudwatch.MathExpression(
+            expression="visible + inflight",
+            using_metrics={
+                "visible": spec.queue.metric_approximate_number_of_messages_visible(
+                    period=Duration.minutes(1), statistic="Maximum"
+                ),
+                "inflight": spec.queue.metric_approximate_number_of_messages_not_visible(
+                    period=Duration.minutes(1), statistic="Maximum"
+                ),
+            },
+            period=Duration.minutes(1),
+            label=f"{spec.role} queue depth",
+        )
+        scaling.scale_on_metric(
+            "QueueDepth",
+            metric=depth,
+            adjustment_type=autoscaling.AdjustmentType.EXACT_CAPACITY,
+            scaling_steps=[
+                autoscaling.ScalingInterval(upper=0, change=0),
+                *(
+                    autoscaling.ScalingInterval(
+                        lower=lower, change=min(tasks, config.worker_max_tasks)
+                    )
+                    for lower, tasks in DEPTH_STEPS
+                ),
+            ],
+            cooldown=Duration.minutes(1),
+            evaluation_periods=1,
+        )
+        self.services[spec.role] = service
+        self.task_roles[spec.role] = task.task_role
+        self.task_definitions[spec.role] = task
+        self.log_groups[spec.role] = log_group

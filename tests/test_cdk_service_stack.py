@@ -1,0 +1,273 @@
+"""The service stack's template: network, workers and their scaling, grants, functions, alerts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from stacks.constructs.workers import STOP_GRACE_SECONDS, STOP_TIMEOUT
+from stacks.data_stack import EVENTS_VISIBILITY
+from tests.support.cdk_app import Synthesized
+
+ENV_NAMES = {
+    "MLPOC_DATA_BUCKET", "MLPOC_MODEL_BUCKET", "MLPOC_JOBS_TABLE", "MLPOC_MODELS_TABLE",
+    "MLPOC_PREDICTIONS_TABLE", "MLPOC_ANNOTATIONS_TABLE", "MLPOC_TRAIN_QUEUE_URL",
+    "MLPOC_PREDICT_QUEUE_URL",
+}  # fmt: skip
+
+
+def of_type(synth: Synthesized, kind: str) -> dict[str, Any]:
+    return {k: v for k, v in synth.service_json["Resources"].items() if v["Type"] == kind}
+
+
+def test_the_vpc_has_public_subnets_only_no_nat_and_free_gateway_endpoints(
+    poc: Synthesized,
+) -> None:
+    assert of_type(poc, "AWS::EC2::NatGateway") == {}
+    assert {
+        r["Properties"]["MapPublicIpOnLaunch"] for r in of_type(poc, "AWS::EC2::Subnet").values()
+    } == {True}
+    endpoints = of_type(poc, "AWS::EC2::VPCEndpoint").values()
+    assert sorted(e["Properties"]["VpcEndpointType"] for e in endpoints) == ["Gateway", "Gateway"]
+    services = sorted(str(e["Properties"]["ServiceName"]) for e in endpoints)
+    assert any("dynamodb" in s for s in services) and any(".s3" in s for s in services)
+    poc.service.has_resource_properties("AWS::EC2::FlowLog", {"TrafficType": "REJECT"})
+
+
+def container(synth: Synthesized, role: str) -> dict[str, Any]:
+    for task in of_type(synth, "AWS::ECS::TaskDefinition").values():
+        (definition,) = task["Properties"]["ContainerDefinitions"]
+        if definition["Command"][-1] == role:
+            return {"task": task["Properties"], "container": definition}
+    raise AssertionError(f"no {role} task definition")
+
+
+@pytest.mark.parametrize("role", ["train", "predict"])
+def test_workers_run_the_shared_image_on_arm64_with_the_runtime_environment(
+    poc: Synthesized, role: str
+) -> None:
+    found = container(poc, role)
+    task, definition = found["task"], found["container"]
+    assert task["RuntimePlatform"] == {"CpuArchitecture": "ARM64", "OperatingSystemFamily": "LINUX"}
+    assert (task["Cpu"], task["Memory"]) == ("1024", "2048")
+    assert definition["Command"] == ["python", "-m", "mlpoc.worker", role]
+    assert definition["StopTimeout"] == STOP_TIMEOUT.to_seconds()
+    env = {e["Name"]: e["Value"] for e in definition["Environment"]}
+    assert set(env) >= ENV_NAMES
+    assert int(env["MLPOC_STOP_GRACE_SECONDS"]) == STOP_GRACE_SECONDS < STOP_TIMEOUT.to_seconds()
+    assert env["MLPOC_PREFETCH"] == ("1" if role == "train" else "10")
+    assert definition["ReadonlyRootFilesystem"] is True
+    assert definition["LogConfiguration"]["LogDriver"] == "awslogs"
+
+
+def test_workers_start_at_zero_on_spot_with_on_demand_in_the_strategy(poc: Synthesized) -> None:
+    services = of_type(poc, "AWS::ECS::Service").values()
+    assert len(services) == 2
+    for service in services:
+        properties = service["Properties"]
+        assert properties["DesiredCount"] == 0
+        assert properties["CapacityProviderStrategy"] == [
+            {"CapacityProvider": "FARGATE_SPOT", "Weight": 4},
+            {"CapacityProvider": "FARGATE", "Weight": 1},
+        ]
+        assert properties["DeploymentConfiguration"]["DeploymentCircuitBreaker"] == {
+            "Enable": True, "Rollback": True,
+        }  # fmt: skip
+
+
+def test_spot_can_be_turned_off(retain: Synthesized) -> None:
+    for service in of_type(retain, "AWS::ECS::Service").values():
+        assert service["Properties"]["CapacityProviderStrategy"] == [
+            {"CapacityProvider": "FARGATE", "Weight": 1}
+        ]
+
+
+def test_workers_scale_from_zero_on_the_first_message_on_visible_plus_in_flight(
+    poc: Synthesized,
+) -> None:
+    targets = of_type(poc, "AWS::ApplicationAutoScaling::ScalableTarget").values()
+    assert sorted(
+        (t["Properties"]["MinCapacity"], t["Properties"]["MaxCapacity"]) for t in targets
+    ) == [(0, 4), (0, 4)]
+    policies = [
+        p["Properties"] for p in of_type(poc, "AWS::ApplicationAutoScaling::ScalingPolicy").values()
+    ]
+    upper = [
+        p
+        for p in policies
+        if p["StepScalingPolicyConfiguration"]["StepAdjustments"][0].get(
+            "MetricIntervalLowerBound", -1
+        )
+        == 0
+    ]
+    assert len(upper) == 2
+    for policy in upper:
+        config = policy["StepScalingPolicyConfiguration"]
+        assert config["AdjustmentType"] == "ExactCapacity"
+        # the alarm fires at depth >= 1; the first step (lower bound 0 above it) means 1 task
+        assert config["StepAdjustments"][0] == {
+            "MetricIntervalLowerBound": 0, "MetricIntervalUpperBound": 9, "ScalingAdjustment": 1,
+        }  # fmt: skip
+    alarms = [
+        a["Properties"]
+        for a in of_type(poc, "AWS::CloudWatch::Alarm").values()
+        if "Metrics" in a["Properties"]
+    ]
+    scale_out = [
+        a
+        for a in alarms
+        if a["ComparisonOperator"] == "GreaterThanOrEqualToThreshold" and a["Threshold"] == 1
+    ]
+    assert len(scale_out) == 2
+    for alarm in scale_out:
+        expressions = [m.get("Expression") for m in alarm["Metrics"]]
+        assert "visible + inflight" in expressions
+        names = {
+            m["MetricStat"]["Metric"]["MetricName"] for m in alarm["Metrics"] if "MetricStat" in m
+        }
+        assert names == {
+            "ApproximateNumberOfMessagesVisible",
+            "ApproximateNumberOfMessagesNotVisible",
+        }
+
+
+def statements(synth: Synthesized) -> list[dict[str, Any]]:
+    found = []
+    for policy in of_type(synth, "AWS::IAM::Policy").values():
+        found.extend(policy["Properties"]["PolicyDocument"]["Statement"])
+    return found
+
+
+def test_no_statement_grants_data_access_on_a_star_resource(poc: Synthesized) -> None:
+    for statement in statements(poc):
+        resources = (
+            statement["Resource"]
+            if isinstance(statement["Resource"], list)
+            else [statement["Resource"]]
+        )
+        if "*" in resources:
+            assert statement["Action"] == "ecr:GetAuthorizationToken", statement
+
+
+def test_the_predict_worker_cannot_write_models_or_train_jobs(poc: Synthesized) -> None:
+    role = next(
+        k
+        for k, v in of_type(poc, "AWS::IAM::Role").items()
+        if k.startswith("WorkersPredictTaskTaskRole")
+    )
+    (policy,) = [
+        p
+        for p in of_type(poc, "AWS::IAM::Policy").values()
+        if {"Ref": role} in p["Properties"]["Roles"]
+    ]
+    actions = set()
+    for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+        actions.update(
+            [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+        )
+    assert "s3:PutObject" not in actions
+    assert "sqs:SendMessage" in actions  # its own dead-letter queue, for rejected messages
+    assert "dynamodb:BatchWriteItem" in actions
+
+
+def test_the_upload_function_reports_partial_batch_failures(poc: Synthesized) -> None:
+    poc.service.has_resource_properties(
+        "AWS::Lambda::EventSourceMapping",
+        {
+            "BatchSize": 10,
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "MaximumBatchingWindowInSeconds": 5,
+        },
+    )
+
+
+def test_functions_time_out_well_within_the_events_visibility(poc: Synthesized) -> None:
+    functions = of_type(poc, "AWS::Lambda::Function")
+    ours = [
+        f["Properties"] for k, f in functions.items() if k.startswith(("DatasetUploaded", "Notify"))
+    ]
+    assert len(ours) == 2
+    for function in ours:
+        assert function["Runtime"] == "python3.14"
+        assert function["Architectures"] == ["arm64"]
+        assert 6 * function["Timeout"] <= EVENTS_VISIBILITY.to_seconds()
+        assert set(function["LoggingConfig"]["LogGroup"]) == {"Ref"}
+
+
+def test_every_log_group_has_a_retention_and_is_deleted_in_poc(poc: Synthesized) -> None:
+    groups = of_type(poc, "AWS::Logs::LogGroup")
+    assert len(groups) == 5  # flow logs, two workers, two functions
+    for logical_id, group in groups.items():
+        assert group["Properties"]["RetentionInDays"] == 30, logical_id
+        assert group["DeletionPolicy"] == "Delete", logical_id
+
+
+def test_poc_service_stack_leaves_nothing_behind(poc: Synthesized) -> None:
+    for logical_id, resource in poc.service_json["Resources"].items():
+        assert resource.get("DeletionPolicy", "Delete") == "Delete", logical_id
+
+
+def test_alerts_go_to_an_encrypted_tls_only_topic(poc: Synthesized) -> None:
+    (topic,) = of_type(poc, "AWS::SNS::Topic").values()
+    assert "Fn::ImportValue" in topic["Properties"]["KmsMasterKeyId"]
+    policy = next(iter(of_type(poc, "AWS::SNS::TopicPolicy").values()))["Properties"][
+        "PolicyDocument"
+    ]
+    assert any(
+        s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}} and s["Effect"] == "Deny"
+        for s in policy["Statement"]
+    )
+
+
+def test_dead_letters_raise_an_alarm_at_the_first_message(poc: Synthesized) -> None:
+    alarms = [a["Properties"] for a in of_type(poc, "AWS::CloudWatch::Alarm").values()]
+    dead = [
+        a
+        for a in alarms
+        if a.get("MetricName") == "ApproximateNumberOfMessagesVisible"
+        and "dead-letter" in a.get("AlarmDescription", "")
+    ]
+    assert len(dead) == 3
+    for alarm in dead:
+        assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+        (action,) = alarm["AlarmActions"]
+        assert action["Ref"].startswith("AlertsTopic")
+    ages = [a for a in alarms if a.get("MetricName") == "ApproximateAgeOfOldestMessage"]
+    assert sorted(a["Threshold"] for a in ages) == [900, 1800, 7200]
+
+
+def test_failed_worker_tasks_are_reported(poc: Synthesized) -> None:
+    (rule,) = of_type(poc, "AWS::Events::Rule").values()
+    pattern = rule["Properties"]["EventPattern"]
+    assert pattern["detail-type"] == ["ECS Task State Change"]
+    assert pattern["detail"]["lastStatus"] == ["STOPPED"]
+    assert pattern["detail"]["containers"] == {"exitCode": [{"anything-but": 0}]}
+
+
+def test_the_budget_warns_at_80_percent_actual_and_100_percent_forecast(poc: Synthesized) -> None:
+    (budget,) = of_type(poc, "AWS::Budgets::Budget").values()
+    properties = budget["Properties"]
+    assert properties["Budget"]["BudgetLimit"] == {"Amount": 50, "Unit": "USD"}
+    assert properties["Budget"]["TimeUnit"] == "MONTHLY"
+    assert sorted(
+        (n["Notification"]["NotificationType"], n["Notification"]["Threshold"])
+        for n in properties["NotificationsWithSubscribers"]
+    ) == [("ACTUAL", 80), ("FORECASTED", 100)]
+
+
+def test_email_and_slack_are_wired_when_configured(retain: Synthesized) -> None:
+    retain.service.has_resource_properties(
+        "AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "team@example.com"}
+    )
+    notify = next(
+        f["Properties"]
+        for k, f in of_type(retain, "AWS::Lambda::Function").items()
+        if k.startswith("Notify")
+    )
+    assert "MLPOC_SLACK_SECRET_ARN" in notify["Environment"]["Variables"]
+    assert any(
+        "secretsmanager:GetSecretValue"
+        in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+        for s in statements(retain)
+    )
