@@ -11,7 +11,7 @@ PY_SOURCES := app.py stacks lambdas containers tests benchmarks
 # jsii (aws-cdk-lib's runtime) warns on every run that Node 20 is past end-of-life; this machine has 20.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help install lint typecheck synth test test-fast bench clean
+.PHONY: help install lint typecheck synth test test-fast bench deploy destroy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,7 +33,7 @@ lint: $(INSTALLED) ## ruff lint + format check
 	$(VENV)/bin/ruff check $(PY_SOURCES)
 	$(VENV)/bin/ruff format --check $(PY_SOURCES)
 
-typecheck: $(INSTALLED) ## mypy --strict on the runtime package
+typecheck: $(INSTALLED) ## mypy --strict on the runtime package and the stacks
 	$(VENV)/bin/mypy
 
 synth: $(INSTALLED) $(NODE_INSTALLED) ## synthesize every stack to cdk.out with the pinned CLI (no Docker needed)
@@ -49,6 +49,12 @@ test-fast: $(INSTALLED) ## the unit tests only (no subprocesses, no large backlo
 
 bench: $(INSTALLED) ## worker throughput and inference latency, ratios against baselines
 	$(PY) benchmarks/worker_throughput.py
+
+deploy: $(INSTALLED) $(NODE_INSTALLED) ## deploy both stacks to the current AWS account (needs Docker to build the image)
+	npx cdk deploy --all --require-approval broadening
+
+destroy: $(INSTALLED) $(NODE_INSTALLED) ## remove the PoC (stage poc: everything; retain: the data stack stays)
+	npx cdk destroy --all --force
 
 clean: ## remove the virtualenv and generated files
 	rm -rf $(VENV) node_modules cdk.out test-artifacts .pytest_cache .mypy_cache .ruff_cache *.egg-info containers/*.egg-info

@@ -1,0 +1,100 @@
+"""cdk.json knobs: a bad value stops synth with one sentence naming the key and what it takes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from stacks.config import Config, ConfigError
+from tests.support.cdk_app import ROOT, cdk_json_context
+
+
+def config(**overrides: Any) -> Config:
+    return Config.from_context(
+        {**cdk_json_context(), **{f"mlpoc:{k}": v for k, v in overrides.items()}}
+    )
+
+
+def test_the_defaults_are_a_cheap_destroyable_poc() -> None:
+    defaults = config()
+    assert (defaults.stage, defaults.spot, defaults.api_instance_type) == ("poc", True, "t4g.small")
+    assert defaults.retain_data is False
+    assert (defaults.alert_email, defaults.slack_webhook_secret_name) == (None, None)
+
+
+def test_command_line_strings_are_parsed() -> None:
+    # `-c mlpoc:spot=false -c mlpoc:worker_cpu=2048` arrive as strings
+    parsed = config(spot="false", worker_cpu="2048", worker_memory="4096", budget_usd="20")
+    assert (parsed.spot, parsed.worker_cpu, parsed.worker_memory, parsed.budget_usd) == (
+        False,
+        2048,
+        4096,
+        20,
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"stage": "prod"}, "mlpoc:stage must be one of poc, retain; got 'prod'"),
+        (
+            {"worker_cpu": 300},
+            "mlpoc:worker_cpu must be one of 256, 512, 1024, 2048, 4096; got 300",
+        ),
+        (
+            {"worker_memory": 512},
+            "mlpoc:worker_memory must be one of 2048, 3072, 4096, 5120, 6144, 7168, 8192 for ",
+        ),
+        ({"spot": "yes"}, "mlpoc:spot must be true or false; got 'yes'"),
+        ({"budget_usd": 0}, "mlpoc:budget_usd must be a whole number from 1 to 100000; got 0"),
+        (
+            {"max_receive_count": 2},
+            "mlpoc:max_receive_count must be a whole number from 5 to 1000; got 2",
+        ),
+        ({"alert_email": "not-an-email"}, "mlpoc:alert_email must be an email address"),
+        ({"project": "My_Project"}, "mlpoc:project must be 3-20 lowercase letters"),
+        ({"api_instance_type": "large"}, "mlpoc:api_instance_type must be an EC2 instance type"),
+        (
+            {"eb_solution_stack": "64bit Amazon Linux 2 v3.6.0 running Docker"},
+            "mlpoc:eb_solution_stack must be an Elastic Beanstalk 'Docker running on Amazon",
+        ),
+    ],
+)
+def test_bad_values_name_the_key_and_the_allowed_values(
+    overrides: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        config(**overrides)
+    assert str(error.value).startswith(message)
+
+
+def test_a_missing_key_says_where_to_add_it() -> None:
+    context = cdk_json_context()
+    del context["mlpoc:budget_usd"]
+    with pytest.raises(
+        ConfigError, match=r"context key 'mlpoc:budget_usd' is missing: add it to cdk\.json"
+    ):
+        Config.from_context(context)
+
+
+def test_app_py_stops_with_one_sentence(tmp_path: Any) -> None:
+    # the CDK CLI hands context to app.py through CDK_CONTEXT_JSON
+    context = {**cdk_json_context(), "mlpoc:stage": "prod"}
+    result = subprocess.run(
+        [sys.executable, "app.py"],
+        cwd=ROOT,
+        env={**os.environ, "CDK_CONTEXT_JSON": json.dumps(context), "CDK_OUTDIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "mlpoc: bad configuration: mlpoc:stage must be one of poc, retain; got 'prod'"
+    )
