@@ -18,6 +18,14 @@ from tests.support.cdk_app import Synthesized
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Before any fixture of any scope: fake credentials, no profile, no config files."""
+    os.environ.update(FAKE_CREDENTIALS)
+    os.environ.pop("AWS_PROFILE", None)
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+
+
 @pytest.fixture(autouse=True)
 def fake_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test can reach a real account: fake keys, no profile, no config files."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -212,3 +213,31 @@ def test_budget_notifications_pass_through_as_text() -> None:
         notify.format_message("AWS Budgets: mlpoc", "You have exceeded 80%")
         == "*AWS Budgets: mlpoc*\nYou have exceeded 80%"
     )
+
+
+def test_the_bundled_upload_function_imports_without_the_worker_dependencies(
+    tmp_path: Path,
+) -> None:
+    """What CDK stages for Lambda (handler + the shared modules) runs on the bare runtime:
+    boto3 and Powertools, no numpy, no scikit-learn."""
+    from stacks.constructs.functions import SHARED_MODULES, CopyFiles
+
+    files = {"lambdas/dataset_uploaded/handler.py": "handler.py"}
+    files.update({f"containers/mlpoc/{m}": f"mlpoc/{m}" for m in SHARED_MODULES})
+    assert CopyFiles(files).try_bundle(str(tmp_path), None)  # type: ignore[arg-type]
+    probe = (
+        "import sys; sys.modules.update(numpy=None, sklearn=None, onnxruntime=None); "
+        "import handler, mlpoc; print(handler.model_name('datasets/digits/x.csv'), mlpoc.__file__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr
+    model, module = result.stdout.split()
+    assert model == "digits"
+    assert module == str(tmp_path / "mlpoc" / "__init__.py")  # the bundled copy, not the repo

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-Role = Literal["train", "predict"]
+Role = Literal["train", "predict", "api"]
 
 
 class SettingsError(Exception):

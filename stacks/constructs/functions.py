@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
 
 import jsii
 from aws_cdk import BundlingOptions, DockerImage, Duration, ILocalBundling, RemovalPolicy
@@ -34,7 +33,7 @@ class CopyFiles:
     def __init__(self, files: dict[str, str]) -> None:
         self.files = files
 
-    def try_bundle(self, output_dir: str, **_options: Any) -> bool:  # jsii passes BundlingOptions
+    def try_bundle(self, output_dir: str, options: BundlingOptions) -> bool:
         for source, target in self.files.items():
             destination = Path(output_dir) / target
             destination.parent.mkdir(parents=True, exist_ok=True)
@@ -89,7 +88,7 @@ class PythonFunction(Construct):
                 str(REPO_ROOT / "lambdas" / name),
                 bundling=BundlingOptions(
                     image=DockerImage.from_registry(f"public.ecr.aws/sam/build-{RUNTIME.name}"),
-                    local=CopyFiles(files),
+                    local=CopyFiles(files),  # type: ignore[arg-type]  # jsii.implements
                     command=["false"],  # never used: the local bundler always succeeds
                 ),
             ),

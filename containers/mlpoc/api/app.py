@@ -1,0 +1,501 @@
+"""The FastAPI application. ``create_app(settings, clients)`` builds it; nothing runs at import.
+
+Every route but ``/healthz`` needs the ``X-API-Key`` header (compared in constant time). Every
+4xx/5xx has one shape: ``{"error": {"code": "...", "message": "...", "details": [...]}}``, and a
+server error never shows a stack trace.
+"""
+
+from __future__ import annotations
+
+import csv
+import hmac
+import io
+import json
+import logging
+import math
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mlpoc import datasets, dynamo, tables
+from mlpoc.api.serving import ModelServer
+from mlpoc.api.settings import ApiSettings
+from mlpoc.aws import Clients
+from mlpoc.contracts import SCHEMA_VERSION, Job, JobRejected, S3Uri, parse_job
+from mlpoc.ledger import Ledger
+from mlpoc.registry import PointerMoved, Registry, RegistryError
+
+log = logging.getLogger("mlpoc.api")
+
+LIST_LIMIT = 100
+DATASET_VERSIONS = "dataset-versions"
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, details: list[Any] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.details = status, code, message, details
+
+
+def error_body(code: str, message: str, details: list[Any] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        body["details"] = details
+    return {"error": body}
+
+
+# -- request bodies ------------------------------------------------------------------------------
+class PredictRequest(BaseModel):
+    model: str = Field(min_length=1, max_length=64)
+    rows: list[dict[str, float]] = Field(min_length=1)
+    ids: list[str] | None = None
+
+
+class PromoteRequest(BaseModel):
+    version: int = Field(ge=1)
+
+
+class AnnotationRequest(BaseModel):
+    item_id: str = Field(min_length=1, max_length=512)
+    label: str = Field(min_length=1, max_length=64)
+
+
+class BodyLimit:
+    """Refuse request bodies over the limit (413) before the app reads them."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(
+        self, scope: MutableMapping[str, Any], receive: Callable[..., Any], send: Callable[..., Any]
+    ) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            response = JSONResponse(
+                error_body("payload_too_large", f"the body is over {self.limit} bytes"), 413
+            )
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> Any:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise ApiError(413, "payload_too_large", f"the body is over {self.limit} bytes")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def create_app(settings: ApiSettings, clients: Clients, *, start_poller: bool = True) -> FastAPI:
+    runtime = settings.runtime
+    ledger = Ledger(clients.dynamodb, runtime.jobs_table)
+    registry = Registry(clients.dynamodb, runtime.models_table)
+    server = ModelServer(
+        registry=registry,
+        s3=clients.s3,
+        bucket=runtime.model_bucket,
+        pinned=settings.pinned,
+        poll_seconds=settings.poll_seconds,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> Any:
+        if start_poller:
+            server.start()
+        yield
+        server.stop()
+
+    app = FastAPI(
+        title="mlpoc API",
+        version="1",
+        description="Jobs, models, stored and realtime predictions, annotations.",
+        lifespan=lifespan,
+    )
+    app.state.models = server
+    app.state.api_key = settings.api_key.encode()
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok", "models": server.status()}
+
+    context = Context(
+        settings=settings, clients=clients, ledger=ledger, registry=registry, server=server
+    )
+    _error_handlers(app)
+    _jobs(app, context)
+    _models(app, context)
+    _predictions(app, context)
+    _annotations(app, context)
+    return app
+
+
+@dataclass(frozen=True)
+class Context:
+    settings: ApiSettings
+    clients: Clients
+    ledger: Ledger
+    registry: Registry
+    server: ModelServer
+
+    def enqueue(self, job: Job) -> dict[str, Any]:
+        if not self.ledger.create(job, source="api"):
+            raise ApiError(409, "conflict", f"job {job.job_id!r} exists already")
+        runtime = self.settings.runtime
+        queue = runtime.train_queue_url if job.type == "train" else runtime.predict_queue_url
+        self.clients.sqs.send_message(QueueUrl=queue, MessageBody=job.to_json())
+        return {"job_id": job.job_id, "status": "QUEUED"}
+
+
+def _error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, error: ApiError) -> JSONResponse:
+        return JSONResponse(error_body(error.code, error.message, error.details), error.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+        details = [
+            {"where": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]}
+            for e in error.errors()
+        ]
+        return JSONResponse(error_body("invalid_request", "the request is not valid", details), 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+        return JSONResponse(error_body(code, str(error.detail)), error.status_code)
+
+    @app.exception_handler(Exception)
+    async def crashed(_: Request, error: Exception) -> JSONResponse:
+        log.exception("api.error")
+        return JSONResponse(error_body("internal", "internal error; see the server log"), 500)
+
+
+def require_key(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> None:
+    """Every route but /healthz: the X-API-Key header, compared in constant time."""
+    expected: bytes = request.app.state.api_key
+    if x_api_key is None or not hmac.compare_digest(x_api_key.encode(), expected):
+        raise ApiError(401, "unauthorized", "missing or wrong API key")
+
+
+def _router() -> APIRouter:
+    return APIRouter(dependencies=[Depends(require_key)])
+
+
+def _jobs(app: FastAPI, ctx: Context) -> None:
+    router = _router()
+    runtime, clients, ledger = ctx.settings.runtime, ctx.clients, ctx.ledger
+
+    @router.post("/v1/jobs", status_code=202, tags=["jobs"])
+    async def submit_job(request: Request) -> dict[str, Any]:
+        try:
+            message = json.loads(await request.body())
+        except json.JSONDecodeError as error:
+            raise ApiError(422, "invalid_request", f"the body is not JSON ({error})") from None
+        if not isinstance(message, dict):
+            raise ApiError(422, "invalid_request", "the body must be a JSON object")
+        message.setdefault("schema", SCHEMA_VERSION)
+        message.setdefault("job_id", f"api-{uuid.uuid4().hex[:16]}")
+        try:
+            job = parse_job(json.dumps(message), data_bucket=runtime.data_bucket)
+        except JobRejected as rejected:
+            raise ApiError(422, "invalid_job", rejected.reason) from None
+        return ctx.enqueue(job)
+
+    @router.get("/v1/jobs", tags=["jobs"])
+    def list_jobs(limit: int = 50) -> dict[str, Any]:
+        limit = max(1, min(limit, LIST_LIMIT))
+        items = [
+            dynamo.deserialize(i) or {}
+            for i in clients.dynamodb.scan(TableName=runtime.jobs_table)["Items"]
+        ]
+        items.sort(key=lambda r: float(r.get("created_at", 0)), reverse=True)
+        return {"jobs": [public_job(r) for r in items[:limit]]}
+
+    @router.get("/v1/jobs/{job_id}", tags=["jobs"])
+    def get_job(job_id: str) -> dict[str, Any]:
+        record = ledger.get(job_id)
+        if record is None:
+            raise ApiError(404, "not_found", f"no job {job_id!r}")
+        return public_job(record)
+
+    app.include_router(router)
+
+
+def _models(app: FastAPI, ctx: Context) -> None:
+    router = _router()
+    runtime, clients, registry = ctx.settings.runtime, ctx.clients, ctx.registry
+
+    @router.get("/v1/models", tags=["models"])
+    def list_models() -> dict[str, Any]:
+        response = clients.dynamodb.scan(
+            TableName=runtime.models_table,
+            FilterExpression="#v = :pointer",
+            ExpressionAttributeNames={"#v": "version"},
+            ExpressionAttributeValues={":pointer": {"S": "@pointer"}},
+        )
+        models = []
+        for item in response["Items"]:
+            record = dynamo.deserialize(item) or {}
+            models.append(
+                {
+                    "model": record["model"],
+                    "promoted": record.get("promoted"),
+                    "promoted_metric": record.get("promoted_metric"),
+                    "versions": int(record.get("next_version", 0)),
+                }
+            )
+        return {"models": sorted(models, key=lambda m: m["model"])}
+
+    @router.get("/v1/models/{name}", tags=["models"])
+    def get_model(name: str) -> dict[str, Any]:
+        versions = registry.versions(name)
+        if not versions:
+            raise ApiError(404, "not_found", f"no model {name!r}")
+        pointer = registry.pointer(name)
+        return {
+            "model": name,
+            "promoted": pointer.promoted if pointer else None,
+            "history": pointer.history if pointer else [],
+            "versions": [
+                {
+                    "version": v.version,
+                    "metrics": v.metrics,
+                    "sha256": v.sha256,
+                    "job_id": v.job_id,
+                    "dataset": v.dataset,
+                    "plugin": v.plugin,
+                    "created_at": v.created_at,
+                }
+                for v in versions
+            ],
+        }
+
+    @router.post("/v1/models/{name}/promote", tags=["models"])
+    def promote(name: str, body: PromoteRequest) -> dict[str, Any]:
+        try:
+            pointer = registry.promote(name, body.version)
+        except RegistryError as error:
+            raise ApiError(404, "not_found", str(error)) from None
+        except PointerMoved as error:
+            raise ApiError(409, "conflict", str(error)) from None
+        return {"model": name, "promoted": pointer.promoted, "history": pointer.history}
+
+    @router.post("/v1/models/{name}/rollback", tags=["models"])
+    def rollback(name: str) -> dict[str, Any]:
+        try:
+            pointer = registry.rollback(name)
+        except RegistryError as error:
+            raise ApiError(409, "nothing_to_roll_back", str(error)) from None
+        except PointerMoved as error:
+            raise ApiError(409, "conflict", str(error)) from None
+        return {"model": name, "promoted": pointer.promoted, "history": pointer.history}
+
+    app.include_router(router)
+
+
+def _predictions(app: FastAPI, ctx: Context) -> None:
+    router = _router()
+    settings, runtime, clients, server = ctx.settings, ctx.settings.runtime, ctx.clients, ctx.server
+
+    @router.post("/v1/predict", tags=["predictions"])
+    def predict(body: PredictRequest) -> dict[str, Any]:
+        if len(body.rows) > settings.max_rows:
+            raise ApiError(422, "too_many_rows", f"at most {settings.max_rows} rows per request")
+        if body.ids is not None and len(body.ids) != len(body.rows):
+            raise ApiError(422, "invalid_request", "ids must have one entry per row")
+        try:
+            classifier = server.get(body.model)
+        except RegistryError as error:
+            raise ApiError(404, "not_found", str(error)) from None
+        features = classifier.features
+        x = np.empty((len(body.rows), len(features)), dtype=np.float32)
+        wanted = set(features)
+        for r, row in enumerate(body.rows):
+            missing = [f for f in features if f not in row]
+            unknown = sorted(set(row) - wanted)
+            if missing or unknown:
+                problem = []
+                if missing:
+                    problem.append(f"missing {missing[:5]}{'…' if len(missing) > 5 else ''}")  # noqa: PLR2004
+                if unknown:
+                    problem.append(f"unknown {unknown[:5]}")
+                raise ApiError(
+                    422,
+                    "invalid_features",
+                    f"row {r}: {', '.join(problem)}; model {body.model} "
+                    f"v{classifier.version.version} takes {len(features)} features",
+                )
+            values = [row[f] for f in features]
+            if not all(math.isfinite(v) for v in values):
+                raise ApiError(422, "invalid_features", f"row {r}: values must be finite numbers")
+            x[r] = values
+        result = classifier.predict(x)
+        return {
+            "model": body.model,
+            "version": classifier.version.version,
+            "predictions": [
+                {
+                    **({"id": body.ids[i]} if body.ids else {}),
+                    "label": label,
+                    "confidence": round(float(confidence), 6),
+                }
+                for i, (label, confidence) in enumerate(
+                    zip(result.labels, result.confidence.tolist(), strict=True)
+                )
+            ],
+        }
+
+    @router.get("/v1/predictions/{model}/{item_id}", tags=["predictions"])
+    def stored_prediction(model: str, item_id: str) -> dict[str, Any]:
+        item = dynamo.deserialize(
+            clients.dynamodb.get_item(
+                TableName=runtime.predictions_table,
+                Key={"model": {"S": model}, "item_id": {"S": item_id}},
+            ).get("Item")
+        )
+        if item is None:
+            raise ApiError(404, "not_found", f"no stored prediction for {model}/{item_id}")
+        item.pop("features", None)
+        item.pop("review", None)
+        return item
+
+    app.include_router(router)
+
+
+def _annotations(app: FastAPI, ctx: Context) -> None:
+    router = _router()
+    runtime, clients, registry = ctx.settings.runtime, ctx.clients, ctx.registry
+
+    @router.get("/v1/annotations/{model}", tags=["annotations"])
+    def review_queue(model: str, limit: int = 24) -> dict[str, Any]:
+        response = clients.dynamodb.query(
+            TableName=runtime.predictions_table,
+            IndexName=tables.REVIEW_INDEX,
+            KeyConditionExpression="review = :m",
+            ExpressionAttributeValues={":m": {"S": model}},
+            Limit=max(1, min(limit, LIST_LIMIT)),
+        )
+        items = []
+        for raw in response["Items"]:
+            item = dynamo.deserialize(raw) or {}
+            items.append(
+                {
+                    "item_id": item["item_id"],
+                    "label": item["label"],
+                    "confidence": item["confidence"],
+                    "version": item["version"],
+                    "features": json.loads(item["features"]) if "features" in item else None,
+                }
+            )
+        return {"model": model, "items": items}
+
+    @router.post("/v1/annotations/{model}", status_code=201, tags=["annotations"])
+    def annotate(model: str, body: AnnotationRequest) -> dict[str, Any]:
+        key = {"model": {"S": model}, "item_id": {"S": body.item_id}}
+        prediction = dynamo.deserialize(
+            clients.dynamodb.get_item(TableName=runtime.predictions_table, Key=key).get("Item")
+        )
+        if prediction is None:
+            raise ApiError(404, "not_found", f"no stored prediction for {model}/{body.item_id}")
+        classes = registry.get(model, int(prediction["version"])).classes
+        if body.label not in classes:
+            raise ApiError(422, "unknown_label", f"label must be one of {classes}")
+        now = time.time()
+        clients.dynamodb.put_item(
+            TableName=runtime.annotations_table,
+            Item=dynamo.serialize(
+                {
+                    "model": model,
+                    "item_id": body.item_id,
+                    "label": body.label,
+                    "predicted_label": prediction["label"],
+                    "confidence": prediction["confidence"],
+                    "features": prediction.get("features"),
+                    "annotated_at": now,
+                }
+            ),
+        )
+        # out of the review queue (a later prediction below the threshold puts it back)
+        clients.dynamodb.update_item(
+            TableName=runtime.predictions_table, Key=key, UpdateExpression="REMOVE review"
+        )
+        return {"model": model, "item_id": body.item_id, "label": body.label}
+
+    @router.post("/v1/annotations/{model}/retrain", status_code=202, tags=["annotations"])
+    def retrain(model: str) -> dict[str, Any]:
+        try:
+            base = registry.resolve(model, "current")
+        except RegistryError as error:
+            raise ApiError(409, "no_model", str(error)) from None
+        corrections = annotations_of(model)
+        usable = [c for c in corrections if c.get("features")]
+        if not usable:
+            raise ApiError(409, "no_corrections", f"no corrected labels for {model!r} yet")
+        text = datasets.fetch(clients.s3, S3Uri.parse(base.dataset))
+        header = next(csv.reader(io.StringIO(text)))
+        out = io.StringIO()
+        out.write(text if text.endswith("\n") else text + "\n")
+        writer = csv.writer(out, lineterminator="\n")
+        for correction in usable:
+            values = dict(zip(base.features, json.loads(correction["features"]), strict=True))
+            values["label"] = correction["label"]
+            writer.writerow([values.get(column, "") for column in header])
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        key = f"{DATASET_VERSIONS}/{model}/{stamp}-{uuid.uuid4().hex[:6]}.csv"
+        clients.s3.put_object(Bucket=runtime.data_bucket, Key=key, Body=out.getvalue().encode())
+        job = Job(
+            job_id=f"retrain-{model}-{stamp}-{uuid.uuid4().hex[:6]}",
+            type="train",
+            model=model,
+            dataset=S3Uri(runtime.data_bucket, key),
+            params={"plugin": base.plugin},
+        )
+        queued = ctx.enqueue(job)
+        return {
+            **queued,
+            "dataset": str(job.dataset),
+            "corrections": len(usable),
+            "base_version": base.version,
+        }
+
+    def annotations_of(model: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": runtime.annotations_table,
+            "KeyConditionExpression": "#m = :m",
+            "ExpressionAttributeNames": {"#m": "model"},
+            "ExpressionAttributeValues": {":m": {"S": model}},
+        }
+        while True:
+            page = clients.dynamodb.query(**kwargs)
+            found.extend(dynamo.deserialize(i) or {} for i in page["Items"])
+            if "LastEvaluatedKey" not in page:
+                return found
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    app.include_router(router)
+
+
+def public_job(record: dict[str, Any]) -> dict[str, Any]:
+    keep = (
+        "job_id", "status", "type", "model", "dataset", "requested_version", "attempts",
+        "reason", "result", "created_at", "started_at", "finished_at", "source",
+    )  # fmt: skip
+    return {k: record[k] for k in keep if k in record}

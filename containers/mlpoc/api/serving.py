@@ -1,0 +1,120 @@
+"""Models held in memory for realtime predictions, swapped when the promotion pointer moves.
+
+Requests read a reference to the current classifier and keep it for their whole call, so a swap
+never fails a request in flight. A new version is verified (sha256) and loaded *before* the
+swap; a bad artifact leaves the previous version serving and is reported by ``/healthz``.
+A deployment may pin versions (``MLPOC_PINNED_MODELS``): those are never swapped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from mlpoc.artifacts import ArtifactError
+from mlpoc.inference import OnnxClassifier, load
+from mlpoc.registry import Registry, RegistryError
+
+log = logging.getLogger("mlpoc.api")
+
+
+@dataclass
+class Held:
+    classifier: OnnxClassifier
+    pinned: bool
+    problem: str | None = None  # the last refused version, for /healthz
+
+
+class ModelServer:
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        s3: Any,
+        bucket: str,
+        pinned: dict[str, int],
+        poll_seconds: float,
+    ) -> None:
+        self._registry = registry
+        self._s3 = s3
+        self._bucket = bucket
+        self._pinned = pinned
+        self._poll_seconds = poll_seconds
+        self._held: dict[str, Held] = {}
+        self._loading = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def get(self, model: str) -> OnnxClassifier:
+        held = self._held.get(model)
+        if held is not None:
+            return held.classifier
+        with self._loading:  # one load per model, however many first requests arrive at once
+            held = self._held.get(model)
+            if held is None:
+                pinned = self._pinned.get(model)
+                version = (
+                    self._registry.get(model, pinned)
+                    if pinned
+                    else self._registry.resolve(model, "current")
+                )
+                held = Held(load(self._s3, self._bucket, version), pinned=pinned is not None)
+                self._held[model] = held
+                log.info("model.loaded", extra={"model": model, "version": version.version})
+        return held.classifier
+
+    def refresh(self) -> None:
+        """Swap every held, unpinned model whose promoted version changed."""
+        for model, held in list(self._held.items()):
+            if held.pinned:
+                continue
+            pointer = self._registry.pointer(model)
+            if pointer is None or pointer.promoted in (None, held.classifier.version.version):
+                continue
+            try:
+                version = self._registry.get(model, pointer.promoted)
+                classifier = load(self._s3, self._bucket, version)
+            except (ArtifactError, RegistryError) as error:
+                if held.problem != str(error):
+                    log.error("model.refused", extra={"model": model, "reason": str(error)})
+                held.problem = str(error)
+                continue
+            self._held[model] = Held(classifier, pinned=False)
+            log.info(
+                "model.swapped",
+                extra={
+                    "model": model,
+                    "from": held.classifier.version.version,
+                    "to": version.version,
+                },
+            )
+
+    def status(self) -> dict[str, Any]:
+        return {
+            model: {
+                "version": held.classifier.version.version,
+                "pinned": held.pinned,
+                **({"refused": held.problem} if held.problem else {}),
+            }
+            for model, held in self._held.items()
+        }
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._poll, name="model-poller", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self._poll_seconds):
+            started = time.monotonic()
+            try:
+                self.refresh()
+            except Exception:  # the next poll tries again; serving goes on meanwhile
+                log.exception("model.refresh_failed")
+            log.debug("model.refreshed", extra={"ms": int((time.monotonic() - started) * 1000)})

@@ -1,0 +1,87 @@
+"""API settings: the runtime's resource names plus the API's own knobs, from the environment.
+
+The API key is never in the environment on AWS: ``MLPOC_API_KEY_SECRET_ARN`` names the Secrets
+Manager secret that holds it. Local mode (no AWS) sets ``MLPOC_API_KEY`` directly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mlpoc.aws import client
+from mlpoc.settings import Settings, SettingsError
+
+MIN_KEY_CHARS = 16
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiSettings:
+    runtime: Settings
+    api_key: str
+    poll_seconds: float
+    pinned: dict[str, int]  # model -> version sealed into this deployment
+    max_body_bytes: int
+    max_rows: int
+
+    @classmethod
+    def from_env(
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        read_secret: Callable[[str], str] | None = None,
+    ) -> ApiSettings:
+        env = os.environ if env is None else env
+        runtime = Settings.from_env("api", env)
+        return cls(
+            runtime=runtime,
+            api_key=_api_key(env, read_secret or _secrets_manager),
+            poll_seconds=_number(env, "MLPOC_MODEL_POLL_SECONDS", 5.0),
+            pinned=_pinned(env.get("MLPOC_PINNED_MODELS", "")),
+            max_body_bytes=int(_number(env, "MLPOC_MAX_BODY_BYTES", 1_048_576)),
+            max_rows=int(_number(env, "MLPOC_MAX_PREDICT_ROWS", 1000)),
+        )
+
+
+def _secrets_manager(arn: str) -> str:
+    value: str = client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
+    return value
+
+
+def _api_key(env: Mapping[str, str], read_secret: Callable[[str], str]) -> str:
+    arn = env.get("MLPOC_API_KEY_SECRET_ARN")
+    key = read_secret(arn).strip() if arn else env.get("MLPOC_API_KEY", "")
+    if len(key) < MIN_KEY_CHARS:
+        raise SettingsError(
+            "no usable API key: set MLPOC_API_KEY_SECRET_ARN to the secret holding it (on AWS) "
+            f"or MLPOC_API_KEY (local mode); it must be at least {MIN_KEY_CHARS} characters"
+        )
+    return key
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number; got {raw!r}") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be positive; got {raw!r}")
+    return value
+
+
+def _pinned(raw: str) -> dict[str, int]:
+    """``digits:3,other:1`` -> {"digits": 3, "other": 1}."""
+    pinned: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        model, _, version = part.partition(":")
+        if not model or not version.isdigit() or int(version) < 1:
+            raise SettingsError(
+                f"MLPOC_PINNED_MODELS must look like 'digits:3,other:1'; got {raw!r}"
+            )
+        pinned[model] = int(version)
+    return pinned

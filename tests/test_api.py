@@ -1,0 +1,396 @@
+"""The API against a moto server: routes, auth, validation, hot swap, tampering, retraining."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from mlpoc import samples
+from mlpoc.api.app import create_app
+from mlpoc.api.settings import ApiSettings
+from mlpoc.ledger import Ledger
+from mlpoc.settings import Settings
+from mlpoc.worker.loop import Worker
+from mlpoc.worker.predict import PredictHandler
+from mlpoc.worker.train import handle_train
+from tests.support.aws_stack import Stack, create_stack
+
+KEY = "test-api-key-0123456789"
+AUTH = {"X-API-Key": KEY}
+
+
+def run_job(stack: Stack, message: dict[str, Any]) -> None:
+    """Send one job and run it with an in-process worker of its type."""
+    clients = stack.clients()
+    role = message["type"]
+    settings = replace(Settings.from_env(role, stack.env()), wait_seconds=1)
+    clients.sqs.send_message(
+        QueueUrl=settings.queue_url, MessageBody=json.dumps({"schema": 1, **message})
+    )
+    handler = handle_train if role == "train" else PredictHandler(settings, clients)
+    assert (
+        Worker(settings=settings, clients=clients, handler=handler).process_batch().succeeded == 1
+    )
+
+
+def train(stack: Stack, job_id: str, **params: Any) -> None:
+    key = "datasets/digits/train.csv"
+    stack.clients().s3.put_object(
+        Bucket=stack.data_bucket, Key=key, Body=samples.training_csv(slice(0, 1500)).encode()
+    )
+    run_job(stack, {"job_id": job_id, "type": "train", "model": "digits",
+                    "dataset": f"s3://{stack.data_bucket}/{key}", "params": params})  # fmt: skip
+
+
+def prepare(stack: Stack) -> Stack:
+    """digits v1 promoted, and stored predictions for rows 1500-1796 (some for review)."""
+    train(stack, "train-1")
+    key = "datasets/digits/score.csv"
+    stack.clients().s3.put_object(
+        Bucket=stack.data_bucket, Key=key, Body=samples.prediction_csv(slice(1500, 1797)).encode()
+    )
+    run_job(stack, {"job_id": "predict-1", "type": "predict", "model": "digits",
+                    "dataset": f"s3://{stack.data_bucket}/{key}", "params": {"review_threshold": 0.95}})  # fmt: skip
+    return stack
+
+
+@pytest.fixture
+def trained(stack: Stack) -> Stack:
+    """A fresh trained stack, for tests that change it."""
+    return prepare(stack)
+
+
+@pytest.fixture(scope="module")
+def shared(moto_endpoint: str) -> Stack:
+    """One trained stack for the tests that only read."""
+    return prepare(create_stack(moto_endpoint))
+
+
+def make_client(stack: Stack, **env: str) -> TestClient:
+    settings = ApiSettings.from_env({**stack.env(), "MLPOC_API_KEY": KEY, **env})
+    app = create_app(settings, stack.clients(), start_poller=False)
+    return TestClient(app, raise_server_exceptions=False)
+
+
+@pytest.fixture
+def client(trained: Stack) -> Iterator[TestClient]:
+    with make_client(trained) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def reader(shared: Stack) -> Iterator[TestClient]:
+    with make_client(shared) as test_client:
+        yield test_client
+
+
+def row(index: int) -> dict[str, float]:
+    x, _ = samples.digits()
+    return {name: float(v) for name, v in zip(samples.FEATURES, x[index], strict=True)}
+
+
+PROTECTED = [
+    ("GET", "/v1/jobs"), ("GET", "/v1/jobs/x"), ("POST", "/v1/jobs"), ("GET", "/v1/models"),
+    ("GET", "/v1/models/digits"), ("POST", "/v1/models/digits/promote"),
+    ("POST", "/v1/models/digits/rollback"), ("POST", "/v1/predict"),
+    ("GET", "/v1/predictions/digits/digit-1500"), ("GET", "/v1/annotations/digits"),
+    ("POST", "/v1/annotations/digits"), ("POST", "/v1/annotations/digits/retrain"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("method", "path"), PROTECTED)
+@pytest.mark.parametrize("headers", [{}, {"X-API-Key": "wrong-key-0123456789"}, {"X-API-Key": ""}])
+def test_every_route_but_health_needs_the_key(
+    reader: TestClient, method: str, path: str, headers: dict[str, str]
+) -> None:
+    response = reader.request(method, path, headers=headers, json={})
+    assert response.status_code == 401
+    assert response.json() == {
+        "error": {"code": "unauthorized", "message": "missing or wrong API key"}
+    }
+
+
+def test_health_needs_no_key_and_reports_loaded_models(reader: TestClient) -> None:
+    assert reader.get("/healthz").json() == {"status": "ok", "models": {}}
+    reader.post("/v1/predict", headers=AUTH, json={"model": "digits", "rows": [row(0)]})
+    assert reader.get("/healthz").json()["models"] == {"digits": {"version": 1, "pinned": False}}
+
+
+def test_jobs_are_validated_recorded_and_queued(client: TestClient, trained: Stack) -> None:
+    dataset = f"s3://{trained.data_bucket}/datasets/digits/train.csv"
+    accepted = client.post(
+        "/v1/jobs",
+        headers=AUTH,
+        json={"job_id": "api-1", "type": "train", "model": "digits", "dataset": dataset},
+    )
+    assert (accepted.status_code, accepted.json()) == (202, {"job_id": "api-1", "status": "QUEUED"})
+    assert client.get("/v1/jobs/api-1", headers=AUTH).json()["status"] == "QUEUED"
+    assert "api-1" in [j["job_id"] for j in client.get("/v1/jobs", headers=AUTH).json()["jobs"]]
+    (message,) = trained.clients().sqs.receive_message(QueueUrl=trained.train_queue_url)["Messages"]
+    assert json.loads(message["Body"])["job_id"] == "api-1"
+    again = client.post(
+        "/v1/jobs",
+        headers=AUTH,
+        json={"job_id": "api-1", "type": "train", "model": "digits", "dataset": dataset},
+    )
+    assert again.status_code == 409 and again.json()["error"]["code"] == "conflict"
+    wrong = client.post(
+        "/v1/jobs",
+        headers=AUTH,
+        json={"type": "train", "model": "digits", "dataset": "s3://elsewhere/x.csv"},
+    )
+    assert wrong.status_code == 422
+    assert wrong.json()["error"]["code"] == "invalid_job"
+    assert "must be inside the data bucket" in wrong.json()["error"]["message"]
+    garbage = client.post(
+        "/v1/jobs", headers={**AUTH, "Content-Type": "application/json"}, content=b"{not json"
+    )
+    assert garbage.status_code == 422 and garbage.json()["error"]["code"] == "invalid_request"
+    missing = client.get("/v1/jobs/nope", headers=AUTH)
+    assert missing.status_code == 404 and missing.json() == {
+        "error": {"code": "not_found", "message": "no job 'nope'"}
+    }
+
+
+def test_models_versions_promotion_and_rollback(client: TestClient, trained: Stack) -> None:
+    train(trained, "train-2", promote="never")
+    assert client.get("/v1/models", headers=AUTH).json() == {
+        "models": [
+            {
+                "model": "digits",
+                "promoted": 1,
+                "promoted_metric": pytest.approx(0.96, abs=0.03),
+                "versions": 2,
+            }
+        ]
+    }
+    detail = client.get("/v1/models/digits", headers=AUTH).json()
+    assert [v["version"] for v in detail["versions"]] == [1, 2] and detail["promoted"] == 1
+    promoted = client.post("/v1/models/digits/promote", headers=AUTH, json={"version": 2})
+    assert promoted.json() == {"model": "digits", "promoted": 2, "history": [1]}
+    assert client.post("/v1/models/digits/rollback", headers=AUTH).json() == {
+        "model": "digits",
+        "promoted": 1,
+        "history": [],
+    }
+    assert client.post("/v1/models/digits/rollback", headers=AUTH).status_code == 409
+    assert (
+        client.post("/v1/models/digits/promote", headers=AUTH, json={"version": 9}).status_code
+        == 404
+    )
+    assert (
+        client.post("/v1/models/digits/promote", headers=AUTH, json={"version": 0}).status_code
+        == 422
+    )
+    assert client.get("/v1/models/unknown", headers=AUTH).status_code == 404
+
+
+def test_realtime_predictions_agree_with_stored_ones(reader: TestClient) -> None:
+    response = reader.post(
+        "/v1/predict",
+        headers=AUTH,
+        json={"model": "digits", "rows": [row(1500), row(1501)], "ids": ["a", "b"]},
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["version"] == 1 and [p["id"] for p in body["predictions"]] == ["a", "b"]
+    stored = reader.get("/v1/predictions/digits/digit-1500", headers=AUTH).json()
+    assert stored["label"] == body["predictions"][0]["label"]
+    assert stored["confidence"] == pytest.approx(body["predictions"][0]["confidence"], abs=1e-5)
+    assert "features" not in stored
+    assert reader.get("/v1/predictions/digits/nope", headers=AUTH).status_code == 404
+
+
+def test_predict_input_is_checked_against_the_recorded_features(reader: TestClient) -> None:
+    bad = row(0)
+    del bad["pixel_3"]
+    bad["pixel_99"] = 1.0
+    response = reader.post(
+        "/v1/predict", headers=AUTH, json={"model": "digits", "rows": [row(0), bad]}
+    )
+    assert response.status_code == 422
+    assert response.json()["error"] == {
+        "code": "invalid_features",
+        "message": "row 1: missing ['pixel_3'], unknown ['pixel_99']; model digits v1 takes 64 features",
+    }
+    wrong_type = reader.post(
+        "/v1/predict", headers=AUTH, json={"model": "digits", "rows": [{"pixel_0": "dark"}]}
+    )
+    assert wrong_type.status_code == 422 and wrong_type.json()["error"]["details"][0][
+        "where"
+    ].startswith("body.rows.0")
+    unknown = reader.post("/v1/predict", headers=AUTH, json={"model": "cats", "rows": [row(0)]})
+    assert (
+        unknown.status_code == 404
+        and "has no promoted version" in unknown.json()["error"]["message"]
+    )
+    too_many = reader.post(
+        "/v1/predict", headers=AUTH, json={"model": "digits", "rows": [row(0)] * 1001}
+    )
+    assert too_many.status_code == 422 and too_many.json()["error"]["code"] == "too_many_rows"
+
+
+def test_a_new_promotion_is_swapped_in_during_traffic_without_a_failed_request(
+    client: TestClient, trained: Stack
+) -> None:
+    server = client.app.state.models  # type: ignore[attr-defined]
+    statuses: list[int] = []
+    versions: set[int] = set()
+    stop = threading.Event()
+
+    def traffic() -> None:
+        while not stop.is_set():
+            response = client.post(
+                "/v1/predict", headers=AUTH, json={"model": "digits", "rows": [row(7)]}
+            )
+            statuses.append(response.status_code)
+            if response.status_code == 200:
+                versions.add(response.json()["version"])
+
+    threads = [threading.Thread(target=traffic) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        train(trained, "train-2", promote="always", estimator="random_forest", n_estimators=20)
+        server.refresh()  # what the poller does every MLPOC_MODEL_POLL_SECONDS
+        while 2 not in versions:
+            threading.Event().wait(0.05)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert set(statuses) == {200} and len(statuses) > 10
+    assert versions == {1, 2}
+
+
+def test_a_tampered_new_version_is_refused_and_the_old_one_keeps_serving(
+    client: TestClient, trained: Stack
+) -> None:
+    server = client.app.state.models  # type: ignore[attr-defined]
+    assert (
+        client.post("/v1/predict", headers=AUTH, json={"model": "digits", "rows": [row(0)]}).json()[
+            "version"
+        ]
+        == 1
+    )
+    train(trained, "train-2", promote="always")
+    s3 = trained.clients().s3
+    s3.put_object(Bucket=trained.model_bucket, Key="models/digits/2/model.onnx", Body=b"tampered")
+    server.refresh()
+    assert (
+        client.post("/v1/predict", headers=AUTH, json={"model": "digits", "rows": [row(0)]}).json()[
+            "version"
+        ]
+        == 1
+    )
+    health = client.get("/healthz").json()["models"]["digits"]
+    assert health["version"] == 1 and "modified after training" in health["refused"]
+
+
+def test_a_pinned_deployment_never_swaps(trained: Stack) -> None:
+    train(trained, "train-2", promote="always")
+    with make_client(trained, MLPOC_PINNED_MODELS="digits:1") as pinned:
+        assert (
+            pinned.post(
+                "/v1/predict", headers=AUTH, json={"model": "digits", "rows": [row(0)]}
+            ).json()["version"]
+            == 1
+        )
+        pinned.app.state.models.refresh()  # type: ignore[attr-defined]
+        assert pinned.get("/healthz").json()["models"] == {"digits": {"version": 1, "pinned": True}}
+
+
+def test_corrections_become_a_dataset_version_and_a_train_job(
+    client: TestClient, trained: Stack
+) -> None:
+    # GIVEN the review queue, lowest confidence first
+    queue = client.get("/v1/annotations/digits", headers=AUTH).json()["items"]
+    assert len(queue) >= 3
+    assert [i["confidence"] for i in queue] == sorted(i["confidence"] for i in queue)
+    assert len(queue[0]["features"]) == 64
+    # WHEN a person corrects three labels
+    truth = samples.digits()[1]
+    for item in queue[:3]:
+        label = str(truth[int(item["item_id"].split("-")[1])])
+        response = client.post(
+            "/v1/annotations/digits",
+            headers=AUTH,
+            json={"item_id": item["item_id"], "label": label},
+        )
+        assert response.status_code == 201
+    bad = client.post(
+        "/v1/annotations/digits",
+        headers=AUTH,
+        json={"item_id": queue[3]["item_id"], "label": "cat"},
+    )
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "unknown_label"
+    # they leave the queue
+    remaining = {
+        i["item_id"]
+        for i in client.get("/v1/annotations/digits", headers=AUTH, params={"limit": 100}).json()[
+            "items"
+        ]
+    }
+    assert not remaining & {i["item_id"] for i in queue[:3]}
+    # AND asks for a retrain
+    retrain = client.post("/v1/annotations/digits/retrain", headers=AUTH)
+    assert retrain.status_code == 202
+    body = retrain.json()
+    assert body["corrections"] == 3 and body["base_version"] == 1
+    # THEN a new dataset version (base + 3 rows) is in the data bucket, and its train job is queued
+    bucket, key = body["dataset"][5:].split("/", 1)
+    assert key.startswith("dataset-versions/digits/")
+    text = trained.clients().s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+    assert len(text.strip().splitlines()) == 1 + 1500 + 3
+    (message,) = trained.clients().sqs.receive_message(QueueUrl=trained.train_queue_url)["Messages"]
+    job = json.loads(message["Body"])
+    assert (job["job_id"], job["dataset"], job["type"]) == (
+        body["job_id"],
+        body["dataset"],
+        "train",
+    )
+    record = Ledger(trained.clients().dynamodb, trained.jobs_table).get(body["job_id"])
+    assert record is not None and record["status"] == "QUEUED"
+
+
+def test_bodies_over_the_limit_are_refused(trained: Stack) -> None:
+    with make_client(trained, MLPOC_MAX_BODY_BYTES="1000") as small:
+        response = small.post(
+            "/v1/predict", headers=AUTH, json={"model": "digits", "rows": [row(0)] * 10}
+        )
+    assert response.status_code == 413 and response.json()["error"]["code"] == "payload_too_large"
+
+
+def test_server_errors_have_the_same_shape_and_no_trace(trained: Stack) -> None:
+    with make_client(trained, MLPOC_JOBS_TABLE="no-such-table") as broken:
+        response = broken.get("/v1/jobs", headers=AUTH)
+    assert response.status_code == 500
+    assert response.json() == {
+        "error": {"code": "internal", "message": "internal error; see the server log"}
+    }
+
+
+def test_cors_is_closed(reader: TestClient) -> None:
+    response = reader.options(
+        "/v1/jobs",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
+    )
+    assert "access-control-allow-origin" not in response.headers
+
+
+def test_the_api_key_must_be_configured(trained: Stack) -> None:
+    from mlpoc.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="no usable API key"):
+        ApiSettings.from_env({**trained.env(), "MLPOC_API_KEY": "short"})
+    settings = ApiSettings.from_env(
+        {**trained.env(), "MLPOC_API_KEY_SECRET_ARN": "arn:secret"},
+        read_secret=lambda arn: KEY + "\n",
+    )
+    assert settings.api_key == KEY
