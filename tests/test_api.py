@@ -55,8 +55,13 @@ def prepare(stack: Stack) -> Stack:
     stack.clients().s3.put_object(
         Bucket=stack.data_bucket, Key=key, Body=samples.prediction_csv(slice(1500, 1797)).encode()
     )
-    run_job(stack, {"job_id": "predict-1", "type": "predict", "model": "digits",
-                    "dataset": f"s3://{stack.data_bucket}/{key}", "params": {"review_threshold": 0.95}})  # fmt: skip
+    dataset = f"s3://{stack.data_bucket}/{key}"
+    params = {"review_threshold": 0.95}
+    run_job(
+        stack,
+        {"job_id": "predict-1", "type": "predict", "model": "digits", "dataset": dataset,
+         "params": params},
+    )  # fmt: skip
     return stack
 
 
@@ -217,7 +222,8 @@ def test_predict_input_is_checked_against_the_recorded_features(reader: TestClie
     assert response.status_code == 422
     assert response.json()["error"] == {
         "code": "invalid_features",
-        "message": "row 1: missing ['pixel_3'], unknown ['pixel_99']; model digits v1 takes 64 features",
+        "message": "row 1: missing ['pixel_3'], unknown ['pixel_99']; "
+        "model digits v1 takes 64 features",
     }
     wrong_type = reader.post(
         "/v1/predict", headers=AUTH, json={"model": "digits", "rows": [{"pixel_0": "dark"}]}
