@@ -11,7 +11,7 @@ PY_SOURCES := app.py stacks lambdas containers tests benchmarks
 # jsii (aws-cdk-lib's runtime) warns on every run that Node 20 is past end-of-life; this machine has 20.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help install lint typecheck synth test test-fast bench deploy destroy clean
+.PHONY: help install browser lint typecheck synth test test-fast bench deploy destroy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -36,19 +36,27 @@ lint: $(INSTALLED) ## ruff lint + format check
 typecheck: $(INSTALLED) ## mypy --strict on the runtime package and the stacks
 	$(VENV)/bin/mypy
 
+# The browser test drives Debian's Chromium (no browser download at test time).
+BROWSER := /usr/bin/chromedriver
+$(BROWSER):
+	apt-get update -q && apt-get install -y -q --no-install-recommends chromium chromium-driver
+
+browser: $(BROWSER) ## install Debian's chromium and chromium-driver (needs root, as in CI)
+
 synth: $(INSTALLED) $(NODE_INSTALLED) ## synthesize every stack to cdk.out with the pinned CLI (no Docker needed)
 	npx cdk synth --quiet
 	$(VENV)/bin/cfn-lint
 
-test: lint typecheck synth ## everything CI runs: lint, types, synth + cfn-lint, all tests with coverage
+test: lint typecheck synth $(BROWSER) ## everything CI runs: lint, types, synth + cfn-lint, all tests with coverage
 	mkdir -p test-artifacts
 	$(PY) -m pytest --cov --cov-report=term --cov-report=xml:test-artifacts/coverage.xml
 
 test-fast: $(INSTALLED) ## the unit tests only (no subprocesses, no large backlogs)
 	$(PY) -m pytest -m "not integration and not perf"
 
-bench: $(INSTALLED) ## worker throughput and inference latency, ratios against baselines
+bench: $(INSTALLED) ## worker throughput, inference and API latency, against baselines
 	$(PY) benchmarks/worker_throughput.py
+	$(PY) benchmarks/api_latency.py
 
 deploy: $(INSTALLED) $(NODE_INSTALLED) ## deploy both stacks to the current AWS account (needs Docker to build the image)
 	npx cdk deploy --all --require-approval broadening

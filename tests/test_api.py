@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from dataclasses import replace
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,54 +13,11 @@ from mlpoc import samples
 from mlpoc.api.app import create_app
 from mlpoc.api.settings import ApiSettings
 from mlpoc.ledger import Ledger
-from mlpoc.settings import Settings
-from mlpoc.worker.loop import Worker
-from mlpoc.worker.predict import PredictHandler
-from mlpoc.worker.train import handle_train
 from tests.support.aws_stack import Stack, create_stack
+from tests.support.pipeline import prepare, train
 
 KEY = "test-api-key-0123456789"
 AUTH = {"X-API-Key": KEY}
-
-
-def run_job(stack: Stack, message: dict[str, Any]) -> None:
-    """Send one job and run it with an in-process worker of its type."""
-    clients = stack.clients()
-    role = message["type"]
-    settings = replace(Settings.from_env(role, stack.env()), wait_seconds=1)
-    clients.sqs.send_message(
-        QueueUrl=settings.queue_url, MessageBody=json.dumps({"schema": 1, **message})
-    )
-    handler = handle_train if role == "train" else PredictHandler(settings, clients)
-    assert (
-        Worker(settings=settings, clients=clients, handler=handler).process_batch().succeeded == 1
-    )
-
-
-def train(stack: Stack, job_id: str, **params: Any) -> None:
-    key = "datasets/digits/train.csv"
-    stack.clients().s3.put_object(
-        Bucket=stack.data_bucket, Key=key, Body=samples.training_csv(slice(0, 1500)).encode()
-    )
-    run_job(stack, {"job_id": job_id, "type": "train", "model": "digits",
-                    "dataset": f"s3://{stack.data_bucket}/{key}", "params": params})  # fmt: skip
-
-
-def prepare(stack: Stack) -> Stack:
-    """digits v1 promoted, and stored predictions for rows 1500-1796 (some for review)."""
-    train(stack, "train-1")
-    key = "datasets/digits/score.csv"
-    stack.clients().s3.put_object(
-        Bucket=stack.data_bucket, Key=key, Body=samples.prediction_csv(slice(1500, 1797)).encode()
-    )
-    dataset = f"s3://{stack.data_bucket}/{key}"
-    params = {"review_threshold": 0.95}
-    run_job(
-        stack,
-        {"job_id": "predict-1", "type": "predict", "model": "digits", "dataset": dataset,
-         "params": params},
-    )  # fmt: skip
-    return stack
 
 
 @pytest.fixture

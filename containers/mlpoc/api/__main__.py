@@ -30,6 +30,8 @@ def main() -> int:
         log_config=None,
         access_log=False,
         proxy_headers=True,
+        loop="uvloop",
+        http="httptools",
     )
     return 0
 

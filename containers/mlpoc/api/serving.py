@@ -48,6 +48,11 @@ class ModelServer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def held(self, model: str) -> OnnxClassifier | None:
+        """The loaded classifier, or None (no I/O: safe on the event loop)."""
+        held = self._held.get(model)
+        return held.classifier if held else None
+
     def get(self, model: str) -> OnnxClassifier:
         held = self._held.get(model)
         if held is not None:

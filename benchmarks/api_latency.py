@@ -1,0 +1,167 @@
+"""Realtime predict latency over HTTP: p50/p99 of POST /v1/predict at concurrency 1 and 8.
+
+    make bench        (or: .venv/bin/python benchmarks/api_latency.py [--requests N])
+
+The API runs as its own process (`python -m mlpoc.api`, uvicorn, one worker), exactly as in the
+container; the load comes from this process over keep-alive HTTP connections on loopback. Next
+to it: the in-process predict time of the same model (onnxruntime, one row), the floor that the
+HTTP numbers add to. Goal on a 2-core machine: p99 under 20 ms at concurrency 8.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http.client
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from moto.server import ThreadedMotoServer
+
+from mlpoc import plugins, samples
+from mlpoc.inference import load
+from mlpoc.registry import Registry
+from tests.support import moto_patches
+from tests.support.aws_stack import FAKE_CREDENTIALS, create_stack
+from tests.support.pipeline import prepare
+
+KEY = "benchmark-key-0123456789"
+
+
+def body(index: int) -> bytes:
+    x, _ = samples.digits()
+    row = {name: float(v) for name, v in zip(samples.FEATURES, x[index % len(x)], strict=True)}
+    return json.dumps({"model": "digits", "rows": [row]}).encode()
+
+
+def wait_until_up(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", "/healthz")
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("the API did not come up")
+
+
+def load_test(port: int, concurrency: int, requests: int) -> list[float]:
+    """``concurrency`` keep-alive connections driven by one asyncio loop (no client threads
+    competing for the GIL: what is measured is the server, not the load generator)."""
+    payloads = [body(i) for i in range(64)]
+
+    def request(payload: bytes) -> bytes:
+        return (
+            b"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: " + KEY.encode()
+            + b"\r\nContent-Type: application/json\r\nContent-Length: "
+            + str(len(payload)).encode() + b"\r\n\r\n" + payload
+        )  # fmt: skip
+
+    raw = [request(p) for p in payloads]
+    latencies: list[float] = []
+
+    async def connection(offset: int, count: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for i in range(count):
+            started = time.perf_counter()
+            writer.write(raw[(offset + i) % len(raw)])
+            await writer.drain()
+            head = await reader.readuntil(b"\r\n\r\n")
+            if not head.startswith(b"HTTP/1.1 200"):
+                raise RuntimeError(head.split(b"\r\n")[0].decode())
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - started)
+        writer.close()
+        await writer.wait_closed()
+
+    async def run() -> None:
+        per_connection = requests // concurrency
+        await asyncio.gather(*(connection(i * 7, per_connection) for i in range(concurrency)))
+
+    asyncio.run(run())
+    return latencies
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    args = parser.parse_args()
+    os.environ.update(FAKE_CREDENTIALS)
+    os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    logging.getLogger("mlpoc").setLevel(logging.WARNING)
+    moto_patches.apply()
+    plugins.load()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    host, moto_port = moto.get_host_and_port()
+    stack = prepare(create_stack(f"http://{host}:{moto_port}"))
+
+    # the floor: one row through onnxruntime in this process
+    clients = stack.clients()
+    version = Registry(clients.dynamodb, stack.models_table).resolve("digits", "current")
+    classifier = load(clients.s3, stack.model_bucket, version)
+    x, _ = samples.digits()
+    row = x[:1].astype("float32")
+    for _ in range(200):
+        classifier.predict(row)
+    timings = []
+    for _ in range(2000):
+        started = time.perf_counter()
+        classifier.predict(row)
+        timings.append(time.perf_counter() - started)
+    in_process = statistics.median(timings) * 1000
+
+    port = 18000 + os.getpid() % 1000
+    env = {
+        **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME")},
+        **stack.env(),
+        "PYTHONPATH": str(ROOT),
+        "MLPOC_API_KEY": KEY,
+        "MLPOC_API_PORT": str(port),
+        "MLPOC_LOG_LEVEL": "WARNING",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    }
+    api = subprocess.Popen(
+        [sys.executable, "-m", "mlpoc.api"], env=env, cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_until_up(port)
+        load_test(port, 1, 200)  # warm-up: loads the model, fills connection pools
+        rows = []
+        for concurrency in (1, 8):
+            latencies = load_test(port, concurrency, args.requests)
+            rows.append((concurrency, percentile(latencies, 0.5), percentile(latencies, 0.99),
+                         len(latencies) / sum(latencies) * concurrency))  # fmt: skip
+    finally:
+        api.terminate()
+        api.wait(10)
+        moto.stop()
+
+    print(f"in-process predict, 1 row (onnxruntime): {in_process:.3f} ms (median)")
+    print(f"{'concurrency':>11} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}  goal p99 < 20 ms at 8")
+    for concurrency, p50, p99, rate in rows:
+        print(f"{concurrency:>11} {p50:>8.2f} {p99:>8.2f} {rate:>8.0f}")
+
+
+if __name__ == "__main__":
+    main()

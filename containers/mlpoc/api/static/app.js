@@ -1,0 +1,160 @@
+// mlpoc pages: plain JavaScript over the JSON API. The API key stays in this tab (sessionStorage).
+"use strict";
+
+const page = document.body.dataset.page;
+const model = document.body.dataset.model;
+const statusBox = document.getElementById("status");
+
+function say(text, kind) {
+  statusBox.textContent = text;
+  statusBox.className = kind || "";
+}
+
+function key() { return sessionStorage.getItem("mlpoc-key"); }
+
+async function api(method, path, body) {
+  const response = await fetch(path, {
+    method,
+    headers: { "X-API-Key": key() || "", "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const data = await response.json().catch(() => ({}));
+  if (response.status === 401) { askForKey("That API key was not accepted."); throw new Error("unauthorized"); }
+  if (!response.ok) { throw new Error((data.error && data.error.message) || response.statusText); }
+  return data;
+}
+
+function askForKey(message) {
+  sessionStorage.removeItem("mlpoc-key");
+  document.getElementById("key-form").hidden = false;
+  document.getElementById("forget-key").hidden = true;
+  say(message || "Enter the API key to start.");
+}
+
+function el(tag, attributes, ...children) {
+  const node = document.createElement(tag);
+  Object.entries(attributes || {}).forEach(([name, value]) => {
+    if (name === "class") node.className = value; else if (name.startsWith("on")) node.addEventListener(name.slice(2), value); else node.setAttribute(name, value);
+  });
+  children.flat().forEach((child) => node.append(child instanceof Node ? child : document.createTextNode(String(child))));
+  return node;
+}
+
+function when(seconds) { return seconds ? new Date(seconds * 1000).toLocaleString() : ""; }
+
+// -- review predictions --------------------------------------------------------------------
+let classes = [];
+const corrected = new Set();
+
+function drawDigit(canvas, features) {
+  const side = Math.round(Math.sqrt(features.length));
+  canvas.width = side; canvas.height = side;
+  const context = canvas.getContext("2d");
+  const image = context.createImageData(side, side);
+  const top = Math.max(...features, 1);
+  features.forEach((value, i) => {
+    const shade = Math.round(255 * value / top);
+    image.data.set([shade, shade, shade, 255], i * 4);
+  });
+  context.putImageData(image, 0, 0);
+}
+
+function card(item) {
+  const canvas = el("canvas", { "aria-label": `item ${item.item_id}` });
+  if (item.features && Number.isInteger(Math.sqrt(item.features.length))) drawDigit(canvas, item.features);
+  const node = el("article", { class: "card", "data-item": item.item_id });
+  const save = async (label, button) => {
+    try {
+      await api("POST", `/v1/annotations/${model}`, { item_id: item.item_id, label });
+      node.classList.add("done");
+      node.querySelectorAll("button").forEach((b) => b.classList.remove("chosen"));
+      button.classList.add("chosen");
+      corrected.add(item.item_id);
+      document.getElementById("done-count").textContent = `${corrected.size} corrected`;
+      document.getElementById("retrain").disabled = corrected.size === 0;
+      say(`Saved: ${item.item_id} is a ${label}.`, "ok");
+    } catch (error) { say(error.message, "error"); }
+  };
+  const confirm = el("button", { class: "confirm", onclick: (e) => save(item.label, e.currentTarget) }, `Yes, it is a ${item.label}`);
+  const choices = el("div", { class: "choices" }, classes.map((label) =>
+    el("button", { "data-label": label, onclick: (e) => save(label, e.currentTarget), title: `It is a ${label}` }, label)));
+  node.append(
+    canvas,
+    el("div", { class: "guess" }, el("span", {}, "Model says ", el("b", {}, item.label)),
+      el("span", { class: "confidence" }, `${Math.round(item.confidence * 100)}% sure`)),
+    confirm, el("small", {}, "or pick the right label:"), choices,
+  );
+  return node;
+}
+
+async function annotate() {
+  const detail = await api("GET", `/v1/models/${model}`);
+  const promoted = detail.versions.find((v) => v.version === detail.promoted);
+  classes = promoted ? promoted.classes : [];
+  const queue = await api("GET", `/v1/annotations/${model}?limit=24`);
+  const cards = document.getElementById("cards");
+  cards.replaceChildren(...queue.items.map(card));
+  document.getElementById("empty").hidden = queue.items.length > 0;
+  say(queue.items.length ? `${queue.items.length} predictions need a look. The least sure come first.` : "");
+  document.getElementById("retrain").onclick = async (event) => {
+    event.currentTarget.disabled = true;
+    try {
+      const job = await api("POST", `/v1/annotations/${model}/retrain`);
+      say(`Training started with ${job.corrections} corrections: job ${job.job_id}. Follow it on the Jobs page.`, "ok");
+      statusBox.append(" ", el("a", { href: "/ui/jobs", id: "job-link" }, "Open Jobs"));
+    } catch (error) { say(error.message, "error"); event.currentTarget.disabled = false; }
+  };
+}
+
+// -- models ---------------------------------------------------------------------------------
+async function models() {
+  const detail = await api("GET", `/v1/models/${model}`);
+  const rows = detail.versions.slice().reverse().map((v) => el("tr", {},
+    el("td", {}, `v${v.version} `, v.version === detail.promoted ? el("span", { class: "badge promoted" }, "serving") : ""),
+    el("td", {}, (v.metrics.accuracy * 100).toFixed(1) + "%"),
+    el("td", {}, (v.metrics.macro_f1 * 100).toFixed(1) + "%"),
+    el("td", {}, when(v.created_at)),
+    el("td", {}, v.job_id),
+    el("td", {}, v.version === detail.promoted ? "" : el("button", { onclick: async () => {
+      try { await api("POST", `/v1/models/${model}/promote`, { version: v.version }); say(`v${v.version} is now serving.`, "ok"); models(); }
+      catch (error) { say(error.message, "error"); }
+    } }, "Promote")),
+  ));
+  document.getElementById("versions").replaceChildren(...rows);
+  document.getElementById("rollback").onclick = async () => {
+    try { const p = await api("POST", `/v1/models/${model}/rollback`); say(`Rolled back: v${p.promoted} is serving.`, "ok"); models(); }
+    catch (error) { say(error.message, "error"); }
+  };
+}
+
+// -- jobs -----------------------------------------------------------------------------------
+async function jobs() {
+  const list = await api("GET", "/v1/jobs?limit=50");
+  document.getElementById("jobs").replaceChildren(...list.jobs.map((job) => el("tr", { "data-job": job.job_id },
+    el("td", {}, job.job_id), el("td", {}, job.type || ""), el("td", {}, job.model || ""),
+    el("td", {}, el("span", { class: `badge ${job.status}` }, job.status)),
+    el("td", {}, job.attempts ?? ""), el("td", {}, when(job.created_at)),
+    el("td", { class: "reason" }, job.reason || (job.result && job.result.metrics ? `accuracy ${(job.result.metrics.accuracy * 100).toFixed(1)}%` : "")),
+  )));
+}
+
+// -- start ----------------------------------------------------------------------------------
+const pages = { annotate, models, jobs };
+
+async function start() {
+  if (!key()) { askForKey(); return; }
+  document.getElementById("key-form").hidden = true;
+  document.getElementById("forget-key").hidden = false;
+  try {
+    await pages[page]();
+    if (page === "jobs") setInterval(() => jobs().catch(() => {}), 2000);
+  } catch (error) { if (error.message !== "unauthorized") say(error.message, "error"); }
+}
+
+document.getElementById("key-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  sessionStorage.setItem("mlpoc-key", document.getElementById("key").value.trim());
+  start();
+});
+document.getElementById("forget-key").addEventListener("click", () => askForKey("Key forgotten."));
+start();
