@@ -16,6 +16,7 @@ import http.client
 import json
 import logging
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -25,13 +26,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from moto.server import ThreadedMotoServer
 
 from mlpoc import plugins, samples
 from mlpoc.inference import load
 from mlpoc.registry import Registry
-from tests.support import moto_patches
-from tests.support.aws_stack import FAKE_CREDENTIALS, create_stack
+from tests.support.aws_stack import EmbeddedMoto, Stack, create_stack
 from tests.support.pipeline import prepare
 
 KEY = "benchmark-key-0123456789"
@@ -99,27 +98,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--requests", type=int, default=2000)
-    args = parser.parse_args()
-    os.environ.update(FAKE_CREDENTIALS)
-    os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    logging.getLogger("mlpoc").setLevel(logging.WARNING)
-    moto_patches.apply()
-    plugins.load()
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    moto.start()
-    host, moto_port = moto.get_host_and_port()
-    stack = prepare(create_stack(f"http://{host}:{moto_port}"))
-
-    # the floor: one row through onnxruntime in this process
+def in_process_ms(stack: Stack) -> float:
+    """The floor: median time of one row through onnxruntime in this process."""
     clients = stack.clients()
     version = Registry(clients.dynamodb, stack.models_table).resolve("digits", "current")
     classifier = load(clients.s3, stack.model_bucket, version)
-    x, _ = samples.digits()
-    row = x[:1].astype("float32")
+    row = samples.digits()[0][:1].astype("float32")
     for _ in range(200):
         classifier.predict(row)
     timings = []
@@ -127,9 +111,14 @@ def main() -> None:
         started = time.perf_counter()
         classifier.predict(row)
         timings.append(time.perf_counter() - started)
-    in_process = statistics.median(timings) * 1000
+    return statistics.median(timings) * 1000
 
-    port = 18000 + os.getpid() % 1000
+
+def over_http(stack: Stack, requests: int) -> list[tuple[int, float, float, float]]:
+    """(concurrency, p50 ms, p99 ms, req/s) against `python -m mlpoc.api` in its own process."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
     env = {
         **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME")},
         **stack.env(),
@@ -146,18 +135,31 @@ def main() -> None:
     )  # fmt: skip
     try:
         wait_until_up(port)
-        load_test(port, 1, 200)  # warm-up: loads the model, fills connection pools
+        load_test(port, 1, 200)  # warm-up: loads the model
         rows = []
         for concurrency in (1, 8):
-            latencies = load_test(port, concurrency, args.requests)
-            rows.append((concurrency, percentile(latencies, 0.5), percentile(latencies, 0.99),
-                         len(latencies) / sum(latencies) * concurrency))  # fmt: skip
+            latencies = load_test(port, concurrency, requests)
+            rate = len(latencies) / sum(latencies) * concurrency
+            rows.append(
+                (concurrency, percentile(latencies, 0.5), percentile(latencies, 0.99), rate)
+            )
+        return rows
     finally:
         api.terminate()
         api.wait(10)
-        moto.stop()
 
-    print(f"in-process predict, 1 row (onnxruntime): {in_process:.3f} ms (median)")
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    args = parser.parse_args()
+    logging.getLogger("mlpoc").setLevel(logging.WARNING)
+    plugins.load()
+    with EmbeddedMoto() as endpoint:
+        stack = prepare(create_stack(endpoint))
+        floor = in_process_ms(stack)
+        rows = over_http(stack, args.requests)
+    print(f"in-process predict, 1 row (onnxruntime): {floor:.3f} ms (median)")
     print(f"{'concurrency':>11} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}  goal p99 < 20 ms at 8")
     for concurrency, p50, p99, rate in rows:
         print(f"{concurrency:>11} {p50:>8.2f} {p99:>8.2f} {rate:>8.0f}")

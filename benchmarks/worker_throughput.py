@@ -15,9 +15,7 @@ the ratios are the point. Nothing here touches a real AWS account.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import statistics
 import sys
 import time
@@ -28,7 +26,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from moto.server import ThreadedMotoServer
 
 from mlpoc import plugins, samples
 from mlpoc.dynamo import BatchWriter, serialize
@@ -37,40 +34,16 @@ from mlpoc.plugins.sklearn import build
 from mlpoc.registry import ModelVersion
 from mlpoc.settings import Settings
 from mlpoc.worker.loop import JobContext, Worker
-from tests.support import moto_patches
-from tests.support.aws_stack import FAKE_CREDENTIALS, Stack, create_stack
+from tests.support.aws_stack import EmbeddedMoto, create_stack, send_jobs
 
 
 def echo(ctx: JobContext) -> None:
     ctx.commit({"echo": ctx.job.job_id})
 
 
-def enqueue(stack: Stack, count: int) -> None:
-    sqs = stack.clients().sqs
-    for start in range(0, count, 10):
-        sqs.send_message_batch(
-            QueueUrl=stack.predict_queue_url,
-            Entries=[
-                {
-                    "Id": str(i),
-                    "MessageBody": json.dumps(
-                        {
-                            "schema": 1,
-                            "job_id": f"job-{start + i}",
-                            "type": "predict",
-                            "model": "digits",
-                            "dataset": f"s3://{stack.data_bucket}/d.csv",
-                        }
-                    ),
-                }
-                for i in range(min(10, count - start))
-            ],
-        )
-
-
 def consume(endpoint: str, jobs: int, prefetch: int) -> float:
     stack = create_stack(endpoint)
-    enqueue(stack, jobs)
+    send_jobs(stack, jobs)
     settings = replace(Settings.from_env("predict", stack.env()), prefetch=prefetch, wait_seconds=0)
     worker = Worker(settings=settings, clients=stack.clients(), handler=echo)
     worker.start()
@@ -81,24 +54,28 @@ def consume(endpoint: str, jobs: int, prefetch: int) -> float:
     return jobs / (time.perf_counter() - started)
 
 
-def write_rate(endpoint: str, rows: int, batched: bool) -> float:
-    stack = create_stack(endpoint)
-    dynamodb = stack.clients().dynamodb
+def write_rate(endpoint: str, rows: int, batched: bool, rounds: int = 3) -> float:
+    """Rows/s writing predictions, the best of ``rounds`` (each into a fresh table)."""
     items = [
         {"model": "digits", "item_id": f"row-{i}", "version": 1, "label": str(i % 10),
          "confidence": 0.9, "job_id": "bench"}
         for i in range(rows)
     ]  # fmt: skip
-    started = time.perf_counter()
-    if batched:
-        writer = BatchWriter(dynamodb)
-        for item in items:
-            writer.put(stack.predictions_table, item)
-        writer.flush()
-    else:
-        for item in items:
-            dynamodb.put_item(TableName=stack.predictions_table, Item=serialize(item))
-    return rows / (time.perf_counter() - started)
+    best = 0.0
+    for _ in range(rounds):
+        stack = create_stack(endpoint)
+        dynamodb = stack.clients().dynamodb
+        started = time.perf_counter()
+        if batched:
+            writer = BatchWriter(dynamodb)
+            for item in items:
+                writer.put(stack.predictions_table, item)
+            writer.flush()
+        else:
+            for item in items:
+                dynamodb.put_item(TableName=stack.predictions_table, Item=serialize(item))
+        best = max(best, rows / (time.perf_counter() - started))
+    return best
 
 
 def latency_us(predict: object, row: np.ndarray, repeats: int) -> float:
@@ -139,26 +116,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2000)
     args = parser.parse_args()
 
-    os.environ.update(FAKE_CREDENTIALS)
-    os.environ.pop("AWS_PROFILE", None)
-    os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     logging.getLogger("mlpoc").setLevel(logging.WARNING)
-    moto_patches.apply()
     plugins.load()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-
     rows: list[tuple[str, str, float, str, float]] = []
-    one = consume(endpoint, args.jobs, prefetch=1)
-    batch = consume(endpoint, args.jobs, prefetch=10)
-    rows.append((f"jobs/s, {args.jobs}-job backlog", "prefetch 1", one, "prefetch 10", batch))
-    single = write_rate(endpoint, args.rows, batched=False)
-    batched = write_rate(endpoint, args.rows, batched=True)
-    rows.append((f"predictions/s, {args.rows} rows", "put_item", single, "BatchWriteItem", batched))
-    server.stop()
+    with EmbeddedMoto() as endpoint:
+        one = consume(endpoint, args.jobs, prefetch=1)
+        batch = consume(endpoint, args.jobs, prefetch=10)
+        rows.append((f"jobs/s, {args.jobs}-job backlog", "prefetch 1", one, "prefetch 10", batch))
+        single = write_rate(endpoint, args.rows, batched=False)
+        batched = write_rate(endpoint, args.rows, batched=True)
+        rows.append(
+            (f"predictions/s, {args.rows} rows", "put_item", single, "BatchWriteItem", batched)
+        )
     for estimator in ("logistic_regression", "random_forest"):
         sk, ort = single_row(estimator, args.repeats)
         # latency: lower is better, so the ratio is baseline / candidate

@@ -19,7 +19,7 @@ from mlpoc.settings import Settings
 from mlpoc.worker.loop import JobContext, Worker
 from mlpoc.worker.predict import PredictHandler
 from mlpoc.worker.train import handle_train
-from tests.support.aws_stack import Stack, create_stack
+from tests.support.aws_stack import Stack, create_stack, send_jobs
 from tests.support.counting import CallCounter
 
 pytestmark = pytest.mark.perf
@@ -36,36 +36,12 @@ def _echo(ctx: JobContext) -> None:
     ctx.commit({"echo": ctx.job.job_id})
 
 
-def _send_jobs(stack: Stack, count: int) -> None:
-    sqs = stack.clients().sqs
-    dataset = f"s3://{stack.data_bucket}/datasets/x.csv"
-    for start in range(0, count, 10):
-        sqs.send_message_batch(
-            QueueUrl=stack.predict_queue_url,
-            Entries=[
-                {
-                    "Id": str(i),
-                    "MessageBody": json.dumps(
-                        {
-                            "schema": 1,
-                            "job_id": f"job-{start + i}",
-                            "type": "predict",
-                            "model": "digits",
-                            "dataset": dataset,
-                        }
-                    ),
-                }
-                for i in range(10)
-            ],
-        )
-
-
 def test_a_1000_job_backlog_costs_about_the_floor_of_sqs_and_dynamodb_calls(
     moto_endpoint: str,
 ) -> None:
     # GIVEN 1,000 queued jobs and a worker with a prefetch of 10
     stack = create_stack(moto_endpoint)
-    _send_jobs(stack, 1000)
+    send_jobs(stack, 1000)
     clients = stack.clients()
     counter = CallCounter(clients)
     worker = Worker(
@@ -88,7 +64,7 @@ def test_a_1000_job_backlog_costs_about_the_floor_of_sqs_and_dynamodb_calls(
 
 def test_a_prefetch_of_one_costs_one_receive_and_one_delete_per_job(moto_endpoint: str) -> None:
     stack = create_stack(moto_endpoint)
-    _send_jobs(stack, 20)
+    send_jobs(stack, 20)
     clients = stack.clients()
     counter = CallCounter(clients)
     worker = Worker(

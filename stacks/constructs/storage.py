@@ -7,6 +7,8 @@ The access-log bucket uses SSE-S3, the only encryption S3 server access logging 
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -25,45 +27,40 @@ class Storage(Construct):
         auto_delete: bool,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.access_logs = s3.Bucket(
-            self,
+
+        def bucket(name: str, **own: Any) -> s3.Bucket:
+            """A bucket with the settings every bucket here shares, plus its own."""
+            return s3.Bucket(
+                self,
+                name,
+                block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+                enforce_ssl=True,
+                removal_policy=removal,
+                auto_delete_objects=auto_delete,
+                object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+                **own,
+            )
+
+        def encrypted(name: str, **own: Any) -> s3.Bucket:
+            return bucket(
+                name,
+                encryption=s3.BucketEncryption.KMS,
+                encryption_key=key,
+                bucket_key_enabled=True,
+                server_access_logs_bucket=self.access_logs,
+                server_access_logs_prefix=f"{name.lower()}/",
+                **own,
+            )
+
+        self.access_logs = bucket(
             "AccessLogs",
             encryption=s3.BucketEncryption.S3_MANAGED,
             lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(90))],
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            removal_policy=removal,
-            auto_delete_objects=auto_delete,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
         )
-        self.data = s3.Bucket(
-            self,
-            "Data",
-            encryption=s3.BucketEncryption.KMS,
-            encryption_key=key,
-            bucket_key_enabled=True,
-            server_access_logs_bucket=self.access_logs,
-            server_access_logs_prefix="data/",
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            removal_policy=removal,
-            auto_delete_objects=auto_delete,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-        )
-        self.models = s3.Bucket(
-            self,
+        self.data = encrypted("Data")
+        self.models = encrypted(
             "Models",
-            encryption=s3.BucketEncryption.KMS,
-            encryption_key=key,
-            bucket_key_enabled=True,
             versioned=True,
             # old artifact versions (overwritten by a retried job) are kept 30 days
             lifecycle_rules=[s3.LifecycleRule(noncurrent_version_expiration=Duration.days(30))],
-            server_access_logs_bucket=self.access_logs,
-            server_access_logs_prefix="models/",
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            removal_policy=removal,
-            auto_delete_objects=auto_delete,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
         )

@@ -107,3 +107,43 @@ def create_stack(
             },
         )["QueueUrl"]
     return Stack(endpoint=endpoint or "", **names)
+
+
+def send_jobs(stack: Stack, count: int) -> None:
+    """``count`` predict jobs (job-0, job-1, …) on the predict queue, ten per batch call."""
+    sqs = stack.clients().sqs
+    dataset = f"s3://{stack.data_bucket}/datasets/x.csv"
+    for start in range(0, count, 10):
+        entries = []
+        for i in range(start, min(start + 10, count)):
+            body = {"schema": 1, "job_id": f"job-{i}", "type": "predict", "model": "digits",
+                    "dataset": dataset}  # fmt: skip
+            entries.append({"Id": str(i - start), "MessageBody": json.dumps(body)})
+        sqs.send_message_batch(QueueUrl=stack.predict_queue_url, Entries=entries)
+
+
+class EmbeddedMoto:
+    """A moto server on a free loopback port, with fake credentials, for scripts (benchmarks)."""
+
+    def __init__(self) -> None:
+        import logging
+        import os
+
+        from moto.server import ThreadedMotoServer
+
+        from tests.support import moto_patches
+
+        os.environ.update(FAKE_CREDENTIALS)
+        os.environ.pop("AWS_PROFILE", None)
+        os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        moto_patches.apply()
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+
+    def __enter__(self) -> str:
+        self.server.start()
+        host, port = self.server.get_host_and_port()
+        return f"http://{host}:{port}"
+
+    def __exit__(self, *_: object) -> None:
+        self.server.stop()
