@@ -355,3 +355,22 @@ def test_the_api_key_must_be_configured(trained: Stack) -> None:
         read_secret=lambda arn: KEY + "\n",
     )
     assert settings.api_key == KEY
+
+
+def test_the_beanstalk_bundle_runs_this_api_with_every_setting_it_needs() -> None:
+    import yaml
+
+    from mlpoc.settings import RESOURCE_VARIABLES
+    from tests.support.cdk_app import ROOT
+
+    compose = yaml.safe_load((ROOT / "containers" / "docker-compose.yml").read_text())
+    api = compose["services"]["api"]
+    assert api["image"] == "${MLPOC_IMAGE}"
+    assert api["command"] == ["python", "-m", "mlpoc.api"]
+    assert api["ports"] == ["80:8000"]
+    environment = api["environment"]
+    assert set(RESOURCE_VARIABLES) | {"MLPOC_API_KEY_SECRET_ARN"} <= set(environment)
+    assert "MLPOC_API_KEY" not in environment  # the key itself never travels in the environment
+    # inside the container: all interfaces, published on the instance's port 80 only
+    assert environment["MLPOC_API_HOST"] == "0.0.0.0"  # noqa: S104
+    assert environment["MLPOC_API_PORT"] == "8000"
