@@ -13,8 +13,10 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns_subscriptions as subscriptions
 
 from constructs import Construct
+from mlpoc.api.app import DATASET_VERSIONS
 from stacks.config import Config
 from stacks.constructs.alerts import Alerts
+from stacks.constructs.api import ApiService
 from stacks.constructs.functions import PythonFunction
 from stacks.constructs.nag import acknowledge
 from stacks.constructs.network import Network
@@ -58,6 +60,15 @@ class ServiceStack(Stack):
             log_retention=LOG_RETENTION,
         )
         self._grant_workers(data)
+        self.api = ApiService(
+            self,
+            "Api",
+            config=config,
+            vpc=self.network.vpc,
+            image=self.workers.image,
+            environment=environment,
+        )
+        self._grant_api(data)
 
         self.dataset_uploaded = PythonFunction(
             self,
@@ -141,6 +152,18 @@ class ServiceStack(Stack):
         data.predict.queue.grant_consume_messages(predict)
         data.predict.dead_letter_queue.grant_send_messages(predict)
 
+    def _grant_api(self, data: DataStack) -> None:
+        api = self.api.instance_role
+        # read datasets and dataset versions, write dataset versions (retrain), read artifacts
+        data.storage.data.grant_read(api, "datasets/*")
+        data.storage.data.grant_read_write(api, f"{DATASET_VERSIONS}/*")
+        data.storage.models.grant_read(api, "models/*")
+        for table in (data.tables.jobs, data.tables.models, data.tables.predictions):
+            table.grant_read_write_data(api)
+        data.tables.annotations.grant_read_write_data(api)
+        data.train.queue.grant_send_messages(api)
+        data.predict.queue.grant_send_messages(api)
+
     def _acknowledge_grants(self, data: DataStack) -> None:
         """The wildcards that CDK's grant_* methods write, acknowledged finding by finding."""
         exports = data.stack_name + ":ExportsOutputFnGetAtt"
@@ -178,6 +201,18 @@ class ServiceStack(Stack):
                 ),
             },
             self.dataset_uploaded.role: common,
+            self.api.instance_role: {
+                **common,
+                "Action::s3:Abort*": s3_actions,
+                "Action::s3:DeleteObject*": s3_actions,
+                models: "objects under models/ only: the artifacts the API verifies and serves",
+                f"Resource::{exports}{DATA_BUCKET_ARN}/{DATASET_VERSIONS}/*": (
+                    "objects under dataset-versions/ only: the datasets the retrain route writes"
+                ),
+                f"Resource::{exports}{PREDICTIONS_TABLE_ARN}/index/*": (
+                    "the predictions table's own indexes (the review queue the API reads)"
+                ),
+            },
         }
         for role, findings in policies.items():
             policy = role.node.find_child("DefaultPolicy")
@@ -209,6 +244,7 @@ class ServiceStack(Stack):
         self.alerts.oldest_message("Events", data.events.queue, Duration.minutes(15))
         self.alerts.task_failures(self.workers.cluster.cluster_arn)
         self.alerts.budget(config.project, config.budget_usd)
+        self.alerts.api_errors(self.api.environment.ref)
 
     def _outputs(self) -> None:
         values = {
@@ -218,6 +254,9 @@ class ServiceStack(Stack):
             "TrainLogGroup": self.workers.log_groups["train"].log_group_name,
             "PredictLogGroup": self.workers.log_groups["predict"].log_group_name,
             "AlertsTopicArn": self.alerts.topic.topic_arn,
+            "ApiUrl": self.api.url,
+            "ApiKeySecretArn": self.api.api_key.secret_arn,
+            "ApiEnvironmentName": self.api.environment.ref,
         }
         for name, value in values.items():
             CfnOutput(self, name, value=value)

@@ -220,7 +220,8 @@ def test_the_bundled_upload_function_imports_without_the_worker_dependencies(
 ) -> None:
     """What CDK stages for Lambda (handler + the shared modules) runs on the bare runtime:
     boto3 and Powertools, no numpy, no scikit-learn."""
-    from stacks.constructs.functions import SHARED_MODULES, CopyFiles
+    from stacks.constructs.bundling import CopyFiles
+    from stacks.constructs.functions import SHARED_MODULES
 
     files = {"lambdas/dataset_uploaded/handler.py": "handler.py"}
     files.update({f"containers/mlpoc/{m}": f"mlpoc/{m}" for m in SHARED_MODULES})

@@ -91,6 +91,26 @@ class Alerts(Construct):
         rule.add_target(targets.SnsTopic(self.topic))
         return rule
 
+    def api_errors(self, environment_name: str) -> None:
+        """5xx answers of the API (Elastic Beanstalk's enhanced-health metric, per minute)."""
+        self._alarm(
+            cloudwatch.Metric(
+                namespace="AWS/ElasticBeanstalk",
+                metric_name="ApplicationRequests5xx",
+                dimensions_map={"EnvironmentName": environment_name},
+                period=Duration.minutes(5),
+                statistic="Sum",
+            ).create_alarm(
+                self,
+                "ApiServerErrors",
+                alarm_description="The API answered 5xx: see its logs in CloudWatch",
+                threshold=0,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=1,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+        )
+
     def budget(self, project: str, limit_usd: int) -> budgets.CfnBudget:
         """Monthly cost budget: 80 % actual and 100 % forecast go to the topic."""
         self.topic.add_to_resource_policy(

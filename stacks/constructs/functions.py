@@ -8,37 +8,21 @@ from its public SSM parameter for the exact version the tests run with.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-import jsii
-from aws_cdk import BundlingOptions, DockerImage, Duration, ILocalBundling, RemovalPolicy
+from aws_cdk import BundlingOptions, DockerImage, Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_ssm as ssm
 
 from constructs import Construct
+from stacks.constructs.bundling import CopyFiles
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 POWERTOOLS_VERSION = "3.37.0"
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 SHARED_MODULES = ("__init__.py", "contracts.py", "dynamo.py", "errors.py", "ledger.py")
-
-
-@jsii.implements(ILocalBundling)
-class CopyFiles:
-    """Stage an asset by copying files (relative to the repository root)."""
-
-    def __init__(self, files: dict[str, str]) -> None:
-        self.files = files
-
-    def try_bundle(self, output_dir: str, options: BundlingOptions) -> bool:
-        for source, target in self.files.items():
-            destination = Path(output_dir) / target
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(REPO_ROOT / source, destination)
-        return True
 
 
 class PythonFunction(Construct):
