@@ -158,9 +158,9 @@ class ServiceStack(Stack):
         data.storage.data.grant_read(api, "datasets/*")
         data.storage.data.grant_read_write(api, f"{DATASET_VERSIONS}/*")
         data.storage.models.grant_read(api, "models/*")
-        for table in (data.tables.jobs, data.tables.models, data.tables.predictions):
+        tables = data.tables
+        for table in (tables.jobs, tables.models, tables.predictions, tables.annotations):
             table.grant_read_write_data(api)
-        data.tables.annotations.grant_read_write_data(api)
         data.train.queue.grant_send_messages(api)
         data.predict.queue.grant_send_messages(api)
 

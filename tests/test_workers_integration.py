@@ -19,7 +19,7 @@ from mlpoc.ledger import Ledger
 from mlpoc.registry import Registry
 from tests.support.aws_stack import Stack, create_stack
 from tests.support.fault_proxy import FaultPlan, FaultProxy
-from tests.support.workers import start_worker, wait_for, wait_for_status
+from tests.support.workers import WorkerProcess, start_worker, wait_for, wait_for_status
 
 pytestmark = pytest.mark.integration
 
@@ -74,6 +74,24 @@ def predictions(stack: Stack) -> list[dict[str, Any]]:
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
+def train_then_predict(
+    stack: Stack, ledger: Ledger, log_dir: Path, endpoint: str | None = None
+) -> tuple[dict[str, Any], dict[str, Any], WorkerProcess]:
+    """Both workers running; a train job that asks for predictions afterwards. Returns the
+    ledger records of the train job and of its follow-up predict job, and the train worker."""
+    predict_uri = upload(stack, "datasets/digits-predict.csv", samples.prediction_csv(PREDICT_ROWS))
+    train = start_worker("train", stack, log_dir, endpoint=endpoint)
+    predict = start_worker("predict", stack, log_dir, endpoint=endpoint)
+    try:
+        job_id = send_train(stack, then_predict=predict_uri)
+        record = wait_for_status(ledger, job_id, {"SUCCEEDED", "FAILED"})
+        followup = wait_for_status(ledger, f"{job_id}.predict", {"SUCCEEDED", "FAILED"})
+    finally:
+        assert train.terminate() == 0
+        assert predict.terminate() == 0
+    return record, followup, train
+
+
 @pytest.fixture
 def ledger(stack: Stack) -> Ledger:
     return Ledger(stack.clients().dynamodb, stack.jobs_table)
@@ -87,18 +105,9 @@ def registry(stack: Stack) -> Registry:
 def test_train_then_predict_end_to_end(
     stack: Stack, ledger: Ledger, registry: Registry, log_dir: Path
 ) -> None:
-    # GIVEN the digits dataset, a prediction set, and both workers running
-    predict_uri = upload(stack, "datasets/digits-predict.csv", samples.prediction_csv(PREDICT_ROWS))
-    train = start_worker("train", stack, log_dir)
-    predict = start_worker("predict", stack, log_dir)
-    try:
-        # WHEN a train job asks for pre-computed predictions afterwards
-        job_id = send_train(stack, then_predict=predict_uri)
-        record = wait_for_status(ledger, job_id, {"SUCCEEDED", "FAILED"})
-        followup = wait_for_status(ledger, f"{job_id}.predict", {"SUCCEEDED", "FAILED"})
-    finally:
-        assert train.terminate() == 0
-        assert predict.terminate() == 0
+    # GIVEN both workers, WHEN a train job asks for pre-computed predictions afterwards
+    record, followup, train = train_then_predict(stack, ledger, log_dir)
+    job_id = record["job_id"]
 
     # THEN the model is trained, stored, verified, registered and promoted ...
     assert record["status"] == "SUCCEEDED", record
@@ -373,18 +382,9 @@ def test_throttling_is_retried_and_nothing_is_lost(
     stack: Stack, ledger: Ledger, registry: Registry, log_dir: Path
 ) -> None:
     # GIVEN every fourth request of the workers is throttled by S3, SQS or DynamoDB
-    predict_uri = upload(stack, "datasets/digits-predict.csv", samples.prediction_csv(PREDICT_ROWS))
     plan = FaultPlan(every=4)
     with FaultProxy(stack.endpoint, plan) as proxy:
-        train = start_worker("train", stack, log_dir, endpoint=proxy.url)
-        predict = start_worker("predict", stack, log_dir, endpoint=proxy.url)
-        try:
-            job_id = send_train(stack, then_predict=predict_uri)
-            record = wait_for_status(ledger, job_id, {"SUCCEEDED", "FAILED"})
-            followup = wait_for_status(ledger, f"{job_id}.predict", {"SUCCEEDED", "FAILED"})
-        finally:
-            assert train.terminate() == 0
-            assert predict.terminate() == 0
+        record, followup, _ = train_then_predict(stack, ledger, log_dir, endpoint=proxy.url)
     # THEN all three services were throttled, and still every job and every row landed
     assert set(plan.injected) == {"s3", "sqs", "dynamodb"}, plan.injected
     assert record["status"] == "SUCCEEDED" and record["attempts"] == 1, record

@@ -11,7 +11,3 @@ from __future__ import annotations
 
 class JobFailed(Exception):
     """A job that can never succeed as submitted; the message says why and what to do."""
-
-    @property
-    def reason(self) -> str:
-        return str(self)

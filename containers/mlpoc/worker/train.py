@@ -9,6 +9,7 @@ in the data bucket to pre-compute predictions for with the new version once it i
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import logging
 import time
@@ -152,7 +153,7 @@ def handle_train(ctx: JobContext) -> None:
     # Metrics of the ONNX graph itself: what is recorded is what will be served.
     classifier = OnnxClassifier(exported.onnx, version)
     metrics = evaluate(classifier.predict(x_test).labels, y_test, exported.classes)
-    version = ModelVersion(**{**_fields(version), "metrics": metrics})
+    version = dataclasses.replace(version, metrics=metrics)
     artifacts.write(
         clients.s3,
         settings.model_bucket,
@@ -206,10 +207,6 @@ def handle_train(ctx: JobContext) -> None:
     raise TransientError(
         f"the promotion pointer kept moving; gave up after {COMMIT_ATTEMPTS} tries"
     )
-
-
-def _fields(version: ModelVersion) -> dict[str, Any]:
-    return {f: getattr(version, f) for f in version.__dataclass_fields__}
 
 
 def _metadata(
