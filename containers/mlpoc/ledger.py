@@ -265,6 +265,39 @@ class Ledger:
             raise
         return True
 
+    def requeue(self, job_id: str, *, reason: str) -> bool:
+        """Make a FAILED job (or one RUNNING under an expired lease) claimable again.
+
+        A dead-letter redrive calls this before sending the message back: without it the
+        workers would see a finished job and drop the message as a duplicate.
+        """
+        now = self._clock()
+        try:
+            self._dynamodb.update_item(
+                TableName=self.table,
+                Key={"job_id": {"S": job_id}},
+                UpdateExpression=(
+                    "SET #status = :retryable, reason = :reason, updated_at = :now "
+                    "REMOVE lease_owner, lease_expires_at, finished_at"
+                ),
+                ConditionExpression=(
+                    "#status = :failed OR (#status = :running AND lease_expires_at < :now)"
+                ),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":retryable": {"S": Status.RETRYABLE.value},
+                    ":failed": {"S": Status.FAILED.value},
+                    ":running": {"S": Status.RUNNING.value},
+                    ":reason": {"S": _clip(reason)},
+                    ":now": dynamo.value(now),
+                },
+            )
+        except ClientError as error:
+            if dynamo.is_conditional_failure(error):
+                return False
+            raise
+        return True
+
     # -- readers -----------------------------------------------------------------------------
     def get(self, job_id: str) -> dict[str, Any] | None:
         response = self._dynamodb.get_item(

@@ -31,7 +31,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mlpoc import datasets, dynamo, tables
+from mlpoc import datasets, dynamo, jobs, tables
 from mlpoc.api.serving import ModelServer
 from mlpoc.api.settings import ApiSettings
 from mlpoc.aws import Clients
@@ -160,11 +160,10 @@ class Context:
     server: ModelServer
 
     def enqueue(self, job: Job) -> dict[str, Any]:
-        if not self.ledger.create(job, source="api"):
-            raise ApiError(409, "conflict", f"job {job.job_id!r} exists already")
         runtime = self.settings.runtime
         queue = runtime.train_queue_url if job.type == "train" else runtime.predict_queue_url
-        self.clients.sqs.send_message(QueueUrl=queue, MessageBody=job.to_json())
+        if not jobs.submit(self.ledger, self.clients.sqs, queue_url=queue, job=job, source="api"):
+            raise ApiError(409, "conflict", f"job {job.job_id!r} exists already")
         return {"job_id": job.job_id, "status": "QUEUED"}
 
 
