@@ -11,7 +11,7 @@ PY_SOURCES := app.py stacks lambdas containers tests benchmarks
 # jsii (aws-cdk-lib's runtime) warns on every run that Node 20 is past end-of-life; this machine has 20.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help install browser lint typecheck synth test test-fast bench deploy destroy clean
+.PHONY: help demo local install browser lint typecheck synth test test-fast bench deploy destroy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -26,6 +26,12 @@ NODE_INSTALLED := node_modules/.installed
 $(NODE_INSTALLED): package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
+
+demo: $(INSTALLED) ## the whole PoC on this machine (no AWS, no Docker): digits, train, predict, annotate, retrain
+	$(VENV)/bin/mlpoc demo
+
+local: $(INSTALLED) ## the local stack until Ctrl-C (API, review page, moto endpoint); `mlpoc local down` stops it
+	$(VENV)/bin/mlpoc local up
 
 install: $(INSTALLED) $(NODE_INSTALLED) ## create .venv (Python deps) and node_modules (the pinned CDK CLI)
 
@@ -65,4 +71,4 @@ destroy: $(INSTALLED) $(NODE_INSTALLED) ## remove the PoC (stage poc: everything
 	npx cdk destroy --all --force
 
 clean: ## remove the virtualenv and generated files
-	rm -rf $(VENV) node_modules cdk.out test-artifacts .pytest_cache .mypy_cache .ruff_cache *.egg-info containers/*.egg-info
+	rm -rf $(VENV) node_modules cdk.out test-artifacts .mlpoc .pytest_cache .mypy_cache .ruff_cache *.egg-info containers/*.egg-info

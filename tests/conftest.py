@@ -11,7 +11,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from mlpoc import plugins
-from tests.support import moto_patches
+from mlpoc.local import motoserver
 from tests.support.aws_stack import FAKE_CREDENTIALS, Stack, create_stack
 from tests.support.cdk_app import Synthesized
 
@@ -45,7 +45,7 @@ def _plugins() -> None:
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    moto_patches.apply()
+    motoserver.apply_patches()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -7,6 +7,7 @@ same key schemas (``mlpoc.tables``), so the runtime is exercised against what it
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,7 @@ import boto3
 
 from mlpoc import tables
 from mlpoc.aws import Clients
+from mlpoc.local import motoserver
 
 REGION = "us-east-1"
 FAKE_CREDENTIALS = {
@@ -122,28 +124,11 @@ def send_jobs(stack: Stack, count: int) -> None:
         sqs.send_message_batch(QueueUrl=stack.predict_queue_url, Entries=entries)
 
 
-class EmbeddedMoto:
-    """A moto server on a free loopback port, with fake credentials, for scripts (benchmarks)."""
+class EmbeddedMoto(motoserver.EmbeddedMoto):
+    """Local mode's moto server, for scripts (benchmarks): fake credentials in this process."""
 
     def __init__(self) -> None:
-        import logging
-        import os
-
-        from moto.server import ThreadedMotoServer
-
-        from tests.support import moto_patches
-
         os.environ.update(FAKE_CREDENTIALS)
         os.environ.pop("AWS_PROFILE", None)
         os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        moto_patches.apply()
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-
-    def __enter__(self) -> str:
-        self.server.start()
-        host, port = self.server.get_host_and_port()
-        return f"http://{host}:{port}"
-
-    def __exit__(self, *_: object) -> None:
-        self.server.stop()
+        super().__init__()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -10,14 +9,14 @@ from typing import Any
 import aws_cdk as cdk
 from aws_cdk.assertions import Template
 
+from mlpoc.local.synth import load_context
 from stacks.builder import Stacks, build
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def cdk_json_context() -> dict[str, Any]:
-    context: dict[str, Any] = json.loads((ROOT / "cdk.json").read_text())["context"]
-    return context
+    return load_context(ROOT)
 
 
 def make_app(outdir: Path, **overrides: Any) -> tuple[cdk.App, Stacks]:

@@ -1,0 +1,1 @@
+"""The ``mlpoc`` command line: local mode, the demo, and the operator commands."""

@@ -1,0 +1,251 @@
+"""What the operator commands do, as functions of a :class:`Deployment` (the CLI prints)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlpoc import dynamo, jobs
+from mlpoc.cli.target import Deployment, TargetError
+from mlpoc.contracts import MODEL_NAME_PATTERN, Job, JobRejected, JobType, S3Uri, parse_job
+from mlpoc.ledger import TERMINAL
+from mlpoc.local.safety import FAKE_CREDENTIALS
+from mlpoc.registry import ModelVersion, Pointer
+
+# operator-facing queue name -> (queue output, dead-letter queue output)
+QUEUES = {
+    "train": ("TrainQueueUrl", "TrainDeadLetterQueueUrl"),
+    "predict": ("PredictQueueUrl", "PredictDeadLetterQueueUrl"),
+    "events": ("EventsQueueUrl", "EventsDeadLetterQueueUrl"),
+}
+REASON_ATTRIBUTE = "mlpoc-reason"
+# CLI uploads go under inputs/, not datasets/: an upload there would start a second job.
+INPUTS_PREFIX = "inputs"
+
+
+def dataset_uri(dep: Deployment, model: str, dataset: str) -> S3Uri:
+    """An s3:// URI as given, or a local CSV uploaded to the data bucket first."""
+    if dataset.startswith("s3://"):
+        try:
+            return S3Uri.parse(dataset)
+        except ValueError as error:
+            raise TargetError(str(error)) from None
+    path = Path(dataset)
+    if not path.is_file():
+        raise TargetError(f"{dataset} is neither an s3:// URI nor a file on this machine")
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    uri = S3Uri(dep.output("DataBucketName"), f"{INPUTS_PREFIX}/{model}/{stamp}-{path.name}")
+    dep.client("s3").put_object(Bucket=uri.bucket, Key=uri.key, Body=path.read_bytes())
+    return uri
+
+
+def submit(
+    dep: Deployment,
+    *,
+    job_type: JobType,
+    model: str,
+    dataset: str,
+    version: str = "current",
+    params: dict[str, Any] | None = None,
+    job_id: str | None = None,
+) -> Job:
+    if not MODEL_NAME_PATTERN.match(model):
+        raise TargetError(
+            f"model name {model!r} is not valid: lowercase letters, digits, '-' and '_', "
+            "starting with a letter or digit"
+        )
+    message = {
+        "schema": 1,
+        "job_id": job_id or f"cli-{job_type}-{uuid.uuid4().hex[:12]}",
+        "type": job_type,
+        "model": model,
+        "dataset": str(dataset_uri(dep, model, dataset)),
+        "version": version,
+        "params": params or {},
+    }
+    try:
+        job = parse_job(json.dumps(message), data_bucket=dep.output("DataBucketName"))
+    except JobRejected as rejected:
+        raise TargetError(f"not a valid job: {rejected.reason}") from None
+    queue = dep.output("TrainQueueUrl" if job_type == "train" else "PredictQueueUrl")
+    if not jobs.submit(dep.ledger(), dep.client("sqs"), queue_url=queue, job=job, source="cli"):
+        raise TargetError(f"a job with id {job.job_id!r} exists already; pick another --job-id")
+    return job
+
+
+# the runtime's variables (mlpoc.settings) and the stack outputs that hold their values
+VARIABLE_OUTPUTS = {
+    "MLPOC_DATA_BUCKET": "DataBucketName",
+    "MLPOC_MODEL_BUCKET": "ModelBucketName",
+    "MLPOC_JOBS_TABLE": "JobsTableName",
+    "MLPOC_MODELS_TABLE": "ModelsTableName",
+    "MLPOC_PREDICTIONS_TABLE": "PredictionsTableName",
+    "MLPOC_ANNOTATIONS_TABLE": "AnnotationsTableName",
+    "MLPOC_TRAIN_QUEUE_URL": "TrainQueueUrl",
+    "MLPOC_PREDICT_QUEUE_URL": "PredictQueueUrl",
+}
+
+
+def environment(dep: Deployment) -> dict[str, str]:
+    """Variables for a shell: the resource names, and locally the endpoint and fake keys."""
+    env = {name: dep.output(output) for name, output in VARIABLE_OUTPUTS.items()}
+    env["AWS_REGION"] = dep.region
+    if dep.endpoint is not None:
+        env.update(FAKE_CREDENTIALS, AWS_ENDPOINT_URL=dep.endpoint, MLPOC_API_KEY=dep.api_key())
+    if dep.api_url:
+        env["MLPOC_API_URL"] = dep.api_url
+    return env
+
+
+def list_jobs(dep: Deployment, limit: int = 20) -> list[dict[str, Any]]:
+    dynamodb = dep.client("dynamodb")
+    kwargs: dict[str, Any] = {"TableName": dep.output("JobsTableName")}
+    records: list[dict[str, Any]] = []
+    while True:
+        page = dynamodb.scan(**kwargs)
+        records.extend(dynamo.deserialize(i) or {} for i in page["Items"])
+        if "LastEvaluatedKey" not in page:
+            break
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    records.sort(key=lambda r: float(r.get("created_at", 0)), reverse=True)
+    return records[:limit]
+
+
+def wait_for(
+    dep: Deployment,
+    job_ids: list[str],
+    *,
+    timeout: float,
+    on_poll: Callable[[dict[str, dict[str, Any]]], None] = lambda _: None,
+) -> dict[str, dict[str, Any]]:
+    """Poll the ledger until every job is SUCCEEDED or FAILED; TargetError on timeout."""
+    ledger = dep.ledger()
+    deadline = time.monotonic() + timeout
+    while True:
+        records = {job_id: ledger.get(job_id) or {"status": "UNKNOWN"} for job_id in job_ids}
+        on_poll(records)
+        if all(r.get("status") in TERMINAL for r in records.values()):
+            return records
+        if time.monotonic() > deadline:
+            late = [j for j, r in records.items() if r.get("status") not in TERMINAL]
+            raise TargetError(f"still not finished after {timeout:.0f} s: {', '.join(late)}")
+        time.sleep(0.5)
+
+
+def duration(record: dict[str, Any]) -> float | None:
+    if "finished_at" in record and "started_at" in record:
+        return float(record["finished_at"]) - float(record["started_at"])
+    return None
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    model: str
+    pointer: Pointer | None
+    versions: list[ModelVersion]
+
+
+def models(dep: Deployment, name: str | None = None) -> list[ModelSummary]:
+    registry = dep.registry()
+    if name is not None:
+        versions = registry.versions(name)
+        if not versions:
+            raise TargetError(f"no model {name!r}: train one with `mlpoc train {name} <csv>`")
+        return [ModelSummary(name, registry.pointer(name), versions)]
+    response = dep.client("dynamodb").scan(
+        TableName=dep.output("ModelsTableName"),
+        FilterExpression="#v = :pointer",
+        ExpressionAttributeNames={"#v": "version"},
+        ExpressionAttributeValues={":pointer": {"S": "@pointer"}},
+    )
+    names = sorted({str((dynamo.deserialize(i) or {})["model"]) for i in response["Items"]})
+    return [ModelSummary(n, registry.pointer(n), registry.versions(n)) for n in names]
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    message_id: str
+    job_id: str | None
+    reason: str
+    receives: int
+    body: str
+
+
+def _dead_letter(message: dict[str, Any]) -> DeadLetter:
+    try:
+        body = json.loads(message["Body"])
+    except ValueError:
+        body = None
+    job_id = body.get("job_id") if isinstance(body, dict) else None
+    attributes = message.get("MessageAttributes", {})
+    reason = attributes.get(REASON_ATTRIBUTE, {}).get("StringValue") or (
+        "moved by SQS after the queue's maximum receives (the worker gave up or crashed)"
+    )
+    return DeadLetter(
+        message_id=message["MessageId"],
+        job_id=str(job_id) if job_id else None,
+        reason=reason,
+        receives=int(message.get("Attributes", {}).get("ApproximateReceiveCount", 0)),
+        body=message["Body"],
+    )
+
+
+def dlq_show(dep: Deployment, queue: str, *, peek: int = 10) -> tuple[int, list[DeadLetter]]:
+    """How many messages wait in the DLQ, and up to ``peek`` of them (left visible)."""
+    sqs = dep.client("sqs")
+    url = dep.output(QUEUES[queue][1])
+    count = int(
+        sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])[
+            "Attributes"
+        ]["ApproximateNumberOfMessages"]
+    )
+    if count == 0 or peek == 0:
+        return count, []
+    messages = sqs.receive_message(
+        QueueUrl=url,
+        MaxNumberOfMessages=min(10, peek),
+        VisibilityTimeout=0,
+        AttributeNames=["ApproximateReceiveCount"],
+        MessageAttributeNames=["All"],
+    ).get("Messages", [])
+    return count, [_dead_letter(m) for m in messages]
+
+
+def dlq_redrive(dep: Deployment, queue: str) -> list[DeadLetter]:
+    """Move every message of the DLQ back to its queue, making its job claimable again."""
+    sqs = dep.client("sqs")
+    source, dead = dep.output(QUEUES[queue][0]), dep.output(QUEUES[queue][1])
+    ledger = dep.ledger() if queue != "events" else None
+    moved: list[DeadLetter] = []
+    while True:
+        messages = sqs.receive_message(
+            QueueUrl=dead,
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=60,
+            WaitTimeSeconds=1,
+            AttributeNames=["ApproximateReceiveCount"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        if not messages:
+            return moved
+        for message in messages:
+            letter = _dead_letter(message)
+            if ledger is not None and letter.job_id:
+                ledger.requeue(
+                    letter.job_id, reason=f"redriven from the DLQ after: {letter.reason}"
+                )
+            attributes = {
+                k: v
+                for k, v in message.get("MessageAttributes", {}).items()
+                if k != REASON_ATTRIBUTE
+            }
+            sqs.send_message(
+                QueueUrl=source, MessageBody=message["Body"], MessageAttributes=attributes
+            )
+            sqs.delete_message(QueueUrl=dead, ReceiptHandle=message["ReceiptHandle"])
+            moved.append(letter)

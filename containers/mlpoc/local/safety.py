@@ -1,0 +1,101 @@
+"""What keeps local mode local: fake credentials, a loopback endpoint, no profile, no config.
+
+Every process and client of local mode gets its AWS settings from :func:`local_env`, and
+:func:`check_env` vets the result before anything starts: an endpoint that is not a loopback
+address, or an access key id shaped like a real one, stops local mode with a clear error.
+The user's own AWS variables (profile, keys, region, endpoint) are never passed on.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+import boto3
+
+REGION = "us-east-1"
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "mlpoc-local",
+    "AWS_SECRET_ACCESS_KEY": "mlpoc-local",
+    "AWS_SESSION_TOKEN": "mlpoc-local",
+}
+# IAM user keys start AKIA, temporary ones ASIA; both are 20 upper-case letters and digits.
+REAL_KEY_ID = re.compile(r"^(AKIA|ASIA|AIDA|AROA)[A-Z0-9]{16}$")
+# Variables a child process may inherit from the shell; everything AWS_* is rebuilt.
+PASSED_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV",
+                  "COVERAGE_PROCESS_START", "SYSTEMROOT")  # fmt: skip
+
+
+class LocalModeRefused(Exception):
+    """Local mode was asked to talk to something that might be a real AWS account."""
+
+
+def check_endpoint(endpoint: str) -> str:
+    """The endpoint, if it is http(s) on a loopback address; LocalModeRefused otherwise."""
+    parts = urlsplit(endpoint)
+    host = parts.hostname or ""
+    if parts.scheme not in ("http", "https") or not host:
+        raise LocalModeRefused(
+            f"local mode needs an http://127.0.0.1:<port> endpoint; got {endpoint!r}"
+        )
+    if host != "localhost":
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise LocalModeRefused(
+                f"local mode only talks to a loopback endpoint (127.0.0.1, ::1, localhost); "
+                f"{endpoint!r} could be a real AWS service. Nothing was started."
+            )
+    return endpoint
+
+
+def check_env(env: Mapping[str, str]) -> None:
+    """Refuse an environment that could reach a real account."""
+    check_endpoint(env.get("AWS_ENDPOINT_URL", ""))
+    key_id = env.get("AWS_ACCESS_KEY_ID", "")
+    if not key_id or REAL_KEY_ID.match(key_id):
+        shown = key_id[:4] + "…" if key_id else "(none)"
+        raise LocalModeRefused(
+            "local mode runs only with its own fake credentials; the access key id "
+            f"{shown} looks like a real one. Nothing was started."
+        )
+    if env.get("AWS_PROFILE"):
+        raise LocalModeRefused("local mode does not use AWS profiles; unset AWS_PROFILE for it")
+    for name in ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        if env.get(name) != os.devnull:
+            raise LocalModeRefused(
+                f"local mode reads no AWS config files; {name} must be {os.devnull}"
+            )
+
+
+def local_env(endpoint: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a local-mode process: the shell's basics, fake AWS, the endpoint."""
+    base = os.environ if base is None else base
+    env = {name: base[name] for name in PASSED_THROUGH if name in base}
+    env.update(FAKE_CREDENTIALS)
+    env.update(
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_REGION=REGION,
+        AWS_DEFAULT_REGION=REGION,
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        AWS_EC2_METADATA_DISABLED="true",
+        PYTHONUNBUFFERED="1",
+    )
+    check_env(env)
+    return env
+
+
+def local_session() -> boto3.session.Session:
+    """A boto3 session with the fake credentials (pair it with a checked ``endpoint_url``)."""
+    return boto3.session.Session(
+        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
+        region_name=REGION,
+    )

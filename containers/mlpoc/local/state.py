@@ -1,0 +1,98 @@
+"""The state file of a running local mode (``<state dir>/local.json``), and stopping it.
+
+Separate from the supervisor so that ``mlpoc local status|down`` and the operator commands
+read it without importing moto or the CDK.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from mlpoc.local.safety import check_endpoint
+
+STATE_FILE = "local.json"
+
+
+class LocalError(Exception):
+    """Local mode cannot start (or is not running); the message says what to do."""
+
+
+@dataclass
+class ProcessState:
+    name: str
+    kind: str
+    pid: int
+    log: str
+    restarts: int = 0
+
+
+@dataclass
+class LocalState:
+    pid: int
+    project: str
+    endpoint: str
+    region: str
+    api_url: str
+    api_key: str
+    outputs: dict[str, str]
+    processes: list[ProcessState]
+    started_at: float
+    left_out: list[dict[str, str]] = field(default_factory=list)
+    wired: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    env_left_out: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def save(self, state_dir: Path) -> None:
+        path = state_dir / STATE_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        tmp.chmod(0o600)  # holds the (local) API key
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, state_dir: Path) -> LocalState:
+        path = state_dir / STATE_FILE
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise LocalError(
+                f"local mode is not running (no {path}); start it with `mlpoc local up`"
+            ) from None
+        except ValueError as error:
+            raise LocalError(f"{path} is not valid JSON ({error}); delete it") from None
+        raw["processes"] = [ProcessState(**p) for p in raw["processes"]]
+        state = cls(**raw)
+        check_endpoint(state.endpoint)  # an edited state file cannot point local mode at AWS
+        return state
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def down(state_dir: Path, *, timeout: float = 30.0) -> LocalState:
+    """Stop the local mode that runs from ``state_dir`` (from another terminal)."""
+    state = LocalState.load(state_dir)
+    if pid_alive(state.pid):
+        os.kill(state.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while pid_alive(state.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    for entry in state.processes:  # a killed supervisor leaves its children: stop them too
+        if pid_alive(entry.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(entry.pid, signal.SIGKILL)
+    (state_dir / STATE_FILE).unlink(missing_ok=True)
+    return state

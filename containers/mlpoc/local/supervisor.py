@@ -1,0 +1,264 @@
+"""``mlpoc local up``: moto, the data stack, the workers, the event functions and the API.
+
+:class:`LocalMode` does the work; the CLI prints. The running instance is described by a state
+file (``<state dir>/local.json``) so that ``mlpoc local down`` and ``mlpoc local status`` work
+from another terminal, and so that the operator commands (``--target local``) find the
+endpoint, the stack outputs and the API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from http import HTTPStatus
+from pathlib import Path
+from typing import IO
+
+from mlpoc.local import sqs_lambda
+from mlpoc.local.deploy import LocalDeployer
+from mlpoc.local.motoserver import EmbeddedMoto
+from mlpoc.local.safety import REGION, check_env, local_env, local_session
+from mlpoc.local.state import STATE_FILE, LocalError, LocalState, ProcessState, pid_alive
+from mlpoc.local.synth import project_dir, synthesize
+from mlpoc.local.template import ProcessSpec, Resolver, processes
+
+# Local long polls are short so that Ctrl-C stops an idle worker within seconds (AWS: 20 s).
+LOCAL_OVERRIDES = {"MLPOC_WAIT_SECONDS": "5"}
+STOP_SECONDS = 10.0
+API_START_SECONDS = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class LocalMode:
+    """One running local stack. ``start()``, then ``wait()`` or ``stop()``."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        project_path: Path | None = None,
+        progress: Callable[[str], None] = lambda _: None,
+    ) -> None:
+        self.state_dir = state_dir
+        self.root = project_path
+        self.progress = progress
+        self.moto = EmbeddedMoto()
+        self.children: dict[str, tuple[ProcessSpec, subprocess.Popen[bytes], IO[bytes]]] = {}
+        self.env: dict[str, dict[str, str]] = {}
+        self.state: LocalState | None = None
+        self._stop = threading.Event()
+
+    # -- start -------------------------------------------------------------------------------
+    def start(self) -> LocalState:
+        self._refuse_second_instance()
+        root = project_dir(self.root)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "logs").mkdir(exist_ok=True)
+        endpoint = self.moto.start()
+        try:
+            return self._start(root, endpoint)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, root: Path, endpoint: str) -> LocalState:
+        base_env = local_env(endpoint)
+        self.progress("synthesizing the CDK app (the templates `cdk deploy` uses)")
+        assembly = self.state_dir / "cdk.out"
+        shutil.rmtree(assembly, ignore_errors=True)
+        synthesize(root, assembly)
+        manifest = json.loads((assembly / "manifest.json").read_text())
+        stacks = [
+            n for n, a in manifest["artifacts"].items() if a["type"] == "aws:cloudformation:stack"
+        ]
+        data_name = next(n for n in stacks if n.endswith("-data"))
+        service_name = next(n for n in stacks if n.endswith("-service"))
+        project = data_name.removesuffix("-data")
+
+        self.progress(f"creating {data_name} in moto through CloudFormation")
+        deployer = LocalDeployer(endpoint)
+        data = json.loads((assembly / f"{data_name}.template.json").read_text())
+        stack = deployer.create(data_name, data)
+        secret_arn, api_key = deployer.create_api_key(project)
+
+        service = json.loads((assembly / f"{service_name}.template.json").read_text())
+        secrets = [
+            k for k, r in service["Resources"].items() if r["Type"] == "AWS::SecretsManager::Secret"
+        ]
+        resolve = Resolver(stack.exports, REGION, dict.fromkeys(secrets, secret_arn))
+        specs = processes(service, assembly, resolve)
+
+        api_port = free_port()
+        self.progress("starting " + ", ".join(s.name for s in specs))
+        for spec in specs:
+            env = {**base_env, **spec.env}
+            if spec.kind == "worker":
+                env.update(LOCAL_OVERRIDES)
+            if spec.kind == "api":
+                env.update(MLPOC_API_HOST="127.0.0.1", MLPOC_API_PORT=str(api_port))
+            check_env(env)
+            self.env[spec.name] = env
+            self._spawn(spec, endpoint)
+        api_url = f"http://127.0.0.1:{api_port}"
+        self.state = LocalState(
+            pid=os.getpid(),
+            project=project,
+            endpoint=endpoint,
+            region=REGION,
+            api_url=api_url,
+            api_key=api_key,
+            outputs=stack.outputs,
+            processes=[self._process_state(name) for name in self.children],
+            started_at=time.time(),
+            left_out=[
+                {"logical_id": r.logical_id, "type": r.type, "reason": r.reason}
+                for r in stack.left_out
+            ],
+            wired=stack.wired,
+            notes=stack.notes,
+            env_left_out={s.name: s.left_out for s in specs if s.left_out},
+        )
+        self._wait_for_api(api_url)
+        self.state.save(self.state_dir)
+        return self.state
+
+    def _refuse_second_instance(self) -> None:
+        try:
+            existing = LocalState.load(self.state_dir)
+        except LocalError:
+            return
+        if pid_alive(existing.pid):
+            raise LocalError(
+                f"local mode is already running (pid {existing.pid}, API {existing.api_url}); "
+                "use it, or stop it with `mlpoc local down`"
+            )
+        (self.state_dir / STATE_FILE).unlink(missing_ok=True)  # left by a killed instance
+
+    def _command(self, spec: ProcessSpec, endpoint: str) -> list[str]:
+        if spec.kind != "function":
+            # the container runs `python -m …`: here, this interpreter
+            return [
+                sys.executable if spec.command[0] == "python" else spec.command[0],
+                *spec.command[1:],
+            ]
+        queue_name = spec.queue_arn.rsplit(":", 1)[-1]
+        sqs = local_session().client("sqs", endpoint_url=endpoint)
+        queue_url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
+        command = [
+            sys.executable, sqs_lambda.__file__,
+            "--asset", str(spec.asset_dir), "--handler", spec.handler,
+            "--function-name", spec.name, "--queue-url", queue_url, "--queue-arn", spec.queue_arn,
+            "--batch-size", str(spec.batch_size), "--window", str(spec.batching_window),
+            "--timeout", str(spec.timeout),
+        ]  # fmt: skip
+        return [*command, "--report-failures"] if spec.report_failures else command
+
+    def _spawn(self, spec: ProcessSpec, endpoint: str) -> None:
+        log_path = self.state_dir / "logs" / f"{spec.name}.log"
+        log_file = log_path.open("ab")
+        process = subprocess.Popen(  # noqa: S603 - our own commands, from the template
+            self._command(spec, endpoint),
+            env=self.env[spec.name],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches local mode, which stops the children
+        )
+        old = self.children.get(spec.name)
+        if old:
+            old[2].close()
+        self.children[spec.name] = (spec, process, log_file)
+
+    def _process_state(self, name: str) -> ProcessState:
+        spec, process, log_file = self.children[name]
+        return ProcessState(name=name, kind=spec.kind, pid=process.pid, log=log_file.name)
+
+    def _wait_for_api(self, api_url: str) -> None:
+        self.progress(f"waiting for the API on {api_url}")
+        deadline = time.monotonic() + API_START_SECONDS
+        while time.monotonic() < deadline:
+            for name, (_, process, log_file) in self.children.items():
+                if process.poll() is not None:
+                    raise LocalError(
+                        f"{name} exited with code {process.returncode} while starting; "
+                        f"see {log_file.name}"
+                    )
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{api_url}/healthz", timeout=2) as response,  # noqa: S310
+            ):
+                if response.status == HTTPStatus.OK:
+                    return
+            time.sleep(0.25)
+        raise LocalError(f"the API did not answer on {api_url} within {API_START_SECONDS:.0f} s")
+
+    # -- run ---------------------------------------------------------------------------------
+    def wait(self) -> None:
+        """Until SIGINT/SIGTERM (or stop()): watch the children, restart one that exits."""
+        previous = {
+            s: signal.signal(s, lambda *_: self._stop.set())
+            for s in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            while not self._stop.wait(1.0):
+                self._restart_exited()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def _restart_exited(self) -> None:
+        assert self.state is not None  # noqa: S101 - wait() follows start()
+        for entry in self.state.processes:
+            spec, process, log_file = self.children[entry.name]
+            if process.poll() is None:
+                continue
+            log_file.write(
+                f"\n[mlpoc local] exited with {process.returncode}; restarting\n".encode()
+            )
+            log_file.flush()
+            self._spawn(spec, self.state.endpoint)
+            entry.pid = self.children[entry.name][1].pid
+            entry.restarts += 1
+            self.state.save(self.state_dir)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    # -- stop --------------------------------------------------------------------------------
+    def stop(self) -> None:
+        self._stop.set()
+        for _, process, _ in self.children.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_SECONDS
+        for _, process, log_file in self.children.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            log_file.close()
+        self.children.clear()
+        with contextlib.suppress(Exception):
+            self.moto.stop()
+        state_file = self.state_dir / STATE_FILE
+        if self.state is not None and state_file.exists():
+            with contextlib.suppress(LocalError):
+                if LocalState.load(self.state_dir).pid == os.getpid():
+                    state_file.unlink()

@@ -1,0 +1,257 @@
+"""Local mode for real: `mlpoc demo`, and `mlpoc local up` driven by a plain AWS client.
+
+The second test's client uses none of the project's code: boto3 against the endpoint that
+`mlpoc outputs --json` prints, the job contract as the README states it, and the API over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from sklearn.datasets import load_digits
+
+pytestmark = pytest.mark.integration
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def mlpoc(*args: str, state_dir: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mlpoc.cli", *args, "--state-dir", str(state_dir)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def test_the_demo_runs_the_whole_loop_and_summarizes(tmp_path: Path) -> None:
+    started = time.monotonic()
+    done = mlpoc("demo", state_dir=tmp_path, timeout=280)
+    seconds = time.monotonic() - started
+    (ARTIFACTS / "demo-output.txt").write_text(done.stdout + done.stderr)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    # the three jobs, the two versions with metrics, the realtime answers, the summary line
+    assert out.count("SUCCEEDED") >= 3
+    assert "397 predictions" in out
+    assert "Model versions" in out
+    assert "│ v1 " in out
+    assert "│ v2 " in out
+    assert "Corrections fed back: 5; v2 promoted" in out
+    assert "Predictions stored: 397" in out
+    assert "Realtime API" in out
+    # it cleaned up after itself
+    assert not (tmp_path / "local.json").exists()
+    sys.stderr.write(f"\nmlpoc demo took {seconds:.1f} s (goal: 90 s)\n")
+
+
+# -- `mlpoc local up` and a client that knows only the README ------------------------------
+@pytest.fixture(scope="module")
+def local_up(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
+    state_dir = tmp_path_factory.mktemp("local-up")
+    log = (ARTIFACTS / "local-up.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlpoc.cli", "local", "up", "--state-dir", str(state_dir)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (state_dir / "local.json").exists():
+        assert process.poll() is None, (ARTIFACTS / "local-up.log").read_text()
+        assert time.monotonic() < deadline, "local up did not come up in 120 s"
+        time.sleep(0.5)
+    yield state_dir, process
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def outputs(local_up: tuple[Path, subprocess.Popen[str]]) -> dict[str, str]:
+    done = mlpoc("outputs", "--json", state_dir=local_up[0])
+    assert done.returncode == 0, done.stderr
+    found: dict[str, str] = json.loads(done.stdout)
+    return found
+
+
+def aws(service: str, outputs: dict[str, str]) -> Any:
+    return boto3.client(
+        service,
+        endpoint_url=outputs["AwsEndpointUrl"],
+        region_name="us-east-1",
+        aws_access_key_id="anything",
+        aws_secret_access_key="anything",
+    )
+
+
+def wait_for_job(outputs: dict[str, str], **match: str) -> dict[str, Any]:
+    dynamodb = aws("dynamodb", outputs)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        for item in dynamodb.scan(TableName=outputs["JobsTableName"])["Items"]:
+            fields = {k: v.get("S") for k, v in item.items()}
+            if all(fields.get(k) == v for k, v in match.items()) and fields["status"] in (
+                "SUCCEEDED",
+                "FAILED",
+            ):
+                return item
+        time.sleep(0.5)
+    raise AssertionError(f"no finished job matching {match}")
+
+
+def http(outputs: dict[str, str], method: str, path: str, body: Any = None, key: str = "") -> Any:
+    request = urllib.request.Request(  # noqa: S310 - the local API on loopback
+        outputs["ApiUrl"] + path,
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"X-API-Key": key or outputs["ApiKey"], "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        return json.loads(response.read())
+
+
+def test_a_plain_aws_client_drives_the_local_stack(outputs: dict[str, str]) -> None:
+    digits = load_digits()
+    header = [f"pixel_{i}" for i in range(64)]
+    # GIVEN a training CSV uploaded under datasets/<model>/ (README: "Datasets")
+    lines = [",".join([*header, "label"])]
+    lines += [
+        ",".join([*(str(int(v)) for v in x), str(y)])
+        for x, y in zip(digits.data[:600], digits.target[:600], strict=True)
+    ]
+    s3 = aws("s3", outputs)
+    bucket = outputs["DataBucketName"]
+    s3.put_object(Bucket=bucket, Key="datasets/plain/train.csv", Body="\n".join(lines).encode())
+    # THEN the upload starts a training job that succeeds
+    trained = wait_for_job(outputs, dataset=f"s3://{bucket}/datasets/plain/train.csv")
+    assert trained["status"]["S"] == "SUCCEEDED", trained
+    assert trained["type"]["S"] == "train"
+
+    # WHEN a predict job is sent straight to the predict queue, as the job contract says
+    rows = [",".join(["id", *header])]
+    rows += [
+        ",".join([f"img-{i}", *(str(int(v)) for v in digits.data[i])]) for i in range(600, 620)
+    ]
+    s3.put_object(Bucket=bucket, Key="inputs/plain/score.csv", Body="\n".join(rows).encode())
+    aws("sqs", outputs).send_message(
+        QueueUrl=outputs["PredictQueueUrl"],
+        MessageBody=json.dumps(
+            {
+                "schema": 1,
+                "job_id": "plain-client-predict-1",
+                "type": "predict",
+                "model": "plain",
+                "dataset": f"s3://{bucket}/inputs/plain/score.csv",
+            }
+        ),
+    )
+    predicted = wait_for_job(outputs, job_id="plain-client-predict-1")
+    assert predicted["status"]["S"] == "SUCCEEDED", predicted
+    # THEN the predictions are in the predictions table, keyed by model and row id
+    item = aws("dynamodb", outputs).get_item(
+        TableName=outputs["PredictionsTableName"],
+        Key={"model": {"S": "plain"}, "item_id": {"S": "img-600"}},
+    )["Item"]
+    assert item["label"]["S"] in {str(d) for d in range(10)}
+
+    # AND a malformed message ends in the train DLQ with the reason, ledger untouched
+    aws("sqs", outputs).send_message(QueueUrl=outputs["TrainQueueUrl"], MessageBody="not json")
+    dlq = aws("sqs", outputs)
+    deadline, dead = time.monotonic() + 30, []
+    while not dead and time.monotonic() < deadline:
+        dead = dlq.receive_message(
+            QueueUrl=outputs["TrainDeadLetterQueueUrl"],
+            MessageAttributeNames=["All"],
+            WaitTimeSeconds=1,
+            VisibilityTimeout=0,
+        ).get("Messages", [])
+    assert dead[0]["Body"] == "not json"
+    assert "JSON" in dead[0]["MessageAttributes"]["mlpoc-reason"]["StringValue"]
+
+    # AND the API answers with the key, and refuses a wrong one
+    assert http(outputs, "GET", "/healthz")["status"] == "ok"
+    answer = http(
+        outputs,
+        "POST",
+        "/v1/predict",
+        {
+            "model": "plain",
+            "rows": [dict(zip(header, map(float, digits.data[700]), strict=True))],
+        },
+    )
+    assert answer["predictions"][0]["label"] in {str(d) for d in range(10)}
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        http(outputs, "GET", "/v1/jobs", key="wrong-key-wrong-key")
+    assert refused.value.code == 401
+
+
+def test_the_operator_commands_and_status_work_from_another_terminal(
+    local_up: tuple[Path, subprocess.Popen[str]], outputs: dict[str, str]
+) -> None:
+    state_dir, process = local_up
+    status = mlpoc("local", "status", state_dir=state_dir)
+    assert status.returncode == 0, status.stderr
+    for name in ("train", "predict", "DatasetUploaded", "api"):
+        assert name in status.stdout
+    assert "no" not in status.stdout.split()  # every process alive
+    # a second `local up` on the same state dir refuses
+    second = mlpoc("local", "up", state_dir=state_dir)
+    assert second.returncode == 1
+    assert "already running" in second.stderr
+
+    trained = mlpoc(
+        "train",
+        "ops",
+        "s3://" + outputs["DataBucketName"] + "/datasets/plain/train.csv",
+        "--param",
+        "promote=never",
+        "--wait",
+        state_dir=state_dir,
+    )
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    assert "SUCCEEDED" in trained.stdout
+    models = mlpoc("models", "ops", state_dir=state_dir)
+    assert "v1" in models.stdout
+    promoted = mlpoc("promote", "ops", "1", state_dir=state_dir)
+    assert "ops: v1 is live" in promoted.stdout
+    nothing = mlpoc("rollback", "ops", state_dir=state_dir)
+    assert nothing.returncode == 1
+    assert "no earlier promoted version" in nothing.stderr
+    jobs = mlpoc("jobs", state_dir=state_dir)
+    assert jobs.returncode == 0
+    assert "ops" in jobs.stdout
+    unknown = mlpoc("models", "nope", state_dir=state_dir)
+    assert unknown.returncode == 1
+    assert "no model 'nope'" in unknown.stderr
+
+    exports = mlpoc("outputs", "--env", state_dir=state_dir)
+    assert f"export AWS_ENDPOINT_URL={outputs['AwsEndpointUrl']}" in exports.stdout
+    assert f"export MLPOC_JOBS_TABLE={outputs['JobsTableName']}" in exports.stdout
+
+    # `local down` from here stops the `local up` process and everything it started
+    state = json.loads((state_dir / "local.json").read_text())
+    stopped = mlpoc("local", "down", state_dir=state_dir, timeout=60)
+    assert stopped.returncode == 0, stopped.stderr
+    assert process.wait(timeout=30) == 0
+    assert not (state_dir / "local.json").exists()
+    for child in state["processes"]:
+        with pytest.raises(ProcessLookupError):
+            os.kill(child["pid"], 0)
