@@ -17,6 +17,7 @@ from mlpoc.api.app import DATASET_VERSIONS
 from stacks.config import Config
 from stacks.constructs.alerts import Alerts
 from stacks.constructs.api import ApiService
+from stacks.constructs.dashboard import PipelineDashboard
 from stacks.constructs.functions import PythonFunction
 from stacks.constructs.nag import acknowledge
 from stacks.constructs.network import Network
@@ -130,6 +131,18 @@ class ServiceStack(Stack):
             secret.grant_read(self.notify.function)
         self.alerts.topic.add_subscription(subscriptions.LambdaSubscription(self.notify.function))
         self._alarms(data, config)
+        queues = {"train": data.train, "predict": data.predict, "events": data.events}
+        self.dashboard = PipelineDashboard(
+            self,
+            "Pipeline",
+            project=config.project,
+            queues={name: q.queue for name, q in queues.items()},
+            dead_letter_queues={name: q.dead_letter_queue for name, q in queues.items()},
+            cluster=self.workers.cluster,
+            services=self.workers.services,
+            worker_logs=list(self.workers.log_groups.values()),
+            api_environment_name=self.api.environment.ref,
+        )
         self._acknowledge_grants(data)
         self._outputs()
 
@@ -257,6 +270,10 @@ class ServiceStack(Stack):
             "ApiUrl": self.api.url,
             "ApiKeySecretArn": self.api.api_key.secret_arn,
             "ApiEnvironmentName": self.api.environment.ref,
+            "DashboardUrl": (
+                f"https://{self.region}.console.aws.amazon.com/cloudwatch/home?region="
+                f"{self.region}#dashboards:name={self.dashboard.dashboard.dashboard_name}"
+            ),
         }
         for name, value in values.items():
             CfnOutput(self, name, value=value)

@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
+from stacks.constructs.dashboard import FAILURE_EVENTS
 from stacks.constructs.workers import STOP_GRACE_SECONDS, STOP_TIMEOUT
 from stacks.data_stack import EVENTS_VISIBILITY
-from tests.support.cdk_app import Synthesized
+from tests.support.cdk_app import ROOT, Synthesized
 
 ENV_NAMES = {
     "MLPOC_DATA_BUCKET", "MLPOC_MODEL_BUCKET", "MLPOC_JOBS_TABLE", "MLPOC_MODELS_TABLE",
@@ -304,7 +305,10 @@ def test_the_api_environment_is_one_instance_updated_without_downtime(poc: Synth
     }
     assert {k: options[k] for k in expected} == expected
     health = json.loads(options[("aws:elasticbeanstalk:healthreporting:system", "ConfigDocument")])
-    assert health["CloudWatchMetrics"]["Environment"] == {"ApplicationRequests5xx": 60}
+    assert health["CloudWatchMetrics"]["Environment"] == {
+        "ApplicationRequests5xx": 60,
+        "ApplicationLatencyP99": 60,
+    }
     (environment,) = of_type(poc, "AWS::ElasticBeanstalk::Environment").values()
     assert "Docker" in environment["Properties"]["SolutionStackName"]
     assert "Amazon Linux 2023" in environment["Properties"]["SolutionStackName"]
@@ -378,3 +382,121 @@ def test_api_server_errors_raise_an_alarm(poc: Synthesized) -> None:
     alarms = [a["Properties"] for a in of_type(poc, "AWS::CloudWatch::Alarm").values()]
     (errors,) = [a for a in alarms if a.get("MetricName") == "ApplicationRequests5xx"]
     assert (errors["Namespace"], errors["Threshold"]) == ("AWS/ElasticBeanstalk", 0)
+
+
+def dashboard(synth: Synthesized) -> tuple[str, dict[str, Any]]:
+    """The dashboard's name and body, with each CloudFormation reference shown as <Ref:Id>."""
+    (resource,) = of_type(synth, "AWS::CloudWatch::Dashboard").values()
+    parts = resource["Properties"]["DashboardBody"]["Fn::Join"][1]
+
+    def text(part: Any) -> str:
+        if isinstance(part, str):
+            return part
+        if "Ref" in part:
+            return f"<Ref:{part['Ref']}>"
+        if "Fn::ImportValue" in part:
+            return f"<Import:{part['Fn::ImportValue'].split(':', 1)[1]}>"
+        if "Fn::GetAtt" in part:
+            return f"<GetAtt:{'.'.join(part['Fn::GetAtt'])}>"
+        raise AssertionError(f"unexpected token in the dashboard body: {part}")
+
+    body: dict[str, Any] = json.loads("".join(text(p) for p in parts))
+    return resource["Properties"]["DashboardName"], body
+
+
+def widget(body: dict[str, Any], title: str) -> dict[str, Any]:
+    found = [w for w in body["widgets"] if w["properties"].get("title") == title]
+    assert len(found) == 1, [w["properties"].get("title") for w in body["widgets"]]
+    return found[0]["properties"]
+
+
+def metric_names(properties: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(namespace, metric, label) of every line of a graph widget."""
+    return [(m[0], m[1], m[-1]["label"]) for m in properties["metrics"]]
+
+
+def test_the_dashboard_shows_queue_depth_and_age_for_every_queue(poc: Synthesized) -> None:
+    name, body = dashboard(poc)
+    assert name == "mlpoc-pipeline"
+    depth = widget(body, "Queue depth (visible messages)")
+    assert metric_names(depth) == [
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", role)
+        for role in ("train", "predict", "events")
+    ]
+    queue_names = [m[3] for m in depth["metrics"]]
+    assert queue_names == [
+        "<Import:ExportsOutputFnGetAttTrainQueue7742BAB9QueueName505DF9E4>",
+        "<Import:ExportsOutputFnGetAttPredictQueueF6966F18QueueNameE8E224FE>",
+        "<Import:ExportsOutputFnGetAttEventsQueue7396B467QueueNameB3837C48>",
+    ]
+    dead = widget(body, "Dead-letter queues (messages)")
+    assert [m[3] for m in dead["metrics"]] == [
+        "<Import:ExportsOutputFnGetAttTrainDeadLetterE07D5F83QueueName18B75AAD>",
+        "<Import:ExportsOutputFnGetAttPredictDeadLetterB00F165CQueueNameB7AA301C>",
+        "<Import:ExportsOutputFnGetAttEventsDeadLetterAD9E9907QueueName71445E97>",
+    ]
+    age = widget(body, "Oldest message age (seconds)")
+    assert {m[1] for m in age["metrics"]} == {"ApproximateAgeOfOldestMessage"}
+    assert all(m[-1]["stat"] == "Maximum" and m[-1]["period"] == 60 for m in age["metrics"])
+
+
+def test_the_dashboard_counts_running_tasks_of_both_worker_services(poc: Synthesized) -> None:
+    _, body = dashboard(poc)
+    tasks = widget(body, "Running worker tasks")
+    assert metric_names(tasks) == [
+        ("ECS/ContainerInsights", "RunningTaskCount", "train"),
+        ("ECS/ContainerInsights", "RunningTaskCount", "predict"),
+    ]
+    assert [(m[3], m[5]) for m in tasks["metrics"]] == [
+        ("<Ref:WorkerCluster>", "<GetAtt:WorkersTrainService2365DA1F.Name>"),
+        ("<Ref:WorkerCluster>", "<GetAtt:WorkersPredictService5F19ED1B.Name>"),
+    ]
+
+
+def test_the_dashboard_reads_job_durations_and_failures_from_the_worker_logs(
+    poc: Synthesized,
+) -> None:
+    _, body = dashboard(poc)
+    sources = "SOURCE '<Ref:WorkersTrainLogs18AF895A>' | SOURCE '<Ref:WorkersPredictLogsD2235882>'"
+    durations = widget(body, "Job durations (seconds, succeeded jobs, by worker log group)")
+    assert durations["query"] == (
+        f"{sources} | fields duration_ms\n"
+        "| filter event = 'job.succeeded'\n"
+        "| stats avg(duration_ms) / 1000 as avg_s, max(duration_ms) / 1000 as max_s "
+        "by bin(15m), @log"
+    )
+    failures = widget(body, "Job failures (failed, gave up, rejected, lease lost)")
+    assert failures["query"] == (
+        f"{sources} | fields @timestamp, event, job_id, reason\n"
+        "| filter event in ['job.failed', 'job.gave_up', 'job.rejected', 'job.lease_lost']\n"
+        "| sort @timestamp desc\n"
+        "| limit 50"
+    )
+    # the events the query names are the ones the worker logs
+    loop = (ROOT / "containers/mlpoc/worker/loop.py").read_text()
+    for event in ("job.succeeded", *FAILURE_EVENTS):
+        assert f'"{event}"' in loop
+
+
+def test_the_dashboard_shows_api_latency_and_5xx_from_enhanced_health(poc: Synthesized) -> None:
+    _, body = dashboard(poc)
+    environment = next(iter(of_type(poc, "AWS::ElasticBeanstalk::Environment")))
+    latency = widget(body, "API latency, p99 (seconds)")
+    errors = widget(body, "API 5xx answers")
+    assert latency["metrics"] == [
+        [
+            "AWS/ElasticBeanstalk", "ApplicationLatencyP99", "EnvironmentName",
+            f"<Ref:{environment}>", {"label": "p99", "period": 60, "stat": "Maximum"},
+        ]
+    ]  # fmt: skip
+    assert errors["metrics"] == [
+        [
+            "AWS/ElasticBeanstalk", "ApplicationRequests5xx", "EnvironmentName",
+            f"<Ref:{environment}>", {"label": "5xx", "period": 60, "stat": "Sum"},
+        ]
+    ]  # fmt: skip
+
+
+def test_the_stack_outputs_the_dashboards_address(poc: Synthesized) -> None:
+    url = poc.service_json["Outputs"]["DashboardUrl"]["Value"]
+    assert "#dashboards:name=" in json.dumps(url)
