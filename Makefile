@@ -49,9 +49,10 @@ $(BROWSER):
 
 browser: $(BROWSER) ## install Debian's chromium and chromium-driver (needs root, as in CI)
 
-synth: $(INSTALLED) $(NODE_INSTALLED) ## synthesize every stack to cdk.out with the pinned CLI (no Docker needed)
+synth: $(INSTALLED) $(NODE_INSTALLED) ## synthesize every stack to cdk.out with the pinned CLI, cfn-lint, the idle cost
 	npx cdk synth --quiet
 	$(VENV)/bin/cfn-lint
+	$(VENV)/bin/mlpoc cost --assembly cdk.out --summary
 
 test: lint typecheck synth $(BROWSER) ## everything CI runs: lint, types, synth + cfn-lint, all tests with coverage
 	mkdir -p test-artifacts

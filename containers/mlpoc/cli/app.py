@@ -20,6 +20,7 @@ from rich.table import Table
 
 from mlpoc.cli import ops
 from mlpoc.cli.target import Deployment, TargetError, TargetName, resolve
+from mlpoc.cost import CostError
 from mlpoc.local.safety import LocalModeRefused, check_endpoint
 from mlpoc.local.state import LocalError, LocalState, down, pid_alive
 from mlpoc.local.synth import CHECKOUT, SynthError
@@ -58,7 +59,7 @@ Project = Annotated[
 Region = Annotated[str | None, typer.Option(help="AWS region (default: your AWS config).")]
 Queue = Annotated[str, typer.Option("--queue", "-q", help="train, predict or events.")]
 
-EXPECTED = (TargetError, LocalError, LocalModeRefused, SynthError, RegistryError)
+EXPECTED = (TargetError, LocalError, LocalModeRefused, SynthError, RegistryError, CostError)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -530,6 +531,86 @@ def outputs(
     for key in sorted(shown):
         table.add_row(key, shown[key])
     console.print(table)
+
+
+@app.command()
+def cost(
+    region: Annotated[
+        str | None,
+        typer.Option(help="Region to price (default: the stacks' region, AWS_REGION, us-east-1)."),
+    ] = None,
+    assembly: Annotated[
+        Path | None,
+        typer.Option(help="A synthesized cdk.out to read (default: synthesize the app now)."),
+    ] = None,
+    summary: Annotated[bool, typer.Option(help="One line (what `make synth` prints).")] = False,
+) -> None:
+    """The idle month and the cost of work, from the synthesized templates and prices.json."""
+    from mlpoc import cost as costs  # noqa: PLC0415 - only this command needs it
+
+    with friendly():
+        if assembly is None:
+            import tempfile  # noqa: PLC0415
+
+            from mlpoc.local.synth import project_dir, synthesize  # noqa: PLC0415
+
+            assembly = synthesize(project_dir(None), Path(tempfile.mkdtemp()) / "cdk.out")
+        found = costs.Assembly.from_dir(assembly)
+        where = region or found.region or os.environ.get("AWS_REGION") or "us-east-1"
+        try:
+            result = costs.report(found, where)
+        except costs.CostError as error:
+            if summary:  # a line in `make synth`: say it, do not fail the synthesis
+                typer.echo(f"mlpoc cost: {error}")
+                return
+            raise fail(str(error)) from None
+    if summary:
+        typer.echo(
+            f"mlpoc cost: idle {result.idle_total:.2f} USD/month in {result.region} "
+            f"({result.idle_free_tier:.2f} within AWS's always-free allowances); prices of "
+            f"{result.as_of}; `mlpoc cost` for the breakdown"
+            + (f"; NOT PRICED: {len(result.unpriced)} item(s)" if result.unpriced else "")
+        )
+        return
+    _print_cost(result)
+
+
+def _cost_table(title: str, lines: list[Any], total: float | None = None) -> Table:
+    table = Table("item", "quantity x price", "USD", title=title, title_justify="left")
+    for line in lines:
+        table.add_row(line.item, line.detail, "-" if line.usd is None else f"{line.usd:.2f}")
+    if total is not None:
+        table.add_row("[bold]total[/]", "", f"[bold]{total:.2f}[/]")
+    return table
+
+
+def _print_cost(result: Any) -> None:
+    title = f"Idle month in {result.region} (prices of {result.as_of})"
+    console.print(_cost_table(title, result.idle, result.idle_total))
+    console.print(
+        f"With AWS's always-free allowances (10 alarms, 10 metrics, 3 dashboards, 1 M SQS "
+        f"requests, 5 GB logs, 25 GB DynamoDB) unused elsewhere in the account: "
+        f"[bold]{result.idle_free_tier:.2f} USD[/]"
+    )
+    usage = ", ".join(f"{kind.split('::', 1)[1]} x{n}" for kind, n in result.usage_only.items())
+    console.print(f"Pay per use only, nothing while idle: {usage}")
+    for item in result.unpriced:
+        console.print(f"[bold yellow]not priced:[/] {item}")
+    console.print(_cost_table("Per 1,000 train jobs", result.train, result.total(result.train)))
+    predictions = result.total(result.predictions)
+    console.print(_cost_table("Per 1,000,000 stored predictions", result.predictions, predictions))
+    alt = result.alternative
+    priced = "not priced" if alt.usd is None else f"[bold]{alt.usd:.2f} USD[/] a month"
+    console.print(f"For comparison: {alt.item}: {alt.detail} = {priced}")
+    assumed = result.assumptions
+    console.print(
+        f"[dim]Assumed (containers/mlpoc/prices.json): {assumed['stored_gb']['s3']} GB in S3, "
+        f"{assumed['stored_gb']['dynamodb']} GB in DynamoDB, {assumed['idle_logs_gb_month']} GB "
+        f"of logs a month, {assumed['train_task_minutes_per_job']} task-minutes per train job, "
+        f"{assumed['predict_rows_per_task_second']:,} predictions per task-second, Fargate Spot "
+        f"{assumed['fargate_spot_discount']:.0%} below on-demand. List prices, no tax, no free "
+        f"tier unless said.[/]"
+    )
 
 
 def main() -> None:
