@@ -6,7 +6,6 @@ import json
 import os
 import textwrap
 import uuid
-from argparse import Namespace
 from pathlib import Path
 from typing import Any
 
@@ -362,6 +361,18 @@ def test_partial_batch_responses_follow_lambdas_rules() -> None:
     assert sqs_lambda.to_delete(records, failed_b, report_failures=False) == records
 
 
+def runner_for(asset: Path, handler: str, queue_url: str, *, window: int) -> sqs_lambda.Runner:
+    """The event-source stand-in as local mode starts it (ReportBatchItemFailures on)."""
+    return sqs_lambda.Runner(
+        sqs_lambda.parse(
+            ["--asset", str(asset), "--handler", handler, "--function-name", handler,
+             "--queue-url", queue_url, "--queue-arn", "arn:aws:sqs:us-east-1:123456789012:q",
+             "--batch-size", "10", "--window", str(window), "--timeout", "30",
+             "--report-failures"]
+        )
+    )  # fmt: skip
+
+
 def test_the_runner_deletes_what_the_handler_did_not_fail(
     stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -380,19 +391,7 @@ def test_the_runner_deletes_what_the_handler_did_not_fail(
     sqs = stack.clients().sqs
     for body in ("good", "bad", "good"):
         sqs.send_message(QueueUrl=stack.predict_queue_url, MessageBody=body)
-    args = Namespace(
-        asset=str(tmp_path),
-        handler="fn.handler",
-        function_name="fn",
-        queue_url=stack.predict_queue_url,
-        queue_arn="arn:aws:sqs:us-east-1:123456789012:q",
-        batch_size=10,
-        window=1,
-        timeout=30.0,
-        memory=128,
-        report_failures=True,
-    )
-    run = sqs_lambda.Runner(args)
+    run = runner_for(tmp_path, "fn.handler", stack.predict_queue_url, window=1)
     # WHEN one batch is gathered and invoked
     messages = run.gather()
     deleted = run.invoke(messages)
@@ -416,19 +415,7 @@ def test_a_handler_that_raises_fails_the_whole_batch(
     (tmp_path / "boom.py").write_text("def handler(event, context):\n    raise RuntimeError('x')\n")
     monkeypatch.setenv("AWS_ENDPOINT_URL", stack.endpoint)
     stack.clients().sqs.send_message(QueueUrl=stack.train_queue_url, MessageBody="m")
-    args = Namespace(
-        asset=str(tmp_path),
-        handler="boom.handler",
-        function_name="boom",
-        queue_url=stack.train_queue_url,
-        queue_arn="arn",
-        batch_size=10,
-        window=0,
-        timeout=30.0,
-        memory=128,
-        report_failures=True,
-    )
-    run = sqs_lambda.Runner(args)
+    run = runner_for(tmp_path, "boom.handler", stack.train_queue_url, window=0)
     assert run.invoke(run.gather()) == 0
     attributes = stack.clients().sqs.get_queue_attributes(
         QueueUrl=stack.train_queue_url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]

@@ -236,34 +236,21 @@ class Ledger:
 
     def reject(self, job_id: str, *, reason: str, body: str) -> bool:
         """Record a message that broke the contract as FAILED, unless the job already finished."""
-        now = self._clock()
-        try:
-            self._dynamodb.update_item(
-                TableName=self.table,
-                Key={"job_id": {"S": job_id}},
-                UpdateExpression=(
-                    "SET #status = :failed, reason = :reason, finished_at = :now, "
-                    "updated_at = :now, created_at = if_not_exists(created_at, :now), "
-                    "message = :body"
-                ),
-                ConditionExpression=(
-                    "attribute_not_exists(job_id) OR #status IN (:queued, :retryable)"
-                ),
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={
-                    ":failed": {"S": Status.FAILED.value},
-                    ":queued": {"S": Status.QUEUED.value},
-                    ":retryable": {"S": Status.RETRYABLE.value},
-                    ":reason": {"S": _clip(reason)},
-                    ":body": {"S": body[:10_000]},
-                    ":now": dynamo.value(now),
-                },
-            )
-        except ClientError as error:
-            if dynamo.is_conditional_failure(error):
-                return False
-            raise
-        return True
+        return self._update_if(
+            job_id,
+            update=(
+                "SET #status = :failed, reason = :reason, finished_at = :now, "
+                "updated_at = :now, created_at = if_not_exists(created_at, :now), message = :body"
+            ),
+            condition="attribute_not_exists(job_id) OR #status IN (:queued, :retryable)",
+            values={
+                ":failed": {"S": Status.FAILED.value},
+                ":queued": {"S": Status.QUEUED.value},
+                ":retryable": {"S": Status.RETRYABLE.value},
+                ":reason": {"S": _clip(reason)},
+                ":body": {"S": body[:10_000]},
+            },
+        )
 
     def requeue(self, job_id: str, *, reason: str) -> bool:
         """Make a FAILED job (or one RUNNING under an expired lease) claimable again.
@@ -271,26 +258,33 @@ class Ledger:
         A dead-letter redrive calls this before sending the message back: without it the
         workers would see a finished job and drop the message as a duplicate.
         """
-        now = self._clock()
+        return self._update_if(
+            job_id,
+            update=(
+                "SET #status = :retryable, reason = :reason, updated_at = :now "
+                "REMOVE lease_owner, lease_expires_at, finished_at"
+            ),
+            condition="#status = :failed OR (#status = :running AND lease_expires_at < :now)",
+            values={
+                ":retryable": {"S": Status.RETRYABLE.value},
+                ":failed": {"S": Status.FAILED.value},
+                ":running": {"S": Status.RUNNING.value},
+                ":reason": {"S": _clip(reason)},
+            },
+        )
+
+    def _update_if(
+        self, job_id: str, *, update: str, condition: str, values: dict[str, Any]
+    ) -> bool:
+        """One conditional UpdateItem (``:now`` is supplied); False when the condition fails."""
         try:
             self._dynamodb.update_item(
                 TableName=self.table,
                 Key={"job_id": {"S": job_id}},
-                UpdateExpression=(
-                    "SET #status = :retryable, reason = :reason, updated_at = :now "
-                    "REMOVE lease_owner, lease_expires_at, finished_at"
-                ),
-                ConditionExpression=(
-                    "#status = :failed OR (#status = :running AND lease_expires_at < :now)"
-                ),
+                UpdateExpression=update,
+                ConditionExpression=condition,
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={
-                    ":retryable": {"S": Status.RETRYABLE.value},
-                    ":failed": {"S": Status.FAILED.value},
-                    ":running": {"S": Status.RUNNING.value},
-                    ":reason": {"S": _clip(reason)},
-                    ":now": dynamo.value(now),
-                },
+                ExpressionAttributeValues={**values, ":now": dynamo.value(self._clock())},
             )
         except ClientError as error:
             if dynamo.is_conditional_failure(error):

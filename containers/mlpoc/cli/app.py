@@ -57,7 +57,18 @@ Project = Annotated[
     str, typer.Option(envvar="MLPOC_PROJECT", help="The project name (cdk.json mlpoc:project).")
 ]
 Region = Annotated[str | None, typer.Option(help="AWS region (default: your AWS config).")]
-Queue = Annotated[str, typer.Option("--queue", "-q", help="train, predict or events.")]
+
+
+def _known_queue(value: str) -> str:
+    if value not in ops.QUEUES:
+        raise typer.BadParameter(f"must be one of {', '.join(ops.QUEUES)}")
+    return value
+
+
+Queue = Annotated[
+    str,
+    typer.Option("--queue", "-q", help="train, predict or events.", callback=_known_queue),
+]
 
 EXPECTED = (TargetError, LocalError, LocalModeRefused, SynthError, RegistryError, CostError)
 
@@ -471,8 +482,6 @@ def dlq_show(
     region: Region = None,
 ) -> None:
     """What waits in a dead-letter queue, and why (peeks at up to 10 messages)."""
-    if queue not in ops.QUEUES:
-        raise fail(f"--queue must be one of {', '.join(ops.QUEUES)}", 2)
     with friendly():
         count, letters = ops.dlq_show(deployment(target, state_dir, project, region), queue)
     table = Table("message", "job", "receives", "reason", title=f"{queue} DLQ: {count} message(s)")
@@ -492,8 +501,6 @@ def dlq_redrive(
     region: Region = None,
 ) -> None:
     """Send every dead letter back to its queue (after you fixed the cause)."""
-    if queue not in ops.QUEUES:
-        raise fail(f"--queue must be one of {', '.join(ops.QUEUES)}", 2)
     with friendly():
         moved = ops.dlq_redrive(deployment(target, state_dir, project, region), queue)
     console.print(
