@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import textwrap
 import uuid
 from pathlib import Path
@@ -24,7 +27,7 @@ from mlpoc.local.safety import (
     check_env,
     local_env,
 )
-from mlpoc.local.supervisor import STATE_FILE, LocalError, LocalState, ProcessState
+from mlpoc.local.state import STATE_FILE, LocalError, LocalState, ProcessState, down
 from mlpoc.local.synth import load_context, synthesize
 from mlpoc.local.template import Resolver, Unresolvable, for_moto, processes
 from tests.support.aws_stack import Stack
@@ -463,3 +466,29 @@ def test_aws_target_finds_the_deployed_stacks_by_their_outputs(
     assert dep.output("JobsTableName").startswith(f"{project}-data-JobsTable")
     result = runner.invoke(app, ["jobs", "--target", "aws", "--project", project])
     assert result.exit_code == 0, result.output
+
+
+def test_down_after_a_killed_local_mode_stops_only_its_own_leftovers(tmp_path: Path) -> None:
+    # GIVEN a state file whose local mode died, leaving one of its processes behind, and a pid
+    # that now belongs to something else
+    ours = subprocess.Popen([sys.executable, "-c", "import time  # mlpoc worker\ntime.sleep(60)"])
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    LocalState(
+        pid=gone.pid, project="mlpoc", endpoint="http://127.0.0.1:1", region="us-east-1",
+        api_url="", api_key="", outputs={}, started_at=0.0,
+        processes=[ProcessState(name="train", kind="worker", pid=ours.pid, log="x"),
+                   ProcessState(name="api", kind="api", pid=other.pid, log="y")],
+    ).save(tmp_path)  # fmt: skip
+    try:
+        # WHEN `mlpoc local down` runs
+        down(tmp_path)
+        # THEN the leftover is killed, the stranger is not, and the state file is gone
+        assert ours.wait(timeout=5) == -signal.SIGKILL
+        assert other.poll() is None
+        assert not (tmp_path / STATE_FILE).exists()
+    finally:
+        for process in (ours, other):
+            process.kill()
+            process.wait()

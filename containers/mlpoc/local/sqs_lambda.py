@@ -108,7 +108,7 @@ class Runner:
 
     def gather(self) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = []
-        deadline = time.monotonic() + self.args.window
+        deadline = 0.0  # the batching window starts with the first message, as in Lambda
         while not self.stopping and len(messages) < self.args.batch_size:
             wait = 20 if not messages else max(0, int(deadline - time.monotonic()))
             got = self.sqs.receive_message(
@@ -118,6 +118,8 @@ class Runner:
                 AttributeNames=["All"],
                 MessageAttributeNames=["All"],
             ).get("Messages", [])
+            if got and not messages:
+                deadline = time.monotonic() + self.args.window
             messages.extend(got)
             if messages and (not got or time.monotonic() >= deadline):
                 break

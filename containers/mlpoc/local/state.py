@@ -51,8 +51,10 @@ class LocalState:
     def save(self, state_dir: Path) -> None:
         path = state_dir / STATE_FILE
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2))
-        tmp.chmod(0o600)  # holds the (local) API key
+        tmp.unlink(missing_ok=True)
+        # private from the first byte: it holds the (local) API key
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+            out.write(json.dumps(asdict(self), indent=2))
         tmp.replace(path)
 
     @classmethod
@@ -82,17 +84,29 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def is_ours(pid: int) -> bool:
+    """A live process that runs mlpoc code (a pid from the state file may have been reused)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return pid_alive(pid)  # no /proc (macOS): trust the pid
+    return b"mlpoc" in command
+
+
 def down(state_dir: Path, *, timeout: float = 30.0) -> LocalState:
     """Stop the local mode that runs from ``state_dir`` (from another terminal)."""
     state = LocalState.load(state_dir)
+    clean = False
     if pid_alive(state.pid):
-        os.kill(state.pid, signal.SIGTERM)
+        os.kill(state.pid, signal.SIGTERM)  # local mode stops its processes, then itself
         deadline = time.monotonic() + timeout
         while pid_alive(state.pid) and time.monotonic() < deadline:
             time.sleep(0.2)
-    for entry in state.processes:  # a killed supervisor leaves its children: stop them too
-        if pid_alive(entry.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(entry.pid, signal.SIGKILL)
+        clean = not pid_alive(state.pid)
+    if not clean:  # killed or stuck: its processes may be left over
+        for pid in (state.pid, *(entry.pid for entry in state.processes)):
+            if pid_alive(pid) and is_ours(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
     (state_dir / STATE_FILE).unlink(missing_ok=True)
     return state
