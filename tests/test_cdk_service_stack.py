@@ -460,10 +460,9 @@ def test_the_dashboard_reads_job_durations_and_failures_from_the_worker_logs(
     sources = "SOURCE '<Ref:WorkersTrainLogs18AF895A>' | SOURCE '<Ref:WorkersPredictLogsD2235882>'"
     durations = widget(body, "Job durations (seconds, succeeded jobs, by worker log group)")
     assert durations["query"] == (
-        f"{sources} | fields duration_ms\n"
+        f"{sources} | fields duration_ms / 1000 as seconds\n"
         "| filter event = 'job.succeeded'\n"
-        "| stats avg(duration_ms) / 1000 as avg_s, max(duration_ms) / 1000 as max_s "
-        "by bin(15m), @log"
+        "| stats avg(seconds) as avg_s, max(seconds) as max_s by bin(15m), @log"
     )
     failures = widget(body, "Job failures (failed, gave up, rejected, lease lost)")
     assert failures["query"] == (

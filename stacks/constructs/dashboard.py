@@ -106,10 +106,10 @@ class PipelineDashboard(Construct):
                 log_group_names=log_groups,
                 view=cloudwatch.LogQueryVisualizationType.LINE,
                 query_lines=[
-                    "fields duration_ms",
+                    # arithmetic belongs in fields (Logs Insights' stats takes plain functions)
+                    "fields duration_ms / 1000 as seconds",
                     "filter event = 'job.succeeded'",
-                    "stats avg(duration_ms) / 1000 as avg_s, max(duration_ms) / 1000 as max_s "
-                    "by bin(15m), @log",
+                    "stats avg(seconds) as avg_s, max(seconds) as max_s by bin(15m), @log",
                 ],
                 width=width,
             ),
