@@ -108,7 +108,9 @@ def wait_for_job(outputs: dict[str, str], **match: str) -> dict[str, Any]:
     while time.monotonic() < deadline:
         for item in dynamodb.scan(TableName=outputs["JobsTableName"])["Items"]:
             fields = {k: v.get("S") for k, v in item.items()}
-            if all(fields.get(k) == v for k, v in match.items()) and fields["status"] in (
+            # .get: moto applies an UpdateItem that creates an item in two steps, so a scan
+            # can catch a record with its key and nothing else yet
+            if all(fields.get(k) == v for k, v in match.items()) and fields.get("status") in (
                 "SUCCEEDED",
                 "FAILED",
             ):
