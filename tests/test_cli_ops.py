@@ -13,19 +13,13 @@ from mlpoc.cli.target import Deployment, TargetError
 from mlpoc.contracts import Job, S3Uri
 from mlpoc.ledger import Ledger
 from mlpoc.local.safety import local_session
+from mlpoc.settings import RESOURCE_OUTPUTS
 from tests.support.aws_stack import Stack
 
 
 def deployment(stack: Stack) -> Deployment:
     outputs = {
-        "DataBucketName": stack.data_bucket,
-        "ModelBucketName": stack.model_bucket,
-        "JobsTableName": stack.jobs_table,
-        "ModelsTableName": stack.models_table,
-        "PredictionsTableName": stack.predictions_table,
-        "AnnotationsTableName": stack.annotations_table,
-        "TrainQueueUrl": stack.train_queue_url,
-        "PredictQueueUrl": stack.predict_queue_url,
+        **{RESOURCE_OUTPUTS[k]: v for k, v in stack.env().items() if k in RESOURCE_OUTPUTS},
         "TrainDeadLetterQueueUrl": stack.train_dlq_url,
         "PredictDeadLetterQueueUrl": stack.predict_dlq_url,
     }

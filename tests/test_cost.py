@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from mlpoc import cost, plugins, samples
 from mlpoc.cli.app import app
+from mlpoc.local.template import Assembly
 from mlpoc.settings import Settings
 from mlpoc.worker.loop import Worker
 from mlpoc.worker.train import handle_train
@@ -45,8 +46,8 @@ def lines(report: cost.Report) -> dict[str, float | None]:
     return {line.item: line.usd for line in report.idle}
 
 
-def assembly_of(synth: Synthesized) -> cost.Assembly:
-    return cost.Assembly.from_dir(synth.outdir)
+def assembly_of(synth: Synthesized) -> Assembly:
+    return Assembly.from_dir(synth.outdir)
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +136,7 @@ def test_an_unknown_region_is_named_not_priced(poc: Synthesized) -> None:
         cost.report(assembly_of(poc), "eu-west-3")
 
 
-def with_resources(assembly: cost.Assembly, **resources: dict[str, Any]) -> cost.Assembly:
+def with_resources(assembly: Assembly, **resources: dict[str, Any]) -> Assembly:
     templates = copy.deepcopy(assembly.templates)
     name = next(n for n in templates if n.endswith("-service"))
     templates[name]["Resources"].update(resources)

@@ -20,7 +20,7 @@ from moto import mock_aws
 from mlpoc import samples
 from mlpoc.ledger import Ledger
 from tests.support.aws_stack import Stack, create_stack
-from tests.support.lambda_context import FakeContext, event
+from tests.support.lambda_context import context, event
 
 LAMBDAS = Path(__file__).resolve().parents[1] / "lambdas"
 
@@ -73,9 +73,7 @@ def test_a_training_csv_becomes_one_queued_train_job(stack: Stack, uploaded: Mod
     )
     # WHEN the event arrives twice (S3 and SQS both deliver at least once)
     for _ in range(2):
-        assert uploaded.handler(upload_event(stack, key), FakeContext()) == {
-            "batchItemFailures": []
-        }
+        assert uploaded.handler(upload_event(stack, key), context()) == {"batchItemFailures": []}
     # THEN one job record, QUEUED, and the train message follows the job contract
     sent = messages(stack, stack.train_queue_url)
     assert len({m["job_id"] for m in sent}) == 1
@@ -99,7 +97,7 @@ def test_a_csv_with_ids_becomes_a_predict_job(stack: Stack, uploaded: ModuleType
     stack.clients().s3.put_object(
         Bucket=stack.data_bucket, Key=key, Body=samples.prediction_csv(slice(0, 5)).encode()
     )
-    uploaded.handler(upload_event(stack, key), FakeContext())
+    uploaded.handler(upload_event(stack, key), context())
     (job,) = messages(stack, stack.predict_queue_url)
     assert (job["type"], job["model"], job["version"]) == ("predict", "scoring", "current")
 
@@ -109,7 +107,7 @@ def test_a_header_without_label_or_id_is_recorded_as_failed(
 ) -> None:
     key = "datasets/digits/oops.csv"
     stack.clients().s3.put_object(Bucket=stack.data_bucket, Key=key, Body=b"a,b\n1,2\n")
-    uploaded.handler(upload_event(stack, key), FakeContext())
+    uploaded.handler(upload_event(stack, key), context())
     assert messages(stack, stack.train_queue_url) == []
     items = stack.clients().dynamodb.scan(TableName=stack.jobs_table)["Items"]
     assert len(items) == 1 and items[0]["status"]["S"] == "FAILED"
@@ -126,7 +124,7 @@ def test_a_broken_notification_fails_only_its_own_record(
     batch = upload_event(stack, key)
     broken = dict(batch["Records"][0], messageId="broken-1", body="not json")
     batch["Records"].append(broken)
-    result = uploaded.handler(batch, FakeContext())
+    result = uploaded.handler(batch, context())
     assert result == {"batchItemFailures": [{"itemIdentifier": "broken-1"}]}
     assert len(messages(stack, stack.train_queue_url)) == 1
 
@@ -134,7 +132,7 @@ def test_a_broken_notification_fails_only_its_own_record(
 def test_s3_test_events_are_acknowledged(stack: Stack, uploaded: ModuleType) -> None:
     batch = upload_event(stack)
     batch["Records"][0]["body"] = json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent"})
-    assert uploaded.handler(batch, FakeContext()) == {"batchItemFailures": []}
+    assert uploaded.handler(batch, context()) == {"batchItemFailures": []}
 
 
 @pytest.mark.parametrize(
@@ -182,7 +180,7 @@ def test_an_alarm_reaches_slack_through_the_secret(monkeypatch: pytest.MonkeyPat
             SecretString=json.dumps({"webhook_url": slack.url + "T000/B000/xyz"}),
         )["ARN"]
         monkeypatch.setenv("MLPOC_SLACK_SECRET_ARN", secret)
-        assert notify.handler(event("sns_alarm"), FakeContext()) == {"sent": 1}
+        assert notify.handler(event("sns_alarm"), context()) == {"sent": 1}
     assert slack.posts == [
         {
             "text": ":rotating_light: *mlpoc-train-dlq-not-empty* is ALARM: Threshold Crossed: "
@@ -195,7 +193,7 @@ def test_an_alarm_reaches_slack_through_the_secret(monkeypatch: pytest.MonkeyPat
 def test_without_a_secret_alarms_are_only_logged(monkeypatch: pytest.MonkeyPatch) -> None:
     notify = load("notify")
     monkeypatch.delenv("MLPOC_SLACK_SECRET_ARN", raising=False)
-    assert notify.handler(event("sns_alarm"), FakeContext()) == {"sent": 0}
+    assert notify.handler(event("sns_alarm"), context()) == {"sent": 0}
 
 
 def test_a_secret_that_is_not_a_slack_webhook_is_refused() -> None:

@@ -16,13 +16,13 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from mlpoc.local.template import references
+from mlpoc.local.template import Assembly, references
 
 TRAIN_JOBS = 1_000
 PREDICTIONS = 1_000_000
@@ -102,44 +102,6 @@ def load_prices(path: Path | None = None) -> dict[str, Any]:
     )
     table: dict[str, Any] = json.loads(text)
     return table
-
-
-@dataclass(frozen=True)
-class Assembly:
-    templates: dict[str, dict[str, Any]]  # stack name -> template
-    docker_images: int = 0
-    region: str | None = None  # when the stacks were synthesized for one
-
-    @classmethod
-    def from_dir(cls, path: Path) -> Assembly:
-        try:
-            manifest = json.loads((path / "manifest.json").read_text())
-        except (OSError, ValueError) as error:
-            raise CostError(
-                f"{path} is not a synthesized assembly ({error}); run make synth"
-            ) from None
-        templates: dict[str, dict[str, Any]] = {}
-        images = 0
-        regions = set()
-        for name, artifact in manifest["artifacts"].items():
-            if artifact["type"] == "aws:cloudformation:stack":
-                file = artifact["properties"]["templateFile"]
-                templates[name] = json.loads((path / file).read_text())
-                regions.add(artifact["environment"].rsplit("/", 1)[-1])
-            elif artifact["type"] == "cdk:asset-manifest":
-                assets = json.loads((path / artifact["properties"]["file"]).read_text())
-                images += len(assets.get("dockerImages", {}))
-        if not templates:
-            raise CostError(f"{path} holds no stack templates; run make synth")
-        known = regions - {"unknown-region"}
-        return cls(templates, images, known.pop() if len(known) == 1 else None)
-
-    def resources(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        for template in self.templates.values():
-            yield from template.get("Resources", {}).items()
-
-    def of_type(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
-        return [(k, r) for k, r in self.resources() if r["Type"] == kind]
 
 
 def region_prices(table: Mapping[str, Any], region: str) -> dict[str, Any]:

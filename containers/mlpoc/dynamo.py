@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -56,6 +56,18 @@ def deserialize(item: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if item is None:
         return None
     return {k: _from_dynamo(_deserializer.deserialize(v)) for k, v in item.items()}
+
+
+def items(read: Callable[..., Mapping[str, Any]], **request: Any) -> Iterator[dict[str, Any]]:
+    """Every item of a Scan or Query (``read`` is ``client.scan`` or ``client.query``), page by
+    page, deserialized."""
+    while True:
+        page = read(**request)
+        for item in page["Items"]:
+            yield deserialize(item) or {}
+        if "LastEvaluatedKey" not in page:
+            return
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def is_conditional_failure(error: ClientError) -> bool:

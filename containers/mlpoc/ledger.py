@@ -300,6 +300,12 @@ class Ledger:
         return dynamo.deserialize(response.get("Item"))
 
     # -- internals ---------------------------------------------------------------------------
+    def recent(self, limit: int) -> list[dict[str, Any]]:
+        """The newest ``limit`` records (a full scan: fine at a PoC's thousands of jobs)."""
+        records = list(dynamo.items(self._dynamodb.scan, TableName=self.table))
+        records.sort(key=lambda r: float(r.get("created_at", 0)), reverse=True)
+        return records[:limit]
+
     def _conditional_update(
         self,
         job_id: str,

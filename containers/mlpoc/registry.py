@@ -146,17 +146,18 @@ class Registry:
                 TableName=self.table, Key=self._key(model, POINTER), ConsistentRead=True
             ).get("Item")
         )
-        if item is None:
-            return None
-        promoted = item.get("promoted")
-        metric = item.get("promoted_metric")
-        return Pointer(
-            model=model,
-            promoted=int(promoted) if promoted is not None else None,
-            promoted_metric=float(metric) if metric is not None else None,
-            history=[int(v) for v in item.get("history", [])],
-            next_version=int(item.get("next_version", 0)),
+        return None if item is None else _pointer(item)
+
+    def pointers(self) -> list[Pointer]:
+        """Every model's pointer, by model name (one scan of the registry table)."""
+        found = dynamo.items(
+            self._dynamodb.scan,
+            TableName=self.table,
+            FilterExpression="#v = :pointer",
+            ExpressionAttributeNames={"#v": "version"},
+            ExpressionAttributeValues={":pointer": {"S": POINTER}},
         )
+        return sorted((_pointer(item) for item in found), key=lambda p: p.model)
 
     def get(self, model: str, version: int) -> ModelVersion:
         item = dynamo.deserialize(
@@ -180,23 +181,15 @@ class Registry:
         return self.get(model, pointer.promoted)
 
     def versions(self, model: str) -> list[ModelVersion]:
-        items: list[ModelVersion] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "#m = :m AND begins_with(#v, :prefix)",
-            "ExpressionAttributeNames": {"#m": "model", "#v": "version"},
-            "ExpressionAttributeValues": {":m": {"S": model}, ":prefix": {"S": "v"}},
-        }
-        while True:
-            response = self._dynamodb.query(**kwargs)
-            items.extend(
-                ModelVersion.from_item(dynamo.deserialize(i) or {}) for i in response["Items"]
-            )
-            if "LastEvaluatedKey" not in response:
-                return items
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        found = dynamo.items(
+            self._dynamodb.query,
+            TableName=self.table,
+            KeyConditionExpression="#m = :m AND begins_with(#v, :prefix)",
+            ExpressionAttributeNames={"#m": "model", "#v": "version"},
+            ExpressionAttributeValues={":m": {"S": model}, ":prefix": {"S": "v"}},
+        )
+        return [ModelVersion.from_item(item) for item in found]
 
-    # -- writes used inside a worker's commit transaction ------------------------------------
     def put_version_request(self, version: ModelVersion) -> dict[str, Any]:
         return {
             "TableName": self.table,
@@ -293,3 +286,15 @@ class Registry:
     @staticmethod
     def _key(model: str, sort: str) -> dict[str, Any]:
         return {"model": {"S": model}, "version": {"S": sort}}
+
+
+def _pointer(item: Mapping[str, Any]) -> Pointer:
+    promoted = item.get("promoted")
+    metric = item.get("promoted_metric")
+    return Pointer(
+        model=str(item["model"]),
+        promoted=int(promoted) if promoted is not None else None,
+        promoted_metric=float(metric) if metric is not None else None,
+        history=[int(v) for v in item.get("history", [])],
+        next_version=int(item.get("next_version", 0)),
+    )

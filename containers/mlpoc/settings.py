@@ -19,17 +19,22 @@ class SettingsError(Exception):
     """A required environment variable is missing or malformed."""
 
 
-# name -> what it is, for the error message
-RESOURCE_VARIABLES: dict[str, str] = {
-    "MLPOC_DATA_BUCKET": "the data bucket name (stack output DataBucketName)",
-    "MLPOC_MODEL_BUCKET": "the model bucket name (stack output ModelBucketName)",
-    "MLPOC_JOBS_TABLE": "the jobs ledger table name (stack output JobsTableName)",
-    "MLPOC_MODELS_TABLE": "the model registry table name (stack output ModelsTableName)",
-    "MLPOC_PREDICTIONS_TABLE": "the predictions table name (stack output PredictionsTableName)",
-    "MLPOC_ANNOTATIONS_TABLE": "the annotations table name (stack output AnnotationsTableName)",
-    "MLPOC_TRAIN_QUEUE_URL": "the train queue URL (stack output TrainQueueUrl)",
-    "MLPOC_PREDICT_QUEUE_URL": "the predict queue URL (stack output PredictQueueUrl)",
+# name -> (what it is, the stack output that holds it): the error message says both, and the CLI
+# reads the outputs it needs (and `mlpoc outputs --env` prints the variables) from this table
+RESOURCES: dict[str, tuple[str, str]] = {
+    "MLPOC_DATA_BUCKET": ("the data bucket name", "DataBucketName"),
+    "MLPOC_MODEL_BUCKET": ("the model bucket name", "ModelBucketName"),
+    "MLPOC_JOBS_TABLE": ("the jobs ledger table name", "JobsTableName"),
+    "MLPOC_MODELS_TABLE": ("the model registry table name", "ModelsTableName"),
+    "MLPOC_PREDICTIONS_TABLE": ("the predictions table name", "PredictionsTableName"),
+    "MLPOC_ANNOTATIONS_TABLE": ("the annotations table name", "AnnotationsTableName"),
+    "MLPOC_TRAIN_QUEUE_URL": ("the train queue URL", "TrainQueueUrl"),
+    "MLPOC_PREDICT_QUEUE_URL": ("the predict queue URL", "PredictQueueUrl"),
 }
+RESOURCE_VARIABLES: dict[str, str] = {
+    name: f"{what} (stack output {output})" for name, (what, output) in RESOURCES.items()
+}
+RESOURCE_OUTPUTS: dict[str, str] = {name: output for name, (_, output) in RESOURCES.items()}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,24 +1,19 @@
-"""A small stand-in for the Lambda context object, and the test events as files."""
+"""The Lambda context object (local mode's own), and the test events as files."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from mlpoc.local.sqs_lambda import Context
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 
 
-@dataclass
-class FakeContext:
-    function_name: str = "test-function"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:test-function"
-    aws_request_id: str = "52fdfc07-2182-154f-163f-5f0f9a621d72"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+def context() -> Context:
+    """Lambda's context object as local mode's event-source stand-in builds it."""
+    return Context("test-function", "us-east-1", timeout=30, memory=256)
 
 
 def event(name: str, **replacements: str) -> dict[str, Any]:

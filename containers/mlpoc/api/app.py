@@ -204,7 +204,7 @@ def _router() -> APIRouter:
 
 def _jobs(app: FastAPI, ctx: Context) -> None:
     router = _router()
-    runtime, clients, ledger = ctx.settings.runtime, ctx.clients, ctx.ledger
+    runtime, ledger = ctx.settings.runtime, ctx.ledger
 
     @router.post("/v1/jobs", status_code=202, tags=["jobs"])
     async def submit_job(request: Request) -> dict[str, Any]:
@@ -224,13 +224,8 @@ def _jobs(app: FastAPI, ctx: Context) -> None:
 
     @router.get("/v1/jobs", tags=["jobs"])
     def list_jobs(limit: int = 50) -> dict[str, Any]:
-        limit = max(1, min(limit, LIST_LIMIT))
-        items = [
-            dynamo.deserialize(i) or {}
-            for i in clients.dynamodb.scan(TableName=runtime.jobs_table)["Items"]
-        ]
-        items.sort(key=lambda r: float(r.get("created_at", 0)), reverse=True)
-        return {"jobs": [public_job(r) for r in items[:limit]]}
+        records = ledger.recent(max(1, min(limit, LIST_LIMIT)))
+        return {"jobs": [public_job(r) for r in records]}
 
     @router.get("/v1/jobs/{job_id}", tags=["jobs"])
     def get_job(job_id: str) -> dict[str, Any]:
@@ -244,28 +239,21 @@ def _jobs(app: FastAPI, ctx: Context) -> None:
 
 def _models(app: FastAPI, ctx: Context) -> None:
     router = _router()
-    runtime, clients, registry = ctx.settings.runtime, ctx.clients, ctx.registry
+    registry = ctx.registry
 
     @router.get("/v1/models", tags=["models"])
     def list_models() -> dict[str, Any]:
-        response = clients.dynamodb.scan(
-            TableName=runtime.models_table,
-            FilterExpression="#v = :pointer",
-            ExpressionAttributeNames={"#v": "version"},
-            ExpressionAttributeValues={":pointer": {"S": "@pointer"}},
-        )
-        models = []
-        for item in response["Items"]:
-            record = dynamo.deserialize(item) or {}
-            models.append(
+        return {
+            "models": [
                 {
-                    "model": record["model"],
-                    "promoted": record.get("promoted"),
-                    "promoted_metric": record.get("promoted_metric"),
-                    "versions": int(record.get("next_version", 0)),
+                    "model": p.model,
+                    "promoted": p.promoted,
+                    "promoted_metric": p.promoted_metric,
+                    "versions": p.next_version,
                 }
-            )
-        return {"models": sorted(models, key=lambda m: m["model"])}
+                for p in registry.pointers()
+            ]
+        }
 
     @router.get("/v1/models/{name}", tags=["models"])
     def get_model(name: str) -> dict[str, Any]:
@@ -485,19 +473,15 @@ def _annotations(app: FastAPI, ctx: Context) -> None:
         }
 
     def annotations_of(model: str) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": runtime.annotations_table,
-            "KeyConditionExpression": "#m = :m",
-            "ExpressionAttributeNames": {"#m": "model"},
-            "ExpressionAttributeValues": {":m": {"S": model}},
-        }
-        while True:
-            page = clients.dynamodb.query(**kwargs)
-            found.extend(dynamo.deserialize(i) or {} for i in page["Items"])
-            if "LastEvaluatedKey" not in page:
-                return found
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return list(
+            dynamo.items(
+                clients.dynamodb.query,
+                TableName=runtime.annotations_table,
+                KeyConditionExpression="#m = :m",
+                ExpressionAttributeNames={"#m": "model"},
+                ExpressionAttributeValues={":m": {"S": model}},
+            )
+        )
 
     app.include_router(router)
 

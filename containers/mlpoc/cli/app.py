@@ -7,6 +7,7 @@ import json
 import os
 import shlex
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -120,14 +121,8 @@ def _print_up(state: LocalState, state_dir: Path) -> None:
     )
     table.add_row("Logs", str(state_dir / "logs"))
     console.print(table)
-    left = ", ".join(
-        sorted(
-            {
-                f"{r['type']} x{sum(x['type'] == r['type'] for x in state.left_out)}"
-                for r in state.left_out
-            }
-        )
-    )
+    kinds = Counter(r["type"] for r in state.left_out)
+    left = ", ".join(f"{kind} x{n}" for kind, n in sorted(kinds.items()))
     console.print(
         f"[dim]left out of the local stack (not needed or not possible in moto): {left}[/]"
     )
@@ -410,17 +405,15 @@ def jobs_command(
 ) -> None:
     """The jobs ledger, newest first."""
     with friendly():
-        dep = deployment(target, state_dir, project, region)
+        ledger = deployment(target, state_dir, project, region).ledger()
         if not watch:
-            console.print(_jobs_table(ops.list_jobs(dep, limit)))
+            console.print(_jobs_table(ledger.recent(limit)))
             return
-        with Live(
-            _jobs_table(ops.list_jobs(dep, limit)), console=console, refresh_per_second=1
-        ) as live:
+        with Live(_jobs_table(ledger.recent(limit)), console=console, refresh_per_second=1) as live:
             try:
                 while True:
                     time.sleep(2)
-                    live.update(_jobs_table(ops.list_jobs(dep, limit)))
+                    live.update(_jobs_table(ledger.recent(limit)))
             except KeyboardInterrupt:
                 pass
 
@@ -554,6 +547,7 @@ def cost(
 ) -> None:
     """The idle month and the cost of work, from the synthesized templates and prices.json."""
     from mlpoc import cost as costs  # noqa: PLC0415 - only this command needs it
+    from mlpoc.local.template import Assembly  # noqa: PLC0415
 
     with friendly():
         if assembly is None:
@@ -562,7 +556,7 @@ def cost(
             from mlpoc.local.synth import project_dir, synthesize  # noqa: PLC0415
 
             assembly = synthesize(project_dir(None), Path(tempfile.mkdtemp()) / "cdk.out")
-        found = costs.Assembly.from_dir(assembly)
+        found = Assembly.from_dir(assembly)
         where = region or found.region or os.environ.get("AWS_REGION") or "us-east-1"
         try:
             result = costs.report(found, where)

@@ -73,14 +73,16 @@ def upload_job(dep: Deployment, key: str, body: str, step: Step, name: str) -> s
     dep.client("s3").put_object(Bucket=bucket, Key=key, Body=body.encode())
     step(name, "waiting for the upload event")
     uri = f"s3://{bucket}/{key}"
-    timeout = UPLOAD_TIMEOUT
-    deadline = time.monotonic() + timeout
+    ledger = dep.ledger()
+    deadline = time.monotonic() + UPLOAD_TIMEOUT
     while time.monotonic() < deadline:
-        for record in ops.list_jobs(dep, limit=1000):
+        for record in ledger.recent(limit=1000):
             if record.get("dataset") == uri:
                 return str(record["job_id"])
         time.sleep(0.3)
-    raise DemoError(f"no job was started for {uri} within {timeout:.0f} s: see the upload log")
+    raise DemoError(
+        f"no job was started for {uri} within {UPLOAD_TIMEOUT:.0f} s: see the upload log"
+    )
 
 
 def finish(dep: Deployment, job_id: str, step: Step, name: str) -> dict[str, Any]:

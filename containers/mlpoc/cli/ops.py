@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlpoc import dynamo, jobs
+from mlpoc import jobs
 from mlpoc.cli.target import Deployment, TargetError
 from mlpoc.contracts import MODEL_NAME_PATTERN, Job, JobRejected, JobType, S3Uri, parse_job
 from mlpoc.ledger import TERMINAL
 from mlpoc.local.safety import FAKE_CREDENTIALS
 from mlpoc.registry import ModelVersion, Pointer
+from mlpoc.settings import RESOURCE_OUTPUTS
 
 # operator-facing queue name -> (queue output, dead-letter queue output)
 QUEUES = {
@@ -78,42 +79,15 @@ def submit(
     return job
 
 
-# the runtime's variables (mlpoc.settings) and the stack outputs that hold their values
-VARIABLE_OUTPUTS = {
-    "MLPOC_DATA_BUCKET": "DataBucketName",
-    "MLPOC_MODEL_BUCKET": "ModelBucketName",
-    "MLPOC_JOBS_TABLE": "JobsTableName",
-    "MLPOC_MODELS_TABLE": "ModelsTableName",
-    "MLPOC_PREDICTIONS_TABLE": "PredictionsTableName",
-    "MLPOC_ANNOTATIONS_TABLE": "AnnotationsTableName",
-    "MLPOC_TRAIN_QUEUE_URL": "TrainQueueUrl",
-    "MLPOC_PREDICT_QUEUE_URL": "PredictQueueUrl",
-}
-
-
 def environment(dep: Deployment) -> dict[str, str]:
     """Variables for a shell: the resource names, and locally the endpoint and fake keys."""
-    env = {name: dep.output(output) for name, output in VARIABLE_OUTPUTS.items()}
+    env = {name: dep.output(output) for name, output in RESOURCE_OUTPUTS.items()}
     env["AWS_REGION"] = dep.region
     if dep.endpoint is not None:
         env.update(FAKE_CREDENTIALS, AWS_ENDPOINT_URL=dep.endpoint, MLPOC_API_KEY=dep.api_key())
     if dep.api_url:
         env["MLPOC_API_URL"] = dep.api_url
     return env
-
-
-def list_jobs(dep: Deployment, limit: int = 20) -> list[dict[str, Any]]:
-    dynamodb = dep.client("dynamodb")
-    kwargs: dict[str, Any] = {"TableName": dep.output("JobsTableName")}
-    records: list[dict[str, Any]] = []
-    while True:
-        page = dynamodb.scan(**kwargs)
-        records.extend(dynamo.deserialize(i) or {} for i in page["Items"])
-        if "LastEvaluatedKey" not in page:
-            break
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-    records.sort(key=lambda r: float(r.get("created_at", 0)), reverse=True)
-    return records[:limit]
 
 
 def wait_for(
@@ -157,14 +131,7 @@ def models(dep: Deployment, name: str | None = None) -> list[ModelSummary]:
         if not versions:
             raise TargetError(f"no model {name!r}: train one with `mlpoc train {name} <csv>`")
         return [ModelSummary(name, registry.pointer(name), versions)]
-    response = dep.client("dynamodb").scan(
-        TableName=dep.output("ModelsTableName"),
-        FilterExpression="#v = :pointer",
-        ExpressionAttributeNames={"#v": "version"},
-        ExpressionAttributeValues={":pointer": {"S": "@pointer"}},
-    )
-    names = sorted({str((dynamo.deserialize(i) or {})["model"]) for i in response["Items"]})
-    return [ModelSummary(n, registry.pointer(n), registry.versions(n)) for n in names]
+    return [ModelSummary(p.model, p, registry.versions(p.model)) for p in registry.pointers()]
 
 
 @dataclass(frozen=True)

@@ -19,13 +19,11 @@ from mlpoc.ledger import Ledger
 from mlpoc.local.safety import check_endpoint, local_session
 from mlpoc.local.state import LocalState
 from mlpoc.registry import Registry
+from mlpoc.settings import RESOURCE_OUTPUTS
 
 TargetName = Literal["local", "aws"]
-# the outputs a command may need, and which stack declares them
-REQUIRED_OUTPUTS = (
-    "DataBucketName", "ModelBucketName", "JobsTableName", "ModelsTableName",
-    "PredictionsTableName", "AnnotationsTableName", "TrainQueueUrl", "PredictQueueUrl",
-)  # fmt: skip
+# the outputs every command may need: those that hold the runtime's resource names
+REQUIRED_OUTPUTS = tuple(RESOURCE_OUTPUTS.values())
 
 
 class TargetError(Exception):

@@ -9,7 +9,6 @@ endpoint, the stack outputs and the API.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -30,7 +29,7 @@ from mlpoc.local.motoserver import EmbeddedMoto
 from mlpoc.local.safety import REGION, check_env, local_env, local_session
 from mlpoc.local.state import STATE_FILE, LocalError, LocalState, ProcessState, pid_alive
 from mlpoc.local.synth import project_dir, synthesize
-from mlpoc.local.template import ProcessSpec, Resolver, processes
+from mlpoc.local.template import Assembly, ProcessSpec, Resolver, processes
 
 # Local long polls are short so that Ctrl-C stops an idle worker within seconds (AWS: 20 s).
 LOCAL_OVERRIDES = {"MLPOC_WAIT_SECONDS": "5"}
@@ -82,22 +81,16 @@ class LocalMode:
         self.progress("synthesizing the CDK app (the templates `cdk deploy` uses)")
         assembly = self.state_dir / "cdk.out"
         shutil.rmtree(assembly, ignore_errors=True)
-        synthesize(root, assembly)
-        manifest = json.loads((assembly / "manifest.json").read_text())
-        stacks = [
-            n for n, a in manifest["artifacts"].items() if a["type"] == "aws:cloudformation:stack"
-        ]
-        data_name = next(n for n in stacks if n.endswith("-data"))
-        service_name = next(n for n in stacks if n.endswith("-service"))
+        templates = Assembly.from_dir(synthesize(root, assembly)).templates
+        data_name = next(n for n in templates if n.endswith("-data"))
+        service = next(t for n, t in templates.items() if n.endswith("-service"))
         project = data_name.removesuffix("-data")
 
         self.progress(f"creating {data_name} in moto through CloudFormation")
         deployer = LocalDeployer(endpoint)
-        data = json.loads((assembly / f"{data_name}.template.json").read_text())
-        stack = deployer.create(data_name, data)
+        stack = deployer.create(data_name, templates[data_name])
         secret_arn, api_key = deployer.create_api_key(project)
 
-        service = json.loads((assembly / f"{service_name}.template.json").read_text())
         secrets = [
             k for k, r in service["Resources"].items() if r["Type"] == "AWS::SecretsManager::Secret"
         ]

@@ -1,6 +1,6 @@
-"""Read the synthesized templates for local mode.
+"""Read the synthesized templates (a cloud assembly) for local mode and the cost report.
 
-Two jobs:
+:class:`Assembly` loads the stacks' templates from ``cdk.out``. Then two jobs for local mode:
 
 * :func:`for_moto` turns the data stack's template into what moto's CloudFormation can create,
   and says what it left out and why: resource types moto does not implement (bucket and queue
@@ -16,11 +16,14 @@ Two jobs:
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from mlpoc.local.synth import SynthError
 
 LOCAL_ACCOUNT = "123456789012"  # moto's default account
 # Never created locally: CDK's custom resources run Lambda code from the bootstrap bucket.
@@ -144,6 +147,44 @@ def _drop_bootstrap_check(out: dict[str, Any], result: MotoTemplate) -> None:
     for name in [n for n, p in parameters.items() if p.get("Type", "").startswith("AWS::SSM::")]:
         if not any(name in set(references(r)) for r in out["Resources"].values()):
             del parameters[name]
+
+
+@dataclass(frozen=True)
+class Assembly:
+    templates: dict[str, dict[str, Any]]  # stack name -> template
+    docker_images: int = 0
+    region: str | None = None  # when the stacks were synthesized for one
+
+    @classmethod
+    def from_dir(cls, path: Path) -> Assembly:
+        try:
+            manifest = json.loads((path / "manifest.json").read_text())
+        except (OSError, ValueError) as error:
+            raise SynthError(
+                f"{path} is not a synthesized assembly ({error}); run make synth"
+            ) from None
+        templates: dict[str, dict[str, Any]] = {}
+        images = 0
+        regions = set()
+        for name, artifact in manifest["artifacts"].items():
+            if artifact["type"] == "aws:cloudformation:stack":
+                file = artifact["properties"]["templateFile"]
+                templates[name] = json.loads((path / file).read_text())
+                regions.add(artifact["environment"].rsplit("/", 1)[-1])
+            elif artifact["type"] == "cdk:asset-manifest":
+                assets = json.loads((path / artifact["properties"]["file"]).read_text())
+                images += len(assets.get("dockerImages", {}))
+        if not templates:
+            raise SynthError(f"{path} holds no stack templates; run make synth")
+        known = regions - {"unknown-region"}
+        return cls(templates, images, known.pop() if len(known) == 1 else None)
+
+    def resources(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        for template in self.templates.values():
+            yield from template.get("Resources", {}).items()
+
+    def of_type(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
+        return [(k, r) for k, r in self.resources() if r["Type"] == kind]
 
 
 class Unresolvable(Exception):
