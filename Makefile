@@ -61,9 +61,10 @@ test: lint typecheck synth $(BROWSER) ## everything CI runs: lint, types, synth 
 test-fast: $(INSTALLED) ## the unit tests only (no subprocesses, no large backlogs)
 	$(PY) -m pytest -m "not integration and not perf"
 
-bench: $(INSTALLED) ## worker throughput, inference and API latency, against baselines
+bench: $(INSTALLED) ## worker throughput, inference and API latency, demo time, against baselines
 	$(PY) benchmarks/worker_throughput.py
 	$(PY) benchmarks/api_latency.py
+	$(PY) benchmarks/demo_time.py
 
 deploy: $(INSTALLED) $(NODE_INSTALLED) ## deploy both stacks to the current AWS account (needs Docker to build the image)
 	npx cdk deploy --all --require-approval broadening
