@@ -11,6 +11,7 @@ from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
+from mlpoc import layout
 from stacks.config import Config
 from stacks.constructs.encryption import ProjectKey
 from stacks.constructs.nag import acknowledge
@@ -26,7 +27,6 @@ EVENTS_VISIBILITY = Duration.seconds(6 * 30)
 # worker's job comes back quickly.
 TRAIN_VISIBILITY = Duration.seconds(120)
 PREDICT_VISIBILITY = Duration.seconds(60)
-DATASET_PREFIX = "datasets/"
 # The construct id aws-cdk-lib gives its bucket-notifications singleton (fixed in the library).
 NOTIFICATIONS_HANDLER_ID = "BucketNotificationsHandler050a0587b7544547bf325f094a3db834"
 
@@ -94,7 +94,7 @@ class DataStack(Stack):
         self.storage.data.add_event_notification(
             s3.EventType.OBJECT_CREATED,
             s3n.SqsDestination(keyless),
-            s3.NotificationKeyFilter(prefix=DATASET_PREFIX, suffix=".csv"),
+            s3.NotificationKeyFilter(prefix=layout.DATASETS.path, suffix=layout.DATASET_SUFFIX),
         )
         # CDK's singleton that writes the bucket's notification configuration at deploy time.
         handler = self.node.find_child(NOTIFICATIONS_HANDLER_ID).node.find_child("Role")

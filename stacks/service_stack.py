@@ -1,20 +1,22 @@
 """The stateless half: workers on ECS Fargate, the event lambdas, alarms and the budget.
 
 Everything here can be destroyed and redeployed at any time; the data stays in the data stack.
-Permissions are `grant_*` calls on the data stack's resources, role by role.
+Data access is granted in one place, `constructs/access.py`, from the bucket layout.
 """
 
 from __future__ import annotations
 
 from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns_subscriptions as subscriptions
 
 from constructs import Construct
-from mlpoc.api.app import DATASET_VERSIONS
+from mlpoc.layout import RuntimeRole
 from stacks.config import Config
+from stacks.constructs.access import DataAccess
 from stacks.constructs.alerts import Alerts
 from stacks.constructs.api import ApiService
 from stacks.constructs.dashboard import PipelineDashboard
@@ -60,7 +62,6 @@ class ServiceStack(Stack):
             ],
             log_retention=LOG_RETENTION,
         )
-        self._grant_workers(data)
         self.api = ApiService(
             self,
             "Api",
@@ -69,7 +70,6 @@ class ServiceStack(Stack):
             image=self.workers.image,
             environment=environment,
         )
-        self._grant_api(data)
 
         self.dataset_uploaded = PythonFunction(
             self,
@@ -98,10 +98,7 @@ class ServiceStack(Stack):
                 report_batch_item_failures=True,
             )
         )
-        data.storage.data.grant_read(uploaded, "datasets/*")
-        data.tables.jobs.grant_read_write_data(uploaded)
-        data.train.queue.grant_send_messages(uploaded)
-        data.predict.queue.grant_send_messages(uploaded)
+        self._grant(data)
 
         self.alerts = Alerts(
             self,
@@ -143,94 +140,43 @@ class ServiceStack(Stack):
             worker_logs=list(self.workers.log_groups.values()),
             api_environment_name=self.api.environment.ref,
         )
-        self._acknowledge_grants(data)
         self._outputs()
 
-    def _grant_workers(self, data: DataStack) -> None:
-        train, predict = self.workers.task_roles["train"], self.workers.task_roles["predict"]
-        # train: read datasets, write artifacts, own the ledger and the registry, queue follow-ups
-        data.storage.data.grant_read(train, "datasets/*")
-        data.storage.models.grant_read_write(train, "models/*")
-        data.tables.jobs.grant_read_write_data(train)
-        data.tables.models.grant_read_write_data(train)
-        data.train.queue.grant_consume_messages(train)
-        data.train.dead_letter_queue.grant_send_messages(train)
-        data.predict.queue.grant_send_messages(train)
-        # predict: read datasets and artifacts, resolve versions, write predictions
-        data.storage.data.grant_read(predict, "datasets/*")
-        data.storage.models.grant_read(predict, "models/*")
-        data.tables.jobs.grant_read_write_data(predict)
-        data.tables.models.grant_read_data(predict)
-        data.tables.predictions.grant_write_data(predict)
-        data.predict.queue.grant_consume_messages(predict)
-        data.predict.dead_letter_queue.grant_send_messages(predict)
-
-    def _grant_api(self, data: DataStack) -> None:
-        api = self.api.instance_role
-        # read datasets and dataset versions, write dataset versions (retrain), read artifacts
-        data.storage.data.grant_read(api, "datasets/*")
-        data.storage.data.grant_read_write(api, f"{DATASET_VERSIONS}/*")
-        data.storage.models.grant_read(api, "models/*")
+    def _grant(self, data: DataStack) -> None:
+        """Data access for every runtime role, from the bucket layout (stacks/constructs/access)."""
+        roles: dict[RuntimeRole, iam.IRole] = {
+            "train": self.workers.task_roles["train"],
+            "predict": self.workers.task_roles["predict"],
+            "api": self.api.instance_role,
+            "upload": self.dataset_uploaded.role,
+        }
         tables = data.tables
-        for table in (tables.jobs, tables.models, tables.predictions, tables.annotations):
-            table.grant_read_write_data(api)
-        data.train.queue.grant_send_messages(api)
-        data.predict.queue.grant_send_messages(api)
-
-    def _acknowledge_grants(self, data: DataStack) -> None:
-        """The wildcards that CDK's grant_* methods write, acknowledged finding by finding."""
-        exports = data.stack_name + ":ExportsOutputFnGetAtt"
-        s3_actions = (
-            "the action groups of grant_read/grant_read_write (GetObject*, GetBucket*, List*, "
-            "and for the train worker Abort*/DeleteObject* to replace its own artifact), on one "
-            "bucket prefix; a hand-written list would miss new S3 read APIs"
+        DataAccess(
+            self,
+            "DataAccess",
+            roles=roles,
+            buckets={"data": data.storage.data, "models": data.storage.models},
+            tables={
+                "jobs": tables.jobs,
+                "models": tables.models,
+                "predictions": tables.predictions,
+                "annotations": tables.annotations,
+            },
+            key=data.encryption.key,
+            consumes={"train": data.train.queue, "predict": data.predict.queue},
+            sends={
+                "train": (data.train.dead_letter_queue, data.predict.queue),
+                "predict": (data.predict.dead_letter_queue,),
+                "api": (data.train.queue, data.predict.queue),
+                "upload": (data.train.queue, data.predict.queue),
+            },
         )
-        kms = (
-            "added by the grants on SSE-KMS buckets, tables and queues: data-key generation and "
-            "re-encryption with the project key only"
+        DataAccess.acknowledge_grants(
+            roles,
+            data_stack=data,
+            bucket_arns={"data": DATA_BUCKET_ARN, "models": MODEL_BUCKET_ARN},
+            indexed_tables={"predictions": PREDICTIONS_TABLE_ARN},
         )
-        datasets = f"Resource::{exports}{DATA_BUCKET_ARN}/datasets/*"
-        models = f"Resource::{exports}{MODEL_BUCKET_ARN}/models/*"
-        common = {
-            "Action::s3:GetBucket*": s3_actions,
-            "Action::s3:GetObject*": s3_actions,
-            "Action::s3:List*": s3_actions,
-            "Action::kms:GenerateDataKey*": kms,
-            "Action::kms:ReEncrypt*": kms,
-            datasets: "objects under datasets/ only: where uploads and dataset versions live",
-        }
-        policies = {
-            self.workers.task_roles["train"]: {
-                **common,
-                "Action::s3:Abort*": s3_actions,
-                "Action::s3:DeleteObject*": s3_actions,
-                models: "objects under models/ only: the artifacts this worker writes",
-            },
-            self.workers.task_roles["predict"]: {
-                **common,
-                models: "objects under models/ only: the artifacts this worker verifies and loads",
-                f"Resource::{exports}{PREDICTIONS_TABLE_ARN}/index/*": (
-                    "the predictions table's own indexes (the review index), from grant_write_data"
-                ),
-            },
-            self.dataset_uploaded.role: common,
-            self.api.instance_role: {
-                **common,
-                "Action::s3:Abort*": s3_actions,
-                "Action::s3:DeleteObject*": s3_actions,
-                models: "objects under models/ only: the artifacts the API verifies and serves",
-                f"Resource::{exports}{DATA_BUCKET_ARN}/{DATASET_VERSIONS}/*": (
-                    "objects under dataset-versions/ only: the datasets the retrain route writes"
-                ),
-                f"Resource::{exports}{PREDICTIONS_TABLE_ARN}/index/*": (
-                    "the predictions table's own indexes (the review queue the API reads)"
-                ),
-            },
-        }
-        for role, findings in policies.items():
-            policy = role.node.find_child("DefaultPolicy")
-            for finding, reason in findings.items():
-                acknowledge(policy, f"AwsSolutions-IAM5[{finding}]", f"{reason}.")
         for task in self.workers.task_definitions.values():
             acknowledge(
                 task,

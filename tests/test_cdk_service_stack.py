@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from mlpoc import layout
+from stacks.constructs.access import TABLE_ACTIONS
 from stacks.constructs.dashboard import FAILURE_EVENTS
 from stacks.constructs.workers import STOP_GRACE_SECONDS, STOP_TIMEOUT
 from stacks.data_stack import EVENTS_VISIBILITY
@@ -499,3 +501,84 @@ def test_the_dashboard_shows_api_latency_and_5xx_from_enhanced_health(poc: Synth
 def test_the_stack_outputs_the_dashboards_address(poc: Synthesized) -> None:
     url = poc.service_json["Outputs"]["DashboardUrl"]["Value"]
     assert "#dashboards:name=" in json.dumps(url)
+
+
+RUNTIME_ROLE_IDS = {
+    "train": "WorkersTrainTaskTaskRole",
+    "predict": "WorkersPredictTaskTaskRole",
+    "api": "ApiInstanceRole",
+    "upload": "DatasetUploadedRole",
+}
+
+
+def role_statements(synth: Synthesized, runtime_role: str) -> list[dict[str, Any]]:
+    role = next(
+        k
+        for k in of_type(synth, "AWS::IAM::Role")
+        if k.startswith(RUNTIME_ROLE_IDS[runtime_role]) and "Default" not in k
+    )
+    return [
+        s
+        for p in of_type(synth, "AWS::IAM::Policy").values()
+        if {"Ref": role} in p["Properties"]["Roles"]
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def object_patterns(statement: dict[str, Any], export: str) -> set[str]:
+    """The key patterns a statement names in one bucket (``datasets/*``) by its ARN export."""
+    found = set()
+    for resource in as_list(statement["Resource"]):
+        parts = resource.get("Fn::Join", ["", []])[1] if isinstance(resource, dict) else []
+        if parts and export in json.dumps(parts[0]):
+            found.add(parts[1].lstrip("/"))
+    return found
+
+
+@pytest.mark.parametrize("runtime_role", layout.RUNTIME_ROLES)
+def test_bucket_grants_are_exactly_the_layouts(poc: Synthesized, runtime_role: str) -> None:
+    exports = {"data": "DataBucketArn", "models": "ModelBucketArn"}
+    reads: set[tuple[str, str]] = set()
+    writes: set[tuple[str, str]] = set()
+    for statement in role_statements(poc, runtime_role):
+        actions = as_list(statement["Action"])
+        for bucket, export in exports.items():
+            for pattern in object_patterns(statement, export):
+                if "s3:GetObject*" in actions:
+                    reads.add((bucket, pattern))
+                if "s3:PutObject" in actions:
+                    writes.add((bucket, pattern))
+                # grant_put, never grant_read_write: no runtime role deletes an object
+                assert not any(a.startswith("s3:DeleteObject") for a in actions), statement
+    assert reads == {(p.bucket, p.pattern) for p in layout.PREFIXES if runtime_role in p.read_by}
+    assert writes == {
+        (p.bucket, p.pattern) for p in layout.PREFIXES if runtime_role in p.written_by
+    }
+
+
+@pytest.mark.parametrize("runtime_role", layout.RUNTIME_ROLES)
+def test_table_grants_are_exactly_the_actions_the_code_calls(
+    poc: Synthesized, runtime_role: str
+) -> None:
+    exports = {
+        "jobs": "JobsTableArn",
+        "models": "ModelsTableArn",
+        "predictions": "PredictionsTableArn",
+        "annotations": "AnnotationsTableArn",
+    }
+    granted: dict[str, set[str]] = {}
+    for statement in role_statements(poc, runtime_role):
+        actions = [a for a in as_list(statement["Action"]) if a.startswith("dynamodb:")]
+        for table, export in exports.items():
+            if actions and export in json.dumps(statement["Resource"]):
+                granted.setdefault(table, set()).update(a.split(":")[1] for a in actions)
+    expected = {
+        table: set(by_role[runtime_role])  # type: ignore[index]
+        for table, by_role in TABLE_ACTIONS.items()
+        if runtime_role in by_role
+    }
+    assert granted == expected

@@ -73,7 +73,17 @@ def test_rejections_without_a_usable_job_id(raw: str, reason: str) -> None:
         ({"dataset": "datasets/x.csv"}, "is not an s3://bucket/key URI"),
         ({"dataset": 5}, "dataset must be an s3:// URI string"),
         ({"dataset": "s3://other-bucket/x.csv"}, "must be inside the data bucket"),
-        ({"dataset": f"s3://{BUCKET}/x.parquet"}, "must be a .csv object"),
+        ({"dataset": f"s3://{BUCKET}/datasets/x.parquet"}, "must be a .csv object"),
+        (
+            {"dataset": f"s3://{BUCKET}/x.csv"},
+            "a train job's dataset must be under datasets/, inputs/, dataset-versions/ of the "
+            r"data bucket \(what the train worker may read\); got key 'x.csv'",
+        ),
+        (
+            {"type": "predict", "dataset": f"s3://{BUCKET}/dataset-versions/m/a.csv"},
+            "a predict job's dataset must be under datasets/, inputs/ of the data bucket",
+        ),
+        ({"dataset": f"s3://{BUCKET}/datasets/"}, "must be under datasets/"),
         ({"version": "latest"}, "version must be 'current' or a positive integer"),
         ({"version": 0}, "version must be 'current' or a positive integer"),
         ({"params": [1]}, "params must be a JSON object; got list"),

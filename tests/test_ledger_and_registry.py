@@ -51,7 +51,7 @@ JOB = parse_job(
             "job_id": "j1",
             "type": "train",
             "model": "m",
-            "dataset": "s3://data-bucket/d.csv",
+            "dataset": "s3://data-bucket/datasets/d.csv",
         }
     ),
     data_bucket="data-bucket",

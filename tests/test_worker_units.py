@@ -48,7 +48,7 @@ def send(stack: Stack, *job_ids: str, queue: str | None = None) -> None:
                     "job_id": job_id,
                     "type": "predict",
                     "model": "m",
-                    "dataset": f"s3://{stack.data_bucket}/d.csv",
+                    "dataset": f"s3://{stack.data_bucket}/datasets/d.csv",
                 }
             ),
         )
@@ -189,7 +189,7 @@ def test_a_redelivered_finished_job_resends_its_lost_follow_ups(stack: Stack) ->
         "job_id": "t1.predict",
         "type": "predict",
         "model": "m",
-        "dataset": f"s3://{stack.data_bucket}/p.csv",
+        "dataset": f"s3://{stack.data_bucket}/datasets/p.csv",
     }
 
     def commit_with_followup(ctx: JobContext) -> None:

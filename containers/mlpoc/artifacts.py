@@ -15,6 +15,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from mlpoc import layout
 from mlpoc.errors import JobFailed
 
 
@@ -29,7 +30,7 @@ class ArtifactKeys:
 
     @classmethod
     def of(cls, model: str, version: int) -> ArtifactKeys:
-        prefix = f"models/{model}/{version}"
+        prefix = layout.artifact_prefix(model, version)
         return cls(onnx=f"{prefix}/model.onnx", metadata=f"{prefix}/metadata.json")
 
 

@@ -3,7 +3,7 @@
 A job message is the SQS body. Version 1:
 
     {"schema": 1, "job_id": "train-2024-01-01-a", "type": "train", "model": "digits",
-     "dataset": "s3://<data bucket>/datasets/digits.csv", "version": "current", "params": {}}
+     "dataset": "s3://<data bucket>/datasets/digits/a.csv", "version": "current", "params": {}}
 
 Parsing never raises anything but :class:`JobRejected`, whose ``reason`` is a sentence a
 person can act on and whose ``job_id`` is set when the body carried a usable one (so the
@@ -16,6 +16,8 @@ import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from mlpoc import layout
 
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMAS = frozenset({SCHEMA_VERSION})
@@ -125,7 +127,23 @@ def _schema(message: dict[str, Any], job_id: str) -> int:
     return schema
 
 
-def _dataset(message: dict[str, Any], job_id: str, data_bucket: str) -> S3Uri:
+def dataset_refusal(uri: S3Uri, job_type: str, data_bucket: str) -> str | None:
+    """Why ``uri`` cannot be the dataset of a ``job_type`` job, or None when it can."""
+    if uri.bucket != data_bucket:
+        return f"dataset must be inside the data bucket {data_bucket!r}; got bucket {uri.bucket!r}"
+    prefixes = layout.dataset_prefixes(job_type)
+    if not any(p.holds_key(uri.key) for p in prefixes):
+        names = ", ".join(p.path for p in prefixes)
+        return (
+            f"a {job_type} job's dataset must be under {names} of the data bucket (what the "
+            f"{job_type} worker may read); got key {uri.key!r}"
+        )
+    if not uri.key.lower().endswith(layout.DATASET_SUFFIX):
+        return f"dataset must be a .csv object; got key {uri.key!r}"
+    return None
+
+
+def _dataset(message: dict[str, Any], job_id: str, job_type: str, data_bucket: str) -> S3Uri:
     dataset = message.get("dataset")
     if not isinstance(dataset, str):
         raise JobRejected("dataset must be an s3:// URI string", job_id)
@@ -133,13 +151,9 @@ def _dataset(message: dict[str, Any], job_id: str, data_bucket: str) -> S3Uri:
         uri = S3Uri.parse(dataset)
     except ValueError as error:
         raise JobRejected(f"dataset: {error}", job_id) from None
-    if uri.bucket != data_bucket:
-        raise JobRejected(
-            f"dataset must be inside the data bucket {data_bucket!r}; got bucket {uri.bucket!r}",
-            job_id,
-        )
-    if not uri.key.lower().endswith(".csv"):
-        raise JobRejected(f"dataset must be a .csv object; got key {uri.key!r}", job_id)
+    refusal = dataset_refusal(uri, job_type, data_bucket)
+    if refusal is not None:
+        raise JobRejected(refusal, job_id)
     return uri
 
 
@@ -166,7 +180,7 @@ def parse_job(body: str | bytes, *, data_bucket: str) -> Job:
             f"starting with a letter or digit; got {model!r}",
             job_id,
         )
-    dataset = _dataset(message, job_id, data_bucket)
+    dataset = _dataset(message, job_id, job_type, data_bucket)
 
     version = message.get("version", "current")
     if isinstance(version, int) and not isinstance(version, bool):

@@ -36,6 +36,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from mlpoc import layout
 from mlpoc.contracts import MODEL_NAME_PATTERN, Job, S3Uri
 from mlpoc.ledger import Ledger
 
@@ -43,7 +44,7 @@ logger = Logger(service="dataset_uploaded")
 processor = BatchProcessor(event_type=EventType.SQS)
 
 HEADER_BYTES = 64 * 1024
-PREFIX = "datasets/"
+PREFIX = layout.DATASETS.path
 
 
 @dataclass(frozen=True)

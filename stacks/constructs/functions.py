@@ -22,7 +22,14 @@ from stacks.constructs.bundling import CopyFiles
 REPO_ROOT = Path(__file__).resolve().parents[2]
 POWERTOOLS_VERSION = "3.37.0"
 RUNTIME = lambda_.Runtime.PYTHON_3_14
-SHARED_MODULES = ("__init__.py", "contracts.py", "dynamo.py", "errors.py", "ledger.py")
+SHARED_MODULES = (
+    "__init__.py",
+    "contracts.py",
+    "dynamo.py",
+    "errors.py",
+    "layout.py",
+    "ledger.py",
+)
 
 
 class PythonFunction(Construct):

@@ -31,7 +31,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mlpoc import datasets, dynamo, jobs, tables
+from mlpoc import datasets, dynamo, jobs, layout, tables
 from mlpoc.api.serving import ModelServer
 from mlpoc.api.settings import ApiSettings
 from mlpoc.aws import Clients
@@ -42,7 +42,6 @@ from mlpoc.registry import PointerMoved, Registry, RegistryError
 log = logging.getLogger("mlpoc.api")
 
 LIST_LIMIT = 100
-DATASET_VERSIONS = "dataset-versions"
 
 
 class ApiError(Exception):
@@ -455,7 +454,7 @@ def _annotations(app: FastAPI, ctx: Context) -> None:
             values["label"] = correction["label"]
             writer.writerow([values.get(column, "") for column in header])
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-        key = f"{DATASET_VERSIONS}/{model}/{stamp}-{uuid.uuid4().hex[:6]}.csv"
+        key = layout.dataset_version_key(model, stamp, uuid.uuid4().hex[:6])
         clients.s3.put_object(Bucket=runtime.data_bucket, Key=key, Body=out.getvalue().encode())
         job = Job(
             job_id=f"retrain-{model}-{stamp}-{uuid.uuid4().hex[:6]}",

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlpoc import samples
+from mlpoc import layout, samples
 from mlpoc.cli import ops
 from mlpoc.cli.target import Deployment, TargetError
 
@@ -105,13 +105,17 @@ def run(dep: Deployment, api: Api, step: Step) -> DemoResult:
     name = "train v1 on 1,400 labelled digits"
     step(name, "uploading")
     train_csv = samples.training_csv(TRAIN_ROWS)
-    train_id = upload_job(dep, f"datasets/{MODEL}/train-{stamp}.csv", train_csv, step, name)
+    train_id = upload_job(
+        dep, layout.dataset_key(MODEL, f"train-{stamp}.csv"), train_csv, step, name
+    )
     result.jobs.append(finish(dep, train_id, step, name))
 
     name = "pre-compute predictions for 397 digits"
     step(name, "uploading")
     score_csv = samples.prediction_csv(PREDICT_ROWS)
-    predict_id = upload_job(dep, f"datasets/{MODEL}/score-{stamp}.csv", score_csv, step, name)
+    predict_id = upload_job(
+        dep, layout.dataset_key(MODEL, f"score-{stamp}.csv"), score_csv, step, name
+    )
     predicted = finish(dep, predict_id, step, name)
     result.jobs.append(predicted)
     result.predictions_stored = int(predicted.get("result", {}).get("rows", 0))

@@ -22,7 +22,7 @@ from sklearn.model_selection import train_test_split
 import mlpoc
 from mlpoc import artifacts, datasets, plugins
 from mlpoc.artifacts import ArtifactKeys
-from mlpoc.contracts import Job, S3Uri
+from mlpoc.contracts import Job, S3Uri, dataset_refusal
 from mlpoc.datasets import DatasetError
 from mlpoc.dynamo import TransientError
 from mlpoc.errors import JobFailed
@@ -76,8 +76,9 @@ def _options(job: Job, data_bucket: str) -> tuple[float, int, str, S3Uri | None]
             uri = S3Uri.parse(str(then_predict))
         except ValueError as error:
             raise JobFailed(f"params.then_predict: {error}") from None
-        if uri.bucket != data_bucket:
-            raise JobFailed(f"params.then_predict must be inside the data bucket {data_bucket!r}")
+        refusal = dataset_refusal(uri, "predict", data_bucket)
+        if refusal is not None:
+            raise JobFailed(f"params.then_predict: {refusal}")
     return float(test_size), seed, promote, uri
 
 

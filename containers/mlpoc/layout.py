@@ -1,0 +1,100 @@
+"""The bucket layout: every prefix of the data and model buckets, who may read or write it, and
+the key builders. The one home of these facts:
+
+* the service stack grants each runtime role exactly the prefixes listed here (``read_by``,
+  ``written_by``), and its cdk-nag acknowledgments quote ``holds``;
+* the data stack sends upload events for ``DATASETS`` only;
+* the upload function, the artifact writer, the retrain route and the CLI build their keys here;
+* the job contract refuses a dataset outside the prefixes its worker may read.
+
+Standard library only: the CDK app, the Lambda bundle, the workers and the API all import it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Bucket = Literal["data", "models"]
+# The runtime roles of the service stack: the two workers' task roles, the API's instance role
+# and the upload function's execution role. The operator (CLI, console) is not one of them.
+RuntimeRole = Literal["train", "predict", "api", "upload"]
+RUNTIME_ROLES: tuple[RuntimeRole, ...] = ("train", "predict", "api", "upload")
+# The worker that runs each job type (a job's dataset must be readable by it).
+WORKER_OF_JOB: dict[str, RuntimeRole] = {"train": "train", "predict": "predict"}
+DATASET_SUFFIX = ".csv"
+
+
+@dataclass(frozen=True)
+class Prefix:
+    bucket: Bucket
+    path: str  # ends with "/"
+    holds: str  # what lives there (also the reason in the grant's acknowledgment)
+    read_by: tuple[RuntimeRole, ...]
+    written_by: tuple[RuntimeRole, ...] = ()
+
+    @property
+    def pattern(self) -> str:
+        """The object-key pattern a grant uses (``datasets/*``)."""
+        return self.path + "*"
+
+    def holds_key(self, key: str) -> bool:
+        return key.startswith(self.path) and len(key) > len(self.path)
+
+
+DATASETS = Prefix(
+    "data",
+    "datasets/",
+    "datasets people upload; a .csv here starts a job through the upload event",
+    read_by=("train", "predict", "api", "upload"),
+)
+INPUTS = Prefix(
+    "data",
+    "inputs/",
+    "datasets the CLI uploads for a job it sends itself (no upload event, no second job)",
+    read_by=("train", "predict", "api"),
+)
+DATASET_VERSIONS = Prefix(
+    "data",
+    "dataset-versions/",
+    "training sets the retrain route builds: a promoted version's dataset plus the corrections",
+    read_by=("train", "api"),
+    written_by=("api",),
+)
+MODEL_ARTIFACTS = Prefix(
+    "models",
+    "models/",
+    "model.onnx and metadata.json of every trained version",
+    read_by=("predict", "api"),
+    written_by=("train",),
+)
+PREFIXES: tuple[Prefix, ...] = (DATASETS, INPUTS, DATASET_VERSIONS, MODEL_ARTIFACTS)
+
+
+def readable_by(role: RuntimeRole, bucket: Bucket = "data") -> tuple[Prefix, ...]:
+    return tuple(p for p in PREFIXES if p.bucket == bucket and role in p.read_by)
+
+
+def dataset_prefixes(job_type: str) -> tuple[Prefix, ...]:
+    """Where a job of this type may take its dataset from: what its worker may read."""
+    return readable_by(WORKER_OF_JOB[job_type])
+
+
+def dataset_key(model: str, filename: str) -> str:
+    """An upload that starts a job: ``datasets/<model>/<file>.csv``."""
+    return f"{DATASETS.path}{model}/{filename}"
+
+
+def input_key(model: str, stamp: str, filename: str) -> str:
+    """A CLI upload: ``inputs/<model>/<stamp>-<file>``."""
+    return f"{INPUTS.path}{model}/{stamp}-{filename}"
+
+
+def dataset_version_key(model: str, stamp: str, token: str) -> str:
+    """A dataset the retrain route builds: ``dataset-versions/<model>/<stamp>-<token>.csv``."""
+    return f"{DATASET_VERSIONS.path}{model}/{stamp}-{token}{DATASET_SUFFIX}"
+
+
+def artifact_prefix(model: str, version: int) -> str:
+    """One trained version's folder: ``models/<model>/<version>``."""
+    return f"{MODEL_ARTIFACTS.path}{model}/{version}"
