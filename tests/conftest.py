@@ -14,6 +14,7 @@ from mlpoc import plugins
 from mlpoc.local import motoserver
 from tests.support.aws_stack import FAKE_CREDENTIALS, Stack, create_stack
 from tests.support.cdk_app import Synthesized
+from tests.support.enforced import EnforcedStack, deploy_enforced, moto_process
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
@@ -84,3 +85,10 @@ def retain(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
         alert_email="team@example.com",
         slack_webhook_secret_name="mlpoc/slack",
     )
+
+
+@pytest.fixture(scope="session")
+def enforced(poc: Synthesized) -> Iterator[EnforcedStack]:
+    """The local stack's resources and runtime roles with IAM enforced, in a moto process."""
+    with moto_process() as endpoint:
+        yield deploy_enforced(endpoint, poc)

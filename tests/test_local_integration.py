@@ -1,7 +1,9 @@
 """Local mode for real: `mlpoc demo`, and `mlpoc local up` driven by a plain AWS client.
 
-The second test's client uses none of the project's code: boto3 against the endpoint that
-`mlpoc outputs --json` prints, the job contract as the README states it, and the API over HTTP.
+The second test's client uses none of the project's code: boto3 against the endpoint and the
+operator's keys that `mlpoc outputs --json` prints, the job contract as the README states it,
+and the API over HTTP. IAM is enforced throughout (local mode's default): every process runs
+as its own role from the service template, so what passes here passes the deployed policies.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from sklearn.datasets import load_digits
 
 pytestmark = pytest.mark.integration
@@ -92,13 +95,14 @@ def outputs(local_up: tuple[Path, subprocess.Popen[str]]) -> dict[str, str]:
     return found
 
 
-def aws(service: str, outputs: dict[str, str]) -> Any:
+def aws(service: str, outputs: dict[str, str], *, key: str = "", secret: str = "") -> Any:
+    """A plain client with the operator's keys from `mlpoc outputs --json` (or others)."""
     return boto3.client(
         service,
         endpoint_url=outputs["AwsEndpointUrl"],
         region_name="us-east-1",
-        aws_access_key_id="anything",
-        aws_secret_access_key="anything",
+        aws_access_key_id=key or outputs["AwsAccessKeyId"],
+        aws_secret_access_key=secret or outputs["AwsSecretAccessKey"],
     )
 
 
@@ -205,6 +209,57 @@ def test_a_plain_aws_client_drives_the_local_stack(outputs: dict[str, str]) -> N
     assert refused.value.code == 401
 
 
+def test_keys_local_mode_did_not_issue_are_refused(outputs: dict[str, str]) -> None:
+    # the fixed fake keys every local client used before IAM was enforced, and made-up ones
+    for key in ("mlpoc-local", "anything"):
+        with pytest.raises(ClientError) as refused:
+            aws("s3", outputs, key=key, secret=key).list_buckets()
+        assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+
+def test_a_retrain_from_the_review_queue_succeeds_under_the_deployed_policies(
+    outputs: dict[str, str],
+) -> None:
+    # GIVEN a model trained from a CSV uploaded under datasets/ and predictions for review
+    digits = load_digits()
+    header = [f"pixel_{i}" for i in range(64)]
+    bucket = outputs["DataBucketName"]
+    lines = [",".join([*header, "label"])] + [
+        ",".join([*(str(int(v)) for v in x), str(y)])
+        for x, y in zip(digits.data[:300], digits.target[:300], strict=True)
+    ]
+    s3, sqs = aws("s3", outputs), aws("sqs", outputs)
+    s3.put_object(Bucket=bucket, Key="datasets/loop/train.csv", Body="\n".join(lines).encode())
+    assert (
+        wait_for_job(outputs, dataset=f"s3://{bucket}/datasets/loop/train.csv")["status"]["S"]
+        == "SUCCEEDED"
+    )
+    rows = [",".join(["id", *header])] + [
+        ",".join([f"d-{i}", *(str(int(v)) for v in digits.data[i])]) for i in range(900, 910)
+    ]
+    s3.put_object(Bucket=bucket, Key="inputs/loop/score.csv", Body="\n".join(rows).encode())
+    sqs.send_message(
+        QueueUrl=outputs["PredictQueueUrl"],
+        MessageBody=json.dumps(
+            {
+                "schema": 1, "job_id": "loop-predict", "type": "predict", "model": "loop",
+                "dataset": f"s3://{bucket}/inputs/loop/score.csv",
+                "params": {"review_threshold": 1.0},  # every row goes to the review queue
+            }
+        ),
+    )  # fmt: skip
+    assert wait_for_job(outputs, job_id="loop-predict")["status"]["S"] == "SUCCEEDED"
+    # WHEN a person corrects one answer on the review queue and asks for a retrain
+    item = http(outputs, "GET", "/v1/annotations/loop?limit=1")["items"][0]
+    truth = str(digits.target[int(item["item_id"].removeprefix("d-"))])
+    http(outputs, "POST", "/v1/annotations/loop", {"item_id": item["item_id"], "label": truth})
+    retrain = http(outputs, "POST", "/v1/annotations/loop/retrain")
+    # THEN the API wrote dataset-versions/ and the train worker, as its own role, read it
+    assert retrain["dataset"].startswith(f"s3://{bucket}/dataset-versions/loop/")
+    done = wait_for_job(outputs, job_id=retrain["job_id"])
+    assert done["status"]["S"] == "SUCCEEDED", done
+
+
 def test_the_operator_commands_and_status_work_from_another_terminal(
     local_up: tuple[Path, subprocess.Popen[str]], outputs: dict[str, str]
 ) -> None:
@@ -214,6 +269,7 @@ def test_the_operator_commands_and_status_work_from_another_terminal(
     for name in ("train", "predict", "DatasetUploaded", "api"):
         assert name in status.stdout
     assert "no" not in status.stdout.split()  # every process alive
+    assert "IAM: enforced; 0 request(s) denied" in status.stdout
     # a second `local up` on the same state dir refuses
     second = mlpoc("local", "up", state_dir=state_dir)
     assert second.returncode == 1
@@ -244,8 +300,21 @@ def test_the_operator_commands_and_status_work_from_another_terminal(
     assert unknown.returncode == 1
     assert "no model 'nope'" in unknown.stderr
 
+    # a CSV on this machine: the CLI uploads it under inputs/, which the train role may read
+    local_csv = state_dir / "ops-local.csv"
+    rows = (
+        aws("s3", outputs)
+        .get_object(Bucket=outputs["DataBucketName"], Key="datasets/plain/train.csv")["Body"]
+        .read()
+    )
+    local_csv.write_bytes(rows)
+    from_file = mlpoc("train", "ops", str(local_csv), "--wait", state_dir=state_dir)
+    assert from_file.returncode == 0, from_file.stdout + from_file.stderr
+    assert "SUCCEEDED" in from_file.stdout
+
     exports = mlpoc("outputs", "--env", state_dir=state_dir)
     assert f"export AWS_ENDPOINT_URL={outputs['AwsEndpointUrl']}" in exports.stdout
+    assert f"export AWS_ACCESS_KEY_ID={outputs['AwsAccessKeyId']}" in exports.stdout
     assert f"export MLPOC_JOBS_TABLE={outputs['JobsTableName']}" in exports.stdout
 
     # `local down` from here stops the `local up` process and everything it started

@@ -22,6 +22,7 @@ from mlpoc.local import sqs_lambda
 from mlpoc.local.deploy import LocalDeployer, supported_by_moto
 from mlpoc.local.safety import (
     FAKE_CREDENTIALS,
+    Credentials,
     LocalModeRefused,
     check_endpoint,
     check_env,
@@ -193,8 +194,14 @@ def test_resolver_names_what_it_cannot_resolve() -> None:
     assert resolve(7) == "7"
     with pytest.raises(Unresolvable, match="exports no x:Other"):
         resolve({"Fn::ImportValue": "x:Other"})
+    assert resolve({"Fn::Sub": "${AWS::AccountId}.dkr.ecr"}) == "123456789012.dkr.ecr"
+    assert resolve({"Fn::Join": ["/", [{"Ref": "Secret"}, "x"]]}) == "arn/x"
+    assert resolve.value({"Fn::Select": [1, ["a", {"Ref": "AWS::Region"}]]}) == "ap-northeast-1"
+    assert resolve({"Fn::Sub": ["${A}-${B}", {"A": "a", "B": {"Ref": "Secret"}}]}) == "a-arn"
     with pytest.raises(Unresolvable, match="only on AWS"):
-        resolve({"Fn::Sub": "${AWS::AccountId}.dkr.ecr"})
+        resolve({"Fn::GetAtt": ["Logs", "Arn"]})
+    with pytest.raises(Unresolvable, match="only on AWS"):
+        resolve({"Fn::Join": ["", ["task/", {"Ref": "WorkerCluster"}, "/*"]]})
 
 
 def test_synthesis_reports_a_bad_cdk_json_value(tmp_path: Path) -> None:
@@ -272,6 +279,17 @@ def test_an_environment_that_could_reach_aws_is_refused(
     env = {**local_env("http://127.0.0.1:5000"), **change}
     with pytest.raises(LocalModeRefused, match=message):
         check_env(env)
+
+
+def test_keys_the_local_moto_issued_are_accepted_and_only_those() -> None:
+    # moto shapes its keys like AWS's: local mode accepts exactly the ones it was issued
+    issued = Credentials("ASIAY34FZKBOKMUTVV7A", "secret", "token")
+    env = local_env("http://127.0.0.1:5000", credentials=issued)
+    assert env["AWS_ACCESS_KEY_ID"] == "ASIAY34FZKBOKMUTVV7A"
+    assert env["AWS_SESSION_TOKEN"] == "token"
+    check_env(env, issued={"ASIAY34FZKBOKMUTVV7A"})
+    with pytest.raises(LocalModeRefused, match="looks like a real one"):
+        check_env(env, issued={"ASIAOTHERKEYOTHERKEY"})
 
 
 def test_local_up_refuses_a_non_loopback_endpoint(tmp_path: Path) -> None:

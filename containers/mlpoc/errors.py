@@ -11,3 +11,20 @@ from __future__ import annotations
 
 class JobFailed(Exception):
     """A job that can never succeed as submitted; the message says why and what to do."""
+
+
+# What S3, SQS, DynamoDB and Secrets Manager answer when IAM refuses a call.
+ACCESS_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException"})
+
+
+def access_denied(error: BaseException) -> str | None:
+    """The service's sentence when ``error`` is an IAM refusal (it names the principal, the
+    action and the resource), else None. A refusal is retried like any transient error (IAM
+    changes take a moment to apply after a deploy), but it is logged as what it is."""
+    response = getattr(error, "response", None)
+    if not isinstance(response, dict):
+        return None
+    details = response.get("Error", {})
+    if details.get("Code") not in ACCESS_DENIED_CODES:
+        return None
+    return str(details.get("Message") or error)

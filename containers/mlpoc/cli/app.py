@@ -19,6 +19,7 @@ from rich.live import Live
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from mlpoc import layout
 from mlpoc.cli import ops
 from mlpoc.cli.target import Deployment, TargetError, TargetName, resolve
 from mlpoc.cost import CostError
@@ -96,14 +97,25 @@ def deployment(target: str, state_dir: Path, project: str, region: str | None) -
 
 
 # -- local mode ------------------------------------------------------------------------------
-def _start(state_dir: Path, project_dir: Path | None, endpoint_check: str | None) -> LocalMode:
+def _start(
+    state_dir: Path,
+    project_dir: Path | None,
+    endpoint_check: str | None,
+    *,
+    iam: bool = True,
+    assembly: Path | None = None,
+) -> LocalMode:
     if endpoint_check is not None:
         check_endpoint(endpoint_check)
     # moto and the CDK load only for local mode: `--target aws` needs just the cli extra
     from mlpoc.local.supervisor import LocalMode  # noqa: PLC0415
 
     mode = LocalMode(
-        state_dir, project_path=project_dir, progress=lambda m: console.print(f"[dim]·[/] {m}")
+        state_dir,
+        project_path=project_dir,
+        progress=lambda m: console.print(f"[dim]·[/] {m}"),
+        iam=iam,
+        assembly=assembly,
     )
     mode.start()
     return mode
@@ -115,9 +127,18 @@ def _print_up(state: LocalState, state_dir: Path) -> None:
     table.add_row("API key", state.api_key)
     table.add_row("Review page", f"{state.api_url}/ui/annotate/digits")
     table.add_row("Models, jobs", f"{state.api_url}/ui/models/digits   {state.api_url}/ui/jobs")
-    table.add_row("AWS endpoint", f"{state.endpoint}  (moto; fake credentials)")
     table.add_row(
-        "Upload here", f"s3://{state.outputs['DataBucketName']}/datasets/<model>/<file>.csv"
+        "AWS endpoint",
+        f"{state.endpoint}  (moto; "
+        + (
+            "IAM enforced: `mlpoc outputs --env` for the operator's keys)"
+            if state.iam
+            else "no IAM)"
+        ),
+    )
+    table.add_row(
+        "Upload here",
+        f"s3://{state.outputs['DataBucketName']}/{layout.dataset_key('<model>', '<file>.csv')}",
     )
     table.add_row("Logs", str(state_dir / "logs"))
     console.print(table)
@@ -130,6 +151,9 @@ def _print_up(state: LocalState, state_dir: Path) -> None:
         console.print(f"[dim]wired locally: {line}[/]")
     for name, variables in state.env_left_out.items():
         console.print(f"[dim]{name}: not set locally: {', '.join(variables)} (AWS only)[/]")
+    for role, lines in state.iam_left_out.items():
+        for line in lines:
+            console.print(f"[dim]role {role}, not enforced locally: {line}[/]")
 
 
 @local_app.command("up")
@@ -139,10 +163,21 @@ def local_up(
     endpoint: Annotated[
         str | None, typer.Option(hidden=True, help="Only for the safety test: an endpoint to vet.")
     ] = None,
+    iam: Annotated[
+        bool,
+        typer.Option(
+            help="Run each process as its own role from the service template, with moto's IAM "
+            "access control on (--no-iam: everything allowed, as before)."
+        ),
+    ] = True,
+    assembly: Annotated[
+        Path | None,
+        typer.Option(help="A synthesized cdk.out to run (default: synthesize the app now)."),
+    ] = None,
 ) -> None:
     """Start everything and run until Ctrl-C (or `mlpoc local down`)."""
     with friendly():
-        mode = _start(state_dir, project_dir, endpoint)
+        mode = _start(state_dir, project_dir, endpoint, iam=iam, assembly=assembly)
     assert mode.state is not None  # noqa: S101 - start() sets it
     _print_up(mode.state, state_dir)
     console.print("[green]local stack is up[/]; Ctrl-C or `mlpoc local down` stops it")
@@ -180,6 +215,25 @@ def local_status(state_dir: StateDir = DEFAULT_STATE_DIR) -> None:
     console.print(table)
     up = dt.timedelta(seconds=int(time.time() - state.started_at))
     console.print(f"API {state.api_url} · up {up}")
+    if not state.iam:
+        console.print("IAM: not enforced (started with --no-iam)")
+        return
+    console.print(f"IAM: enforced; {len(state.denials)} request(s) denied")
+    if state.denials:
+        _print_denials(state.denials)
+
+
+def _print_denials(denials: list[dict[str, Any]]) -> None:
+    """moto refused these: each names the role (its logical id in the service template), the
+    action and the resource, so the missing grant in stacks/ can be found."""
+    table = Table("role (service template)", "process", "action", "resource", title="Access denied")
+    for denial in denials[-20:]:
+        table.add_row(denial["role"], denial["session"], denial["action"], denial["resource"])
+    errors.print(table)
+    errors.print(
+        "[red]A role lacks a grant the code needs (or the code reached past its layout). The "
+        "grants are in stacks/constructs/access.py; the layout in containers/mlpoc/layout.py.[/]"
+    )
 
 
 @app.command()
@@ -217,16 +271,33 @@ def demo(
             try:
                 result = demo_flow.run(dep, api, step)
             except (demo_flow.DemoError, *EXPECTED) as error:
+                denials = _denials(mode)
+                if denials:
+                    _print_denials(denials)
                 raise fail(f"the demo stopped: {error} (logs: {state_dir / 'logs'})") from None
             for task in tasks.values():
                 progress.update(task, completed=1, total=1)
         _print_demo(result, mode.state, time.monotonic() - started)
+        denials = _denials(mode)
+        if denials:
+            _print_denials(denials)
+            raise fail(f"{len(denials)} request(s) were denied by IAM during the demo")
+        if mode.state.iam:
+            console.print(
+                f"IAM enforced: {len(mode.state.roles)} processes ran as their own roles from "
+                "the service template; nothing was denied"
+            )
         if keep:
             _print_up(mode.state, state_dir)
             console.print("[green]the stack stays up[/]; Ctrl-C or `mlpoc local down` stops it")
             mode.wait()
     finally:
         mode.stop()
+
+
+def _denials(mode: LocalMode) -> list[dict[str, Any]]:
+    mode.record_denials()
+    return mode.state.denials if mode.state is not None else []
 
 
 def _print_demo(result: DemoResult, state: LocalState, seconds: float) -> None:
@@ -517,13 +588,20 @@ def outputs(
     with friendly():
         dep = deployment(target, state_dir, project, region)
     if as_env:
-        typer.echo(
-            "\n".join(f"export {k}={shlex.quote(v)}" for k, v in ops.environment(dep).items())
-        )
+        lines = [f"export {k}={shlex.quote(v)}" for k, v in ops.environment(dep).items()]
+        if dep.endpoint is not None:  # nothing of the shell's own AWS identity may mix in
+            lines.insert(0, "unset AWS_PROFILE AWS_SESSION_TOKEN")
+        typer.echo("\n".join(lines))
         return
     shown = {k: v for k, v in dep.outputs.items() if not k.startswith("ExportsOutput")}
-    if dep.endpoint is not None:  # local: what a plain AWS SDK or CLI needs to join in
-        shown.update(AwsEndpointUrl=dep.endpoint, ApiKey=dep.api_key())
+    if dep.endpoint is not None and dep.local_credentials is not None:
+        # local: what a plain AWS SDK or CLI needs to join in (the operator's identity)
+        shown.update(
+            AwsEndpointUrl=dep.endpoint,
+            AwsAccessKeyId=dep.local_credentials.access_key_id,
+            AwsSecretAccessKey=dep.local_credentials.secret_access_key,
+            ApiKey=dep.api_key(),
+        )
     if as_json:
         typer.echo(json.dumps(shown, indent=2))
         return

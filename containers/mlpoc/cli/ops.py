@@ -10,11 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlpoc import jobs
+from mlpoc import jobs, layout
 from mlpoc.cli.target import Deployment, TargetError
 from mlpoc.contracts import MODEL_NAME_PATTERN, Job, JobRejected, JobType, S3Uri, parse_job
 from mlpoc.ledger import TERMINAL
-from mlpoc.local.safety import FAKE_CREDENTIALS
 from mlpoc.registry import ModelVersion, Pointer
 from mlpoc.settings import RESOURCE_OUTPUTS
 
@@ -25,8 +24,6 @@ QUEUES = {
     "events": ("EventsQueueUrl", "EventsDeadLetterQueueUrl"),
 }
 REASON_ATTRIBUTE = "mlpoc-reason"
-# CLI uploads go under inputs/, not datasets/: an upload there would start a second job.
-INPUTS_PREFIX = "inputs"
 
 
 def dataset_uri(dep: Deployment, model: str, dataset: str) -> S3Uri:
@@ -40,7 +37,8 @@ def dataset_uri(dep: Deployment, model: str, dataset: str) -> S3Uri:
     if not path.is_file():
         raise TargetError(f"{dataset} is neither an s3:// URI nor a file on this machine")
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    uri = S3Uri(dep.output("DataBucketName"), f"{INPUTS_PREFIX}/{model}/{stamp}-{path.name}")
+    # under inputs/, not datasets/: an upload there would start a second job
+    uri = S3Uri(dep.output("DataBucketName"), layout.input_key(model, stamp, path.name))
     dep.client("s3").put_object(Bucket=uri.bucket, Key=uri.key, Body=path.read_bytes())
     return uri
 
@@ -80,11 +78,13 @@ def submit(
 
 
 def environment(dep: Deployment) -> dict[str, str]:
-    """Variables for a shell: the resource names, and locally the endpoint and fake keys."""
+    """Variables for a shell: the resource names, and locally the endpoint and the operator's
+    keys (the admin identity local mode created in moto)."""
     env = {name: dep.output(output) for name, output in RESOURCE_OUTPUTS.items()}
     env["AWS_REGION"] = dep.region
-    if dep.endpoint is not None:
-        env.update(FAKE_CREDENTIALS, AWS_ENDPOINT_URL=dep.endpoint, MLPOC_API_KEY=dep.api_key())
+    if dep.endpoint is not None and dep.local_credentials is not None:
+        env.update(dep.local_credentials.env())
+        env.update(AWS_ENDPOINT_URL=dep.endpoint, MLPOC_API_KEY=dep.api_key())
     if dep.api_url:
         env["MLPOC_API_URL"] = dep.api_url
     return env

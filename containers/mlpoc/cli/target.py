@@ -16,7 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, 
 
 from mlpoc.aws import Clients, client
 from mlpoc.ledger import Ledger
-from mlpoc.local.safety import check_endpoint, local_session
+from mlpoc.local.safety import Credentials, check_endpoint, local_session
 from mlpoc.local.state import LocalState
 from mlpoc.registry import Registry
 from mlpoc.settings import RESOURCE_OUTPUTS
@@ -39,6 +39,8 @@ class Deployment:
     endpoint: str | None
     api_url: str | None
     local_api_key: str | None = None
+    # locally: the operator's identity that local mode created in moto (its admin user)
+    local_credentials: Credentials | None = None
 
     def client(self, service: str) -> Any:
         if self.endpoint is None:
@@ -82,10 +84,11 @@ def resolve(target: TargetName, *, state_dir: Path, project: str, region: str | 
             region=state.region,
             # on AWS the service stack outputs ApiUrl; locally the API is a process on loopback
             outputs={**state.outputs, "ApiUrl": state.api_url},
-            session=local_session(),
+            session=local_session(state.credentials()),
             endpoint=state.endpoint,
             api_url=state.api_url,
             local_api_key=state.api_key,
+            local_credentials=state.credentials(),
         )
     return _aws(project, region)
 

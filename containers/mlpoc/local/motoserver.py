@@ -1,30 +1,38 @@
-"""The embedded moto server of local mode, with one performance fix.
+"""The embedded moto server of local mode (moto, with :mod:`mlpoc.local.motopatch` applied).
 
-moto 5.2's ``SQSBackend.is_message_valid_based_on_retention_period`` computes *all* queue
-attributes (which walk every message) for each message it considers, so one ReceiveMessage on
-a queue of n messages costs O(n²): a 1,000-job backlog took minutes. The replacement reads the
-one attribute it needs and decides exactly the same way.
+``python -m mlpoc.local.motoserver [PORT]`` serves one on 127.0.0.1 in its own process, for
+tests that switch its access control on without touching the moto of their own process.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+import signal
+import sys
+import threading
+import urllib.request
 
-from moto.core.utils import unix_time
 from moto.server import ThreadedMotoServer
-from moto.sqs.models import SQSBackend
 
+from mlpoc.local import motopatch
 from mlpoc.local.safety import check_endpoint
 
 
-def _valid_for_retention(self: SQSBackend, queue_name: str, message: Any) -> bool:
-    retention = int(self.get_queue(queue_name).message_retention_period)  # type: ignore[attr-defined]
-    return bool(retention + message.sent_timestamp / 1000 > unix_time())
-
-
 def apply_patches() -> None:
-    SQSBackend.is_message_valid_based_on_retention_period = _valid_for_retention  # type: ignore[method-assign]
+    motopatch.apply()
+
+
+def enforce_iam(endpoint: str, *, enabled: bool = True) -> None:
+    """Turn moto's IAM access control on (every request signed by a known identity and allowed
+    by its policies) or off, through the server's own endpoint."""
+    request = urllib.request.Request(  # noqa: S310 - a checked loopback endpoint
+        f"{check_endpoint(endpoint)}/moto-api/reset-auth",
+        data=b"0" if enabled else b"inf",
+        method="POST",
+        headers={"Content-Type": "text/plain"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        response.read()
 
 
 class EmbeddedMoto:
@@ -50,3 +58,20 @@ class EmbeddedMoto:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+
+def main(argv: list[str]) -> int:
+    """Serve until SIGTERM/SIGINT; print the endpoint on the first line of stdout."""
+    moto = EmbeddedMoto(int(argv[0]) if argv else 0)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    sys.stdout.write(moto.start() + "\n")
+    sys.stdout.flush()
+    stop.wait()
+    moto.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

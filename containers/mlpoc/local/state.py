@@ -13,8 +13,9 @@ import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
-from mlpoc.local.safety import check_endpoint
+from mlpoc.local.safety import FAKE, Credentials, check_endpoint
 
 STATE_FILE = "local.json"
 
@@ -47,6 +48,19 @@ class LocalState:
     wired: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     env_left_out: dict[str, dict[str, str]] = field(default_factory=dict)
+    # IAM enforcement: on unless `local up --no-iam`; the operator's keys (moto issued them);
+    # each process's role; what of the roles' policies could not be carried over; denials
+    iam: bool = False
+    operator: dict[str, str] = field(default_factory=dict)
+    roles: dict[str, str] = field(default_factory=dict)
+    iam_left_out: dict[str, list[str]] = field(default_factory=dict)
+    denials: list[dict[str, Any]] = field(default_factory=list)
+
+    def credentials(self) -> Credentials:
+        """The operator's credentials (the fixed fake pair when IAM is not enforced)."""
+        if not self.operator:
+            return FAKE
+        return Credentials(self.operator["access_key_id"], self.operator["secret_access_key"])
 
     def save(self, state_dir: Path) -> None:
         path = state_dir / STATE_FILE

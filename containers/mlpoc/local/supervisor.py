@@ -1,5 +1,10 @@
 """``mlpoc local up``: moto, the data stack, the workers, the event functions and the API.
 
+With IAM enforced (the default), each process runs under its own role from the service
+template, the operator commands under a separate admin identity, and moto refuses anything a
+role's policies do not allow (:mod:`mlpoc.local.iam`); the denials moto records are kept in the
+state file for ``mlpoc local status``.
+
 :class:`LocalMode` does the work; the CLI prints. The running instance is described by a state
 file (``<state dir>/local.json``) so that ``mlpoc local down`` and ``mlpoc local status`` work
 from another terminal, and so that the operator commands (``--target local``) find the
@@ -21,15 +26,16 @@ import urllib.request
 from collections.abc import Callable
 from http import HTTPStatus
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
-from mlpoc.local import sqs_lambda
+from mlpoc.local import motopatch, sqs_lambda
 from mlpoc.local.deploy import LocalDeployer
+from mlpoc.local.iam import LocalIdentities, NoRole
 from mlpoc.local.motoserver import EmbeddedMoto
-from mlpoc.local.safety import REGION, check_env, local_env, local_session
+from mlpoc.local.safety import FAKE, REGION, Credentials, check_env, local_env, local_session
 from mlpoc.local.state import STATE_FILE, LocalError, LocalState, ProcessState, pid_alive
 from mlpoc.local.synth import project_dir, synthesize
-from mlpoc.local.template import Assembly, ProcessSpec, Resolver, processes
+from mlpoc.local.template import LOCAL_ACCOUNT, Assembly, ProcessSpec, Resolver, processes
 
 # Local long polls are short so that Ctrl-C stops an idle worker within seconds (AWS: 20 s).
 LOCAL_OVERRIDES = {"MLPOC_WAIT_SECONDS": "5"}
@@ -53,20 +59,28 @@ class LocalMode:
         *,
         project_path: Path | None = None,
         progress: Callable[[str], None] = lambda _: None,
+        iam: bool = True,
+        assembly: Path | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.root = project_path
         self.progress = progress
+        self.iam = iam
+        self.given_assembly = assembly  # a synthesized cdk.out to use instead of synthesizing
+        self.operator: Credentials = FAKE
+        self.issued: set[str] = set()
         self.moto = EmbeddedMoto()
         self.children: dict[str, tuple[ProcessSpec, subprocess.Popen[bytes], IO[bytes]]] = {}
         self.env: dict[str, dict[str, str]] = {}
+        self.commands: dict[str, list[str]] = {}
+        self.iam_left_out: dict[str, list[str]] = {}
         self.state: LocalState | None = None
         self._stop = threading.Event()
 
     # -- start -------------------------------------------------------------------------------
     def start(self) -> LocalState:
         self._refuse_second_instance()
-        root = project_dir(self.root)
+        root = project_dir(self.root) if self.given_assembly is None else Path()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         (self.state_dir / "logs").mkdir(exist_ok=True)
         endpoint = self.moto.start()
@@ -78,10 +92,15 @@ class LocalMode:
 
     def _start(self, root: Path, endpoint: str) -> LocalState:
         base_env = local_env(endpoint)
-        self.progress("synthesizing the CDK app (the templates `cdk deploy` uses)")
-        assembly = self.state_dir / "cdk.out"
-        shutil.rmtree(assembly, ignore_errors=True)
-        templates = Assembly.from_dir(synthesize(root, assembly)).templates
+        if self.given_assembly is None:
+            self.progress("synthesizing the CDK app (the templates `cdk deploy` uses)")
+            assembly = self.state_dir / "cdk.out"
+            shutil.rmtree(assembly, ignore_errors=True)
+            synthesize(root, assembly)
+        else:
+            assembly = self.given_assembly
+            self.progress(f"using the synthesized templates in {assembly}")
+        templates = Assembly.from_dir(assembly).templates
         data_name = next(n for n in templates if n.endswith("-data"))
         service = next(t for n, t in templates.items() if n.endswith("-service"))
         project = data_name.removesuffix("-data")
@@ -96,18 +115,21 @@ class LocalMode:
         ]
         resolve = Resolver(stack.exports, REGION, dict.fromkeys(secrets, secret_arn))
         specs = processes(service, assembly, resolve)
+        queue_urls = self._queue_urls(specs, endpoint)
+        identities = self._identities(service, specs, resolve, endpoint)
 
         api_port = free_port()
         self.progress("starting " + ", ".join(s.name for s in specs))
         for spec in specs:
-            env = {**base_env, **spec.env}
+            env = {**base_env, **spec.env, **identities.get(spec.name, FAKE).env()}
             if spec.kind == "worker":
                 env.update(LOCAL_OVERRIDES)
             if spec.kind == "api":
                 env.update(MLPOC_API_HOST="127.0.0.1", MLPOC_API_PORT=str(api_port))
-            check_env(env)
+            check_env(env, issued=self.issued)
             self.env[spec.name] = env
-            self._spawn(spec, endpoint)
+            self.commands[spec.name] = self._command(spec, queue_urls)
+            self._spawn(spec)
         api_url = f"http://127.0.0.1:{api_port}"
         self.state = LocalState(
             pid=os.getpid(),
@@ -126,6 +148,17 @@ class LocalMode:
             wired=stack.wired,
             notes=stack.notes,
             env_left_out={s.name: s.left_out for s in specs if s.left_out},
+            iam=self.iam,
+            operator=(
+                {
+                    "access_key_id": self.operator.access_key_id,
+                    "secret_access_key": self.operator.secret_access_key,
+                }
+                if self.iam
+                else {}
+            ),
+            roles={s.name: s.role_id for s in specs} if self.iam else {},
+            iam_left_out=self.iam_left_out,
         )
         self._wait_for_api(api_url)
         self.state.save(self.state_dir)
@@ -143,16 +176,45 @@ class LocalMode:
             )
         (self.state_dir / STATE_FILE).unlink(missing_ok=True)  # left by a killed instance
 
-    def _command(self, spec: ProcessSpec, endpoint: str) -> list[str]:
+    def _queue_urls(self, specs: list[ProcessSpec], endpoint: str) -> dict[str, str]:
+        """The URL of each event source's queue (its ARN in the template)."""
+        sqs = local_session().client("sqs", endpoint_url=endpoint)
+        return {
+            s.queue_arn: sqs.get_queue_url(QueueName=s.queue_arn.rsplit(":", 1)[-1])["QueueUrl"]
+            for s in specs
+            if s.queue_arn
+        }
+
+    def _identities(
+        self, service: dict[str, Any], specs: list[ProcessSpec], resolve: Resolver, endpoint: str
+    ) -> dict[str, Credentials]:
+        """Each process's role from the template, assumed; the operator; then enforcement on."""
+        if not self.iam:
+            return {}
+        self.progress("creating each process's IAM role from the service template")
+        motopatch.DENIALS.clear()
+        try:
+            enforced = LocalIdentities(endpoint, account=LOCAL_ACCOUNT).for_processes(
+                service, specs, resolve
+            )
+        except NoRole as error:
+            raise LocalError(str(error)) from None
+        assert enforced.operator is not None  # noqa: S101 - for_processes sets it
+        self.operator, self.issued = enforced.operator, enforced.issued
+        self.iam_left_out = enforced.left_out
+        self.progress("IAM enforced: every process runs as its own role, the CLI as the operator")
+        return enforced.processes
+
+    def _command(self, spec: ProcessSpec, queue_urls: dict[str, str]) -> list[str]:
         if spec.kind != "function":
             # the container runs `python -m …`: here, this interpreter
             return [
                 sys.executable if spec.command[0] == "python" else spec.command[0],
                 *spec.command[1:],
             ]
-        queue_name = spec.queue_arn.rsplit(":", 1)[-1]
-        sqs = local_session().client("sqs", endpoint_url=endpoint)
-        queue_url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
+        if spec.asset_dir is None:
+            raise LocalError(f"{spec.name} has no code asset in the assembly: synthesize again")
+        queue_url = queue_urls[spec.queue_arn]
         command = [
             sys.executable, sqs_lambda.__file__,
             "--asset", str(spec.asset_dir), "--handler", spec.handler,
@@ -162,11 +224,11 @@ class LocalMode:
         ]  # fmt: skip
         return [*command, "--report-failures"] if spec.report_failures else command
 
-    def _spawn(self, spec: ProcessSpec, endpoint: str) -> None:
+    def _spawn(self, spec: ProcessSpec) -> None:
         log_path = self.state_dir / "logs" / f"{spec.name}.log"
         log_file = log_path.open("ab")
         process = subprocess.Popen(  # noqa: S603 - our own commands, from the template
-            self._command(spec, endpoint),
+            self.commands[spec.name],
             env=self.env[spec.name],
             stdin=subprocess.DEVNULL,
             stdout=log_file,
@@ -211,6 +273,7 @@ class LocalMode:
         try:
             while not self._stop.wait(1.0):
                 self._restart_exited()
+                self.record_denials()
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
@@ -225,10 +288,22 @@ class LocalMode:
                 f"\n[mlpoc local] exited with {process.returncode}; restarting\n".encode()
             )
             log_file.flush()
-            self._spawn(spec, self.state.endpoint)
+            self._spawn(spec)
             entry.pid = self.children[entry.name][1].pid
             entry.restarts += 1
             self.state.save(self.state_dir)
+
+    def record_denials(self) -> list[motopatch.Denial]:
+        """What moto refused since the start (role, action, resource); saved for `status`."""
+        denials = list(motopatch.DENIALS)
+        if self.state is not None and len(denials) != len(self.state.denials):
+            self.state.denials = [
+                {"role": d.role, "session": d.session, "action": d.action,
+                 "resource": d.resource, "at": d.at}
+                for d in denials
+            ]  # fmt: skip
+            self.state.save(self.state_dir)
+        return denials
 
     def request_stop(self) -> None:
         self._stop.set()

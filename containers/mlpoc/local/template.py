@@ -219,7 +219,45 @@ class Resolver:
                 return pseudo[ref]
             if ref in self.stand_ins:
                 return self.stand_ins[ref]
+        if isinstance(value, dict) and set(value) & {"Fn::Join", "Fn::Sub", "Fn::Select"}:
+            resolved = self.value(value)
+            if isinstance(resolved, str):
+                return resolved
         raise Unresolvable(f"{value} exists only on AWS")
+
+    def value(self, value: Any) -> Any:
+        """A template value with every intrinsic function resolved (lists and maps too)."""
+        if isinstance(value, list):
+            return [self.value(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            function, argument = next(iter(value.items()))
+            if function in ("Ref", "Fn::ImportValue", "Fn::GetAtt"):
+                return self(value)
+            functions = {"Fn::Join": self._join, "Fn::Select": self._select, "Fn::Sub": self._sub}
+            if function in functions:
+                return functions[function](argument)
+        return {k: self.value(v) for k, v in value.items()}
+
+    def _join(self, argument: Any) -> str:
+        separator, parts = argument
+        return str(separator).join(self(self.value(p)) for p in parts)
+
+    def _select(self, argument: Any) -> Any:
+        index, items = argument
+        return self.value(self.value(items)[int(self(index))])
+
+    def _sub(self, argument: Any) -> str:
+        text, variables = (argument, {}) if isinstance(argument, str) else argument
+
+        def one(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name in variables:
+                return self(self.value(variables[name]))
+            return self({"Ref": name})
+
+        return re.sub(r"\$\{([^}!]+)\}", one, str(text))
 
 
 @dataclass(frozen=True)
@@ -229,6 +267,7 @@ class ProcessSpec:
     command: list[str]
     env: dict[str, str]
     left_out: dict[str, str]  # variable -> why it is not set locally
+    role_id: str = ""  # the logical id of the IAM role it runs as on AWS
     # for functions behind an SQS event source mapping
     asset_dir: Path | None = None
     handler: str = ""
@@ -271,7 +310,14 @@ def processes(template: Mapping[str, Any], assembly: Path, resolve: Resolver) ->
             command = list(container.get("Command", []))
             name = command[-1] if command[:3] == ["python", "-m", "mlpoc.worker"] else logical_id
             found.append(
-                ProcessSpec(name=name, kind="worker", command=command, env=env, left_out=left_out)
+                ProcessSpec(
+                    name=name,
+                    kind="worker",
+                    command=command,
+                    env=env,
+                    left_out=left_out,
+                    role_id=_role_of(props.get("TaskRoleArn")),
+                )
             )
         elif resource["Type"] == "AWS::Lambda::EventSourceMapping":
             function_id = props["FunctionName"]["Ref"]
@@ -281,8 +327,6 @@ def processes(template: Mapping[str, Any], assembly: Path, resolve: Resolver) ->
                 list(fprops.get("Environment", {}).get("Variables", {}).items()), resolve
             )
             asset = function.get("Metadata", {}).get("aws:asset:path")
-            if not asset:
-                raise Unresolvable(f"{function_id} has no code asset in the assembly")
             found.append(
                 ProcessSpec(
                     name=_cdk_name(function, function_id),
@@ -290,7 +334,8 @@ def processes(template: Mapping[str, Any], assembly: Path, resolve: Resolver) ->
                     command=[],
                     env=env,
                     left_out=left_out,
-                    asset_dir=assembly / asset,
+                    role_id=_role_of(fprops.get("Role")),
+                    asset_dir=assembly / asset if asset else None,
                     handler=str(fprops["Handler"]),
                     queue_arn=resolve(props["EventSourceArn"]),
                     batch_size=int(props.get("BatchSize", 10)),
@@ -307,6 +352,20 @@ def processes(template: Mapping[str, Any], assembly: Path, resolve: Resolver) ->
                 if o["Namespace"] == "aws:elasticbeanstalk:application:environment"
             ]
             env, left_out = _environment(pairs, resolve)
+            profile = next(
+                (
+                    o["Value"]
+                    for o in props.get("OptionSettings", [])
+                    if o["Namespace"] == "aws:autoscaling:launchconfiguration"
+                    and o["OptionName"] == "IamInstanceProfile"
+                ),
+                None,
+            )
+            roles = (
+                resources[profile["Ref"]]["Properties"]["Roles"]
+                if isinstance(profile, dict) and profile.get("Ref") in resources
+                else []
+            )
             found.append(
                 ProcessSpec(
                     name="api",
@@ -314,6 +373,14 @@ def processes(template: Mapping[str, Any], assembly: Path, resolve: Resolver) ->
                     command=["python", "-m", "mlpoc.api"],
                     env=env,
                     left_out=left_out,
+                    role_id=str(roles[0]["Ref"]) if roles else "",
                 )
             )
     return found
+
+
+def _role_of(arn: Any) -> str:
+    """The role's logical id in ``{"Fn::GetAtt": [role, "Arn"]}`` ("" for anything else)."""
+    if isinstance(arn, dict) and isinstance(arn.get("Fn::GetAtt"), list):
+        return str(arn["Fn::GetAtt"][0])
+    return ""

@@ -36,7 +36,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from mlpoc import dynamo, logs
 from mlpoc.aws import Clients
 from mlpoc.contracts import Job, JobRejected, parse_job
-from mlpoc.errors import JobFailed
+from mlpoc.errors import JobFailed, access_denied
 from mlpoc.ledger import ClaimOutcome, LeaseLost, Ledger, followup_message
 from mlpoc.settings import Settings
 from mlpoc.worker.protection import TaskProtection
@@ -382,6 +382,11 @@ class Worker:
                 return "delete"
             return None  # lease lost meanwhile: the owner decides
         reason = f"{type(error).__name__}: {error}"
+        denied = access_denied(error)
+        if denied is not None:
+            # a grant missing from the role (stacks/constructs/access.py), or a key outside the
+            # bucket layout: say so loudly, in words that name the role, action and resource
+            log.error("job.access_denied", extra={"reason": denied})
         last = (
             self.max_receive_count is not None and message.receive_count >= self.max_receive_count
         )

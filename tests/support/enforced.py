@@ -1,0 +1,100 @@
+"""A moto server in its own process with local mode's IAM: the data stack from its synthesized
+template, the service stack's runtime roles, and moto's access control on.
+
+Its own process, because moto's access control is one switch for every moto in a process: the
+other tests' servers and ``mock_aws`` keep running without it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+
+from mlpoc.local.deploy import LocalDeployer
+from mlpoc.local.iam import Enforced, LocalIdentities
+from mlpoc.local.safety import REGION, Credentials, local_env
+from mlpoc.local.template import LOCAL_ACCOUNT, ProcessSpec, Resolver, processes
+from tests.support.cdk_app import Synthesized
+
+
+@contextmanager
+def moto_process() -> Iterator[str]:
+    """``python -m mlpoc.local.motoserver`` on a free loopback port; its endpoint."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlpoc.local.motoserver"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={
+            **local_env("http://127.0.0.1:1"),
+            **{k: v for k, v in os.environ.items() if k.startswith("COVERAGE")},
+        },
+    )
+    assert process.stdout is not None
+    endpoint = process.stdout.readline().strip()
+    try:
+        assert endpoint.startswith("http://127.0.0.1:"), endpoint
+        yield endpoint
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@dataclass
+class EnforcedStack:
+    endpoint: str
+    outputs: dict[str, str]
+    specs: dict[str, ProcessSpec]  # runtime role (train, predict, api, upload) -> process
+    enforced: Enforced
+
+    def session(self, role: str) -> boto3.session.Session:
+        """A session with the credentials of a runtime role (or "operator")."""
+        credentials: Credentials | None = (
+            self.enforced.operator
+            if role == "operator"
+            else self.enforced.processes[self.specs[role].name]
+        )
+        assert credentials is not None
+        return boto3.session.Session(
+            aws_access_key_id=credentials.access_key_id,
+            aws_secret_access_key=credentials.secret_access_key,
+            aws_session_token=credentials.session_token,
+            region_name=REGION,
+        )
+
+    def client(self, role: str, service: str) -> Any:
+        return self.session(role).client(service, endpoint_url=self.endpoint)
+
+
+def runtime_role(spec: ProcessSpec) -> str:
+    """The layout's name for the role a process runs as."""
+    return {"function": "upload"}.get(spec.kind, spec.name)
+
+
+def deploy_enforced(endpoint: str, app: Synthesized) -> EnforcedStack:
+    """What `mlpoc local up` does before it starts processes, on ``app``'s templates."""
+    data = app.data_json
+    service = app.service_json
+    deployer = LocalDeployer(endpoint)
+    stack = deployer.create("mlpoc-data", data)
+    secret_arn, _ = deployer.create_api_key("mlpoc")
+    secrets = [
+        k for k, r in service["Resources"].items() if r["Type"] == "AWS::SecretsManager::Secret"
+    ]
+    resolve = Resolver(stack.exports, REGION, dict.fromkeys(secrets, secret_arn))
+    specs = processes(service, app.outdir, resolve)
+    enforced = LocalIdentities(endpoint, account=LOCAL_ACCOUNT).for_processes(
+        service, specs, resolve
+    )
+    return EnforcedStack(
+        endpoint=endpoint,
+        outputs=stack.outputs,
+        specs={runtime_role(s): s for s in specs},
+        enforced=enforced,
+    )
