@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from mlpoc import artifacts, samples
 from mlpoc.ledger import Ledger
 from mlpoc.registry import Registry
 from tests.support.aws_stack import Stack, create_stack
+from tests.support.enforced import EnforcedStack
 from tests.support.fault_proxy import FaultPlan, FaultProxy
 from tests.support.workers import WorkerProcess, start_worker, wait_for, wait_for_status
 
@@ -75,13 +77,17 @@ def predictions(stack: Stack) -> list[dict[str, Any]]:
 
 
 def train_then_predict(
-    stack: Stack, ledger: Ledger, log_dir: Path, endpoint: str | None = None
+    stack: Stack,
+    ledger: Ledger,
+    log_dir: Path,
+    endpoint: str | None = None,
+    role_env: Callable[[str], dict[str, str]] = lambda _: {},
 ) -> tuple[dict[str, Any], dict[str, Any], WorkerProcess]:
     """Both workers running; a train job that asks for predictions afterwards. Returns the
     ledger records of the train job and of its follow-up predict job, and the train worker."""
     predict_uri = upload(stack, "datasets/digits-predict.csv", samples.prediction_csv(PREDICT_ROWS))
-    train = start_worker("train", stack, log_dir, endpoint=endpoint)
-    predict = start_worker("predict", stack, log_dir, endpoint=endpoint)
+    train = start_worker("train", stack, log_dir, endpoint=endpoint, **role_env("train"))
+    predict = start_worker("predict", stack, log_dir, endpoint=endpoint, **role_env("predict"))
     try:
         job_id = send_train(stack, then_predict=predict_uri)
         record = wait_for_status(ledger, job_id, {"SUCCEEDED", "FAILED"})
@@ -391,3 +397,20 @@ def test_throttling_is_retried_and_nothing_is_lost(
     assert followup["status"] == "SUCCEEDED" and followup["attempts"] == 1, followup
     assert len(predictions(stack)) == PREDICT_ROWS.stop - PREDICT_ROWS.start
     assert [v.version for v in registry.versions("digits")] == [1]
+
+
+def test_the_workers_run_under_their_deployed_roles(enforced: EnforcedStack, log_dir: Path) -> None:
+    # GIVEN the data stack from its template and the workers under their task roles, with
+    # moto's IAM on (what local mode runs, and what the deployed policies allow)
+    stack = enforced.runtime_stack()
+    ledger = Ledger(stack.clients().dynamodb, stack.jobs_table)
+    # WHEN a train job asks for predictions once its version is promoted
+    record, followup, train = train_then_predict(
+        stack, ledger, log_dir, endpoint=enforced.endpoint, role_env=enforced.role_env
+    )
+    # THEN both succeed: the train role wrote the artifact and the registry and queued the
+    # follow-up, and the predict role read the artifact and wrote the predictions
+    assert record["status"] == "SUCCEEDED", record
+    assert followup["status"] == "SUCCEEDED", followup
+    assert followup["result"]["rows"] == PREDICT_ROWS.stop - PREDICT_ROWS.start
+    assert not train.events("job.access_denied")

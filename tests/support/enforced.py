@@ -17,10 +17,12 @@ from typing import Any
 
 import boto3
 
+from mlpoc.aws import Clients
 from mlpoc.local.deploy import LocalDeployer
 from mlpoc.local.iam import Enforced, LocalIdentities
 from mlpoc.local.safety import REGION, Credentials, local_env
 from mlpoc.local.template import LOCAL_ACCOUNT, ProcessSpec, Resolver, processes
+from tests.support.aws_stack import Stack
 from tests.support.cdk_app import Synthesized
 
 
@@ -70,6 +72,39 @@ class EnforcedStack:
 
     def client(self, role: str, service: str) -> Any:
         return self.session(role).client(service, endpoint_url=self.endpoint)
+
+    def role_env(self, role: str) -> dict[str, str]:
+        """The credentials variables of a runtime role, for a worker subprocess."""
+        return self.enforced.processes[self.specs[role].name].env()
+
+    def runtime_stack(self) -> Stack:
+        """The stack as the worker tests know it, its clients signed by the operator."""
+        names = {
+            "data_bucket": "DataBucketName", "model_bucket": "ModelBucketName",
+            "jobs_table": "JobsTableName", "models_table": "ModelsTableName",
+            "predictions_table": "PredictionsTableName",
+            "annotations_table": "AnnotationsTableName", "train_queue_url": "TrainQueueUrl",
+            "predict_queue_url": "PredictQueueUrl", "train_dlq_url": "TrainDeadLetterQueueUrl",
+            "predict_dlq_url": "PredictDeadLetterQueueUrl",
+        }  # fmt: skip
+        return OperatorStack(
+            endpoint=self.endpoint,
+            operator=self.session("operator"),
+            **{field: self.outputs[output] for field, output in names.items()},
+        )
+
+
+@dataclass(frozen=True)
+class OperatorStack(Stack):
+    operator: boto3.session.Session | None = None
+
+    def clients(self) -> Clients:
+        assert self.operator is not None
+        return Clients(
+            s3=self.operator.client("s3", endpoint_url=self.endpoint),
+            sqs=self.operator.client("sqs", endpoint_url=self.endpoint),
+            dynamodb=self.operator.client("dynamodb", endpoint_url=self.endpoint),
+        )
 
 
 def runtime_role(spec: ProcessSpec) -> str:
