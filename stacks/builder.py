@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
-from stacks.config import PREFIX, Config
+from stacks.config import PREFIX, Config, eb_platform
 from stacks.data_stack import DataStack
 from stacks.service_stack import ServiceStack
 
@@ -30,6 +30,14 @@ def read_config(app: cdk.App) -> Config:
 
 def build(app: cdk.App, *, env: cdk.Environment | None = None) -> Stacks:
     config = read_config(app)
+    # `auto`: the platform preflight resolved for this account and region (cdk.context.json)
+    platform = eb_platform(
+        config.eb_solution_stack,
+        account=env.account if env else None,
+        region=env.region if env else None,
+        lookup=app.node.try_get_context,
+    )
+    config = replace(config, eb_solution_stack=platform)
     data = DataStack(
         app,
         f"{config.project}-data",

@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
+from mlpoc import platforms
+
 Stage = Literal["poc", "retain"]
 T = TypeVar("T")
 
@@ -168,14 +170,35 @@ def _optional(parse: Callable[[str, Any], str]) -> Callable[[str, Any], str | No
 
 
 def _eb_docker_al2023(name: str, value: Any) -> str:
-    if (
-        not isinstance(value, str)
-        or "Amazon Linux 2023" not in value
-        or not value.endswith("running Docker")
+    if not isinstance(value, str) or not (
+        value == platforms.AUTO or platforms.is_docker_al2023(value)
     ):
         raise ConfigError(
-            f"{name} must be an Elastic Beanstalk 'Docker running on Amazon Linux 2023' solution "
-            f"stack, such as '64bit Amazon Linux 2023 v4.7.1 running Docker'; got {value!r} "
+            f"{name} must be 'auto' (mlpoc preflight resolves the current platform) or an "
+            "Elastic Beanstalk 'Docker running on Amazon Linux 2023' solution stack, such as "
+            f"'64bit Amazon Linux 2023 v4.7.1 running Docker'; got {value!r} "
             "(list them with: aws elasticbeanstalk list-available-solution-stacks)"
         )
     return value
+
+
+def eb_platform(
+    configured: str, *, account: str | None, region: str | None, lookup: Callable[[str], Any]
+) -> str:
+    """The solution stack to deploy: the pinned one, or the one preflight resolved for this
+    account and region (kept in cdk.context.json); for a synth without both, the synth-only
+    name (such a template is never deployed)."""
+    if configured != platforms.AUTO:
+        return configured
+    if not account or not region:
+        return platforms.SYNTH_ONLY_PLATFORM
+    key = platforms.context_key(account, region)
+    resolved = lookup(key)
+    if not isinstance(resolved, str) or not platforms.is_docker_al2023(resolved):
+        raise ConfigError(
+            f"{PREFIX}eb_solution_stack is 'auto' and no Elastic Beanstalk Docker platform is "
+            f"resolved for account {account} in {region} yet: run `mlpoc preflight --target aws` "
+            f"(it keeps the current one in cdk.context.json under {key!r}), or pin a platform "
+            f"with -c {PREFIX}eb_solution_stack='64bit Amazon Linux 2023 vX.Y.Z running Docker'"
+        )
+    return resolved

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sqs as sqs
@@ -14,6 +15,7 @@ from constructs import Construct
 from mlpoc import layout
 from stacks.config import Config
 from stacks.constructs.encryption import ProjectKey
+from stacks.constructs.helper_logs import keep_helper_logs
 from stacks.constructs.nag import acknowledge
 from stacks.constructs.queues import JobQueue
 from stacks.constructs.storage import Storage
@@ -26,6 +28,7 @@ EVENTS_VISIBILITY = Duration.seconds(6 * 30)
 # Workers extend visibility with a heartbeat every third of it: short timeouts mean a killed
 # worker's job comes back quickly.
 TRAIN_VISIBILITY = Duration.seconds(120)
+LOG_RETENTION = logs.RetentionDays.ONE_MONTH
 PREDICT_VISIBILITY = Duration.seconds(60)
 # The construct id aws-cdk-lib gives its bucket-notifications singleton (fixed in the library).
 NOTIFICATIONS_HANDLER_ID = "BucketNotificationsHandler050a0587b7544547bf325f094a3db834"
@@ -62,6 +65,7 @@ class DataStack(Stack):
         self.events = job_queue("Events", EVENTS_VISIBILITY)
 
         self._notify_dataset_uploads()
+        keep_helper_logs(self, retention=LOG_RETENTION, removal=keep)
         self._pin_logical_ids()
         self._outputs()
 

@@ -6,12 +6,13 @@ Data access is granted in one place, `constructs/access.py`, from the bucket lay
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_lambda_event_sources as sources
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
 from mlpoc.layout import RuntimeRole
@@ -21,12 +22,12 @@ from stacks.constructs.alerts import Alerts
 from stacks.constructs.api import ApiService
 from stacks.constructs.dashboard import PipelineDashboard
 from stacks.constructs.functions import PythonFunction
+from stacks.constructs.helper_logs import keep_helper_logs
 from stacks.constructs.nag import acknowledge
 from stacks.constructs.network import Network
 from stacks.constructs.workers import Workers, WorkerSpec
-from stacks.data_stack import EVENTS_LAMBDA_TIMEOUT, DataStack
+from stacks.data_stack import EVENTS_LAMBDA_TIMEOUT, LOG_RETENTION, DataStack
 
-LOG_RETENTION = logs.RetentionDays.ONE_MONTH
 # How cdk-nag names the cross-stack references to pinned data resources (their export names
 # derive from the pinned logical ids, so these stay fixed).
 DATA_BUCKET_ARN = "DataBucketArn8D876988"
@@ -114,6 +115,22 @@ class ServiceStack(Stack):
                 self, "SlackWebhook", config.slack_webhook_secret_name
             )
             notify_environment["MLPOC_SLACK_SECRET_ARN"] = secret.secret_arn
+        # SNS invokes the function asynchronously: an alert it could not deliver after Lambda's
+        # retries is kept here (14 days) and raises an alarm, instead of vanishing
+        self.undelivered_alerts = sqs.Queue(
+            self,
+            "UndeliveredAlerts",
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=data.encryption.key,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        acknowledge(
+            self.undelivered_alerts,
+            "AwsSolutions-SQS3",
+            "This queue is itself the dead letter destination of the notify function's failed "
+            "asynchronous invocations; nothing consumes it, so it needs no dead-letter queue.",
+        )
         self.notify = PythonFunction(
             self,
             "Notify",
@@ -123,7 +140,15 @@ class ServiceStack(Stack):
             timeout=Duration.seconds(10),
             log_retention=LOG_RETENTION,
             shared_runtime=False,
+            on_failure=destinations.SqsDestination(self.undelivered_alerts),
         )
+        for finding in ("Action::kms:GenerateDataKey*", "Action::kms:ReEncrypt*"):
+            acknowledge(
+                self.notify.role.node.find_child("DefaultPolicy"),
+                f"AwsSolutions-IAM5[{finding}]",
+                "Added by the send grant of the undelivered-alerts queue, which the project key "
+                "encrypts: data-key generation and re-encryption with that one key.",
+            )
         if secret is not None:
             secret.grant_read(self.notify.function)
         self.alerts.topic.add_subscription(subscriptions.LambdaSubscription(self.notify.function))
@@ -139,6 +164,11 @@ class ServiceStack(Stack):
             services=self.workers.services,
             worker_logs=list(self.workers.log_groups.values()),
             api_environment_name=self.api.environment.ref,
+        )
+        keep_helper_logs(
+            self,
+            retention=LOG_RETENTION,
+            removal=RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY,
         )
         self._outputs()
 
@@ -192,12 +222,14 @@ class ServiceStack(Stack):
             )
 
     def _alarms(self, data: DataStack, config: Config) -> None:
+        self.alerts.allow_alarms()
         for name, queue in (
             ("Train", data.train),
             ("Predict", data.predict),
             ("Events", data.events),
         ):
             self.alerts.dead_letters(name, queue.dead_letter_queue)
+        self.alerts.dead_letters("UndeliveredAlerts", self.undelivered_alerts)
         self.alerts.oldest_message("Train", data.train.queue, Duration.hours(2))
         self.alerts.oldest_message("Predict", data.predict.queue, Duration.minutes(30))
         self.alerts.oldest_message("Events", data.events.queue, Duration.minutes(15))

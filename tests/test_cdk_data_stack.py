@@ -63,9 +63,17 @@ def test_data_buckets_use_the_project_key_with_bucket_keys(poc: Synthesized, buc
     assert properties["LoggingConfiguration"]["DestinationBucketName"] == {"Ref": "AccessLogBucket"}
 
 
-def test_the_model_bucket_is_versioned(poc: Synthesized) -> None:
-    properties = poc.data_json["Resources"]["ModelBucket"]["Properties"]
+@pytest.mark.parametrize("bucket", ["DataBucket", "ModelBucket"])
+def test_datasets_and_models_are_versioned_and_old_versions_expire(
+    poc: Synthesized, bucket: str
+) -> None:
+    # a dataset that jobs point to, or an artifact, can be overwritten: the old one stays 30 days
+    properties = poc.data_json["Resources"][bucket]["Properties"]
     assert properties["VersioningConfiguration"] == {"Status": "Enabled"}
+    (rule,) = properties["LifecycleConfiguration"]["Rules"]
+    assert rule["NoncurrentVersionExpiration"] == {"NoncurrentDays": 30}
+    assert rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 7}
+    assert rule["Status"] == "Enabled"
 
 
 def test_every_bucket_refuses_plain_http(poc: Synthesized) -> None:

@@ -205,10 +205,35 @@ def test_functions_time_out_well_within_the_events_visibility(poc: Synthesized) 
 
 def test_every_log_group_has_a_retention_and_is_deleted_in_poc(poc: Synthesized) -> None:
     groups = of_type(poc, "AWS::Logs::LogGroup")
-    assert len(groups) == 5  # flow logs, two workers, two functions
+    # flow logs, two workers, two functions, and CDK's two helper functions
+    assert len(groups) == 7
     for logical_id, group in groups.items():
         assert group["Properties"]["RetentionInDays"] == 30, logical_id
         assert group["DeletionPolicy"] == "Delete", logical_id
+
+
+@pytest.mark.parametrize("stack", ["data", "service"])
+def test_every_function_logs_to_a_declared_group_with_a_retention(
+    poc: Synthesized, stack: str
+) -> None:
+    template = poc.data_json if stack == "data" else poc.service_json
+    resources = template["Resources"]
+    named = {
+        json.dumps(g["Properties"]["LogGroupName"]["Fn::Join"][1][1]): logical_id
+        for logical_id, g in resources.items()
+        if g["Type"] == "AWS::Logs::LogGroup" and "LogGroupName" in g["Properties"]
+    }
+    for logical_id, function in resources.items():
+        if function["Type"] != "AWS::Lambda::Function":
+            continue
+        if "LoggingConfig" in function["Properties"]:  # the kit's own functions
+            continue
+        # CDK's helpers: /aws/lambda/<function> declared before any custom resource runs them
+        group = named[json.dumps({"Ref": logical_id})]
+        assert resources[group]["Properties"]["RetentionInDays"] == 30
+        for resource in resources.values():
+            if resource["Type"].startswith("Custom::"):
+                assert group in resource["DependsOn"]
 
 
 def test_poc_service_stack_leaves_nothing_behind(poc: Synthesized) -> None:
@@ -236,7 +261,8 @@ def test_dead_letters_raise_an_alarm_at_the_first_message(poc: Synthesized) -> N
         if a.get("MetricName") == "ApproximateNumberOfMessagesVisible"
         and "dead-letter" in a.get("AlarmDescription", "")
     ]
-    assert len(dead) == 3
+    # train, predict and events DLQs, and the alerts the notify function could not deliver
+    assert len(dead) == 4
     for alarm in dead:
         assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
         (action,) = alarm["AlarmActions"]
@@ -303,6 +329,8 @@ def test_the_api_environment_is_one_instance_updated_without_downtime(poc: Synth
         ("aws:elasticbeanstalk:cloudwatch:logs", "DeleteOnTerminate"): "true",
         ("aws:ec2:instances", "InstanceTypes"): "t4g.small",
         ("aws:autoscaling:launchconfiguration", "DisableIMDSv1"): "true",
+        # Beanstalk's default instance group admits port 80 from anywhere: not attached
+        ("aws:autoscaling:launchconfiguration", "DisableDefaultEC2SecurityGroup"): "true",
         ("aws:ec2:vpc", "AssociatePublicIpAddress"): "true",
     }
     assert {k: options[k] for k in expected} == expected
@@ -314,6 +342,23 @@ def test_the_api_environment_is_one_instance_updated_without_downtime(poc: Synth
     (environment,) = of_type(poc, "AWS::ElasticBeanstalk::Environment").values()
     assert "Docker" in environment["Properties"]["SolutionStackName"]
     assert "Amazon Linux 2023" in environment["Properties"]["SolutionStackName"]
+
+
+def test_the_cname_is_unique_per_stack_and_cloudfront_points_at_it(poc: Synthesized) -> None:
+    (environment,) = of_type(poc, "AWS::ElasticBeanstalk::Environment").values()
+    prefix = environment["Properties"]["CNAMEPrefix"]
+    # "<project>-api-" + the first group of the stack id's UUID: never the same for two stacks
+    suffix = {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "AWS::StackId"}]}]}
+    first = {"Fn::Select": [0, {"Fn::Split": ["-", suffix]}]}
+    assert prefix == {"Fn::Join": ["", ["mlpoc-api-", first]]}
+    (distribution,) = of_type(poc, "AWS::CloudFront::Distribution").values()
+    (origin,) = distribution["Properties"]["DistributionConfig"]["Origins"]
+    assert origin["DomainName"] == {
+        "Fn::Join": [
+            "",
+            ["mlpoc-api-", first, ".", {"Ref": "AWS::Region"}, ".elasticbeanstalk.com"],
+        ]
+    }
 
 
 def test_retain_keeps_the_api_logs(retain: Synthesized) -> None:
@@ -582,3 +627,94 @@ def test_table_grants_are_exactly_the_actions_the_code_calls(
         if runtime_role in by_role
     }
     assert granted == expected
+
+
+def test_functions_carry_powertools_in_their_code_not_a_layer_looked_up_at_deploy(
+    poc: Synthesized,
+) -> None:
+    # an SSM parameter for the layer that a region lacks would fail the whole deploy
+    for function in of_type(poc, "AWS::Lambda::Function").values():
+        assert "Layers" not in function["Properties"]
+    parameters = poc.service_json.get("Parameters", {})
+    assert not [p for p in parameters.values() if "powertools" in json.dumps(p)]
+
+
+def test_alarms_budgets_and_the_task_rule_may_publish_and_only_from_this_account(
+    poc: Synthesized,
+) -> None:
+    (policy,) = of_type(poc, "AWS::SNS::TopicPolicy").values()
+    allows = {
+        s["Principal"]["Service"]: s["Condition"]
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        if s["Effect"] == "Allow"
+    }
+    # the policy replaces SNS's default one: CloudWatch must be named or no alarm is delivered
+    assert set(allows) == {
+        "cloudwatch.amazonaws.com",
+        "budgets.amazonaws.com",
+        "events.amazonaws.com",
+    }
+    for condition in allows.values():
+        assert condition["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    assert ":alarm:*" in json.dumps(allows["cloudwatch.amazonaws.com"]["ArnLike"])
+    assert ":budgets::" in json.dumps(allows["budgets.amazonaws.com"]["ArnLike"])
+    rule_arn = allows["events.amazonaws.com"]["ArnEquals"]["aws:SourceArn"]
+    assert rule_arn["Fn::GetAtt"][0].startswith("AlertsWorkerTaskFailures")
+
+
+def test_the_key_admits_service_principals_only_for_this_accounts_sources(
+    poc: Synthesized,
+) -> None:
+    (key,) = [r for r in poc.data_json["Resources"].values() if r["Type"] == "AWS::KMS::Key"]
+    services = [
+        s for s in key["Properties"]["KeyPolicy"]["Statement"] if "Service" in s["Principal"]
+    ]
+    by_sid = {s["Sid"]: s for s in services}
+    assert set(by_sid) == {
+        "AllowS3EventNotificationsToEncryptedQueues",
+        "AllowCloudWatchAlarmsToEncryptedTopics",
+        "AllowBudgetsToEncryptedTopics",
+        "AllowEventBridgeRulesToEncryptedTopics",
+    }
+    for sid, statement in by_sid.items():
+        if sid == "AllowEventBridgeRulesToEncryptedTopics":
+            # EventBridge sends no source keys to KMS; the topic policy names the rule instead
+            assert "Condition" not in statement
+            continue
+        assert statement["Condition"]["StringEquals"] == {
+            "aws:SourceAccount": {"Ref": "AWS::AccountId"}
+        }
+    for sid in ("AllowCloudWatchAlarmsToEncryptedTopics", "AllowBudgetsToEncryptedTopics"):
+        assert "aws:SourceArn" in by_sid[sid]["Condition"]["ArnLike"]
+
+
+def test_an_alert_the_notify_function_cannot_deliver_is_kept_and_raises_an_alarm(
+    poc: Synthesized,
+) -> None:
+    (config,) = of_type(poc, "AWS::Lambda::EventInvokeConfig").values()
+    properties = config["Properties"]
+    assert properties["FunctionName"]["Ref"].startswith("NotifyFunction")
+    assert properties["MaximumRetryAttempts"] == 2
+    queue = properties["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0]
+    assert queue.startswith("UndeliveredAlerts")
+    stored = poc.service_json["Resources"][queue]["Properties"]
+    assert "Fn::ImportValue" in json.dumps(stored["KmsMasterKeyId"])  # the project key
+    assert stored["MessageRetentionPeriod"] == 14 * 24 * 3600
+    alarms = [a["Properties"] for a in of_type(poc, "AWS::CloudWatch::Alarm").values()]
+    assert any(
+        a["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}]
+        for a in alarms
+        if "Dimensions" in a
+    )
+
+
+def test_the_image_is_built_from_what_it_needs_only(poc: Synthesized) -> None:
+    # a README, Makefile, cdk.json or test edit must not rebuild the image and redeploy it all
+    assets = json.loads((poc.outdir / "mlpoc-service.assets.json").read_text())
+    (image,) = assets["dockerImages"].values()
+    context = poc.outdir / image["source"]["directory"]
+    staged = {str(p.relative_to(context)) for p in context.rglob("*") if p.is_file()}
+    assert {"pyproject.toml", "containers/Dockerfile", "containers/mlpoc/worker/loop.py"} <= staged
+    outside = {p for p in staged if not p.startswith("containers/mlpoc/")}
+    assert outside == {"pyproject.toml", "containers/Dockerfile", ".dockerignore"}
+    assert not [p for p in staged if "__pycache__" in p]

@@ -6,11 +6,13 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from stacks.config import Config, ConfigError
+from mlpoc import platforms
+from stacks.config import Config, ConfigError, eb_platform
 from tests.support.cdk_app import ROOT, cdk_json_context
 
 
@@ -61,7 +63,8 @@ def test_command_line_strings_are_parsed() -> None:
         ({"api_instance_type": "large"}, "mlpoc:api_instance_type must be an EC2 instance type"),
         (
             {"eb_solution_stack": "64bit Amazon Linux 2 v3.6.0 running Docker"},
-            "mlpoc:eb_solution_stack must be an Elastic Beanstalk 'Docker running on Amazon",
+            "mlpoc:eb_solution_stack must be 'auto' (mlpoc preflight resolves the current "
+            "platform) or an Elastic Beanstalk 'Docker running on Amazon Linux 2023'",
         ),
     ],
 )
@@ -98,3 +101,71 @@ def test_app_py_stops_with_one_sentence(tmp_path: Any) -> None:
     assert result.stderr.strip().splitlines()[-1] == (
         "mlpoc: bad configuration: mlpoc:stage must be one of poc, retain; got 'prod'"
     )
+
+
+PINNED = "64bit Amazon Linux 2023 v4.7.1 running Docker"
+
+
+def test_the_eb_platform_is_resolved_per_account_and_region_not_pinned() -> None:
+    assert cdk_json_context()["mlpoc:eb_solution_stack"] == platforms.AUTO
+    kept = {platforms.context_key("111122223333", "eu-west-1"): PINNED}
+    # GIVEN `auto` and what preflight kept in cdk.context.json for this account and region
+    assert eb_platform("auto", account="111122223333", region="eu-west-1", lookup=kept.get) == (
+        PINNED
+    )
+    # a pinned name wins over anything kept
+    pinned = "64bit Amazon Linux 2023 v4.8.0 running Docker"
+    assert eb_platform(pinned, account="111122223333", region="eu-west-1", lookup=kept.get) == (
+        pinned
+    )
+    # a synth with no account (tests, local mode) is never deployed: the synth-only name
+    assert eb_platform("auto", account=None, region=None, lookup=kept.get) == (
+        platforms.SYNTH_ONLY_PLATFORM
+    )
+
+
+def test_a_deploy_without_a_resolved_platform_says_to_run_preflight() -> None:
+    with pytest.raises(ConfigError) as error:
+        eb_platform("auto", account="111122223333", region="us-east-1", lookup={}.get)
+    assert "run `mlpoc preflight --target aws`" in str(error.value)
+    assert "mlpoc:eb-platform:account=111122223333:region=us-east-1" in str(error.value)
+
+
+def test_app_py_stops_a_deploy_synth_that_has_no_platform(tmp_path: Path) -> None:
+    # what `cdk deploy` runs: app.py with the CLI's account and region, no cdk.context.json
+    done = subprocess.run(
+        [sys.executable, "app.py"],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "CDK_DEFAULT_ACCOUNT": "111122223333",
+            "CDK_DEFAULT_REGION": "us-east-1",
+            "CDK_OUTDIR": str(tmp_path),
+            "CDK_CONTEXT_JSON": json.dumps(cdk_json_context()),
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "mlpoc: bad configuration: mlpoc:eb_solution_stack is 'auto'" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("names", "newest"),
+    [
+        (
+            [
+                "64bit Amazon Linux 2023 v4.6.3 running Docker",
+                "64bit Amazon Linux 2023 v4.10.0 running Docker",
+                "64bit Amazon Linux 2023 v4.9.2 running Docker",
+                "64bit Amazon Linux 2 v4.0.9 running Docker",
+                "64bit Amazon Linux 2023 v6.5.0 running Node.js 22",
+            ],
+            "64bit Amazon Linux 2023 v4.10.0 running Docker",
+        ),
+        (["64bit Amazon Linux 2 v4.0.9 running Docker"], None),
+    ],
+)
+def test_preflight_picks_the_newest_docker_platform(names: list[str], newest: str | None) -> None:
+    assert platforms.newest_docker_al2023(names) == newest

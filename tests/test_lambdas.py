@@ -216,17 +216,20 @@ def test_budget_notifications_pass_through_as_text() -> None:
 def test_the_bundled_upload_function_imports_without_the_worker_dependencies(
     tmp_path: Path,
 ) -> None:
-    """What CDK stages for Lambda (handler + the shared modules) runs on the bare runtime:
-    boto3 and Powertools, no numpy, no scikit-learn."""
+    """What CDK stages for Lambda (handler, the shared modules, Powertools) runs on the bare
+    runtime: boto3, no numpy, no scikit-learn, no layer."""
     from stacks.constructs.bundling import CopyFiles
-    from stacks.constructs.functions import SHARED_MODULES
+    from stacks.constructs.functions import BUNDLED_MODULES, SHARED_MODULES
 
     files = {"lambdas/dataset_uploaded/handler.py": "handler.py"}
     files.update({f"containers/mlpoc/{m}": f"mlpoc/{m}" for m in SHARED_MODULES})
-    assert CopyFiles(files).try_bundle(str(tmp_path), None)  # type: ignore[arg-type]
+    bundler = CopyFiles(files, BUNDLED_MODULES)
+    assert bundler.try_bundle(str(tmp_path), None)  # type: ignore[arg-type]
+    assert not list(tmp_path.rglob("__pycache__"))
     probe = (
         "import sys; sys.modules.update(numpy=None, sklearn=None, onnxruntime=None); "
-        "import handler, mlpoc; print(handler.model_name('datasets/digits/x.csv'), mlpoc.__file__)"
+        "import handler, mlpoc, aws_lambda_powertools as p; "
+        "print(handler.model_name('datasets/digits/x.csv'), mlpoc.__file__, p.__file__)"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe],
@@ -237,6 +240,7 @@ def test_the_bundled_upload_function_imports_without_the_worker_dependencies(
         env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 0, result.stderr
-    model, module = result.stdout.split()
+    model, module, powertools = result.stdout.split()
     assert model == "digits"
     assert module == str(tmp_path / "mlpoc" / "__init__.py")  # the bundled copy, not the repo
+    assert powertools == str(tmp_path / "aws_lambda_powertools" / "__init__.py")

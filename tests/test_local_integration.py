@@ -260,6 +260,22 @@ def test_a_retrain_from_the_review_queue_succeeds_under_the_deployed_policies(
     assert done["status"]["S"] == "SUCCEEDED", done
 
 
+def test_preflight_checks_what_applies_to_the_local_stack(
+    local_up: tuple[Path, subprocess.Popen[str]],
+) -> None:
+    state_dir, _ = local_up
+    checked = mlpoc(
+        "preflight", "--assembly", str(state_dir / "cdk.out"), state_dir=state_dir, timeout=180
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    # the operator's identity, the data stack in moto, the idle month; no bootstrap or Docker
+    assert "✓ credentials" in checked.stdout
+    assert "user/mlpoc-local-operator" in checked.stdout
+    assert "✓ stacks                 mlpoc-data: CREATE_COMPLETE" in checked.stdout
+    assert "- CDK bootstrap          not needed locally" in checked.stdout
+    assert "✓ idle month" in checked.stdout
+
+
 def test_the_operator_commands_and_status_work_from_another_terminal(
     local_up: tuple[Path, subprocess.Popen[str]], outputs: dict[str, str]
 ) -> None:
@@ -315,6 +331,8 @@ def test_the_operator_commands_and_status_work_from_another_terminal(
     exports = mlpoc("outputs", "--env", state_dir=state_dir)
     assert f"export AWS_ENDPOINT_URL={outputs['AwsEndpointUrl']}" in exports.stdout
     assert f"export AWS_ACCESS_KEY_ID={outputs['AwsAccessKeyId']}" in exports.stdout
+    assert "export AWS_DEFAULT_REGION=us-east-1" in exports.stdout  # AWS CLI v1 reads this one
+    assert exports.stdout.startswith("unset AWS_PROFILE AWS_SESSION_TOKEN")
     assert f"export MLPOC_JOBS_TABLE={outputs['JobsTableName']}" in exports.stdout
 
     # `local down` from here stops the `local up` process and everything it started

@@ -88,6 +88,12 @@ def test_moto_template_leaves_out_what_moto_cannot_run_and_says_why(poc: Synthes
             "refers to BucketNotificationsHandler050a0587b7544547bf325f094a3db834RoleB6FB88EC, "
             "which was left out"
         },
+        "AWS::Logs::LogGroup": {
+            "refers to CustomS3AutoDeleteObjectsCustomResourceProviderHandler9D90184F, which "
+            "was left out",
+            "refers to BucketNotificationsHandler050a0587b7544547bf325f094a3db8347ECC3691, which "
+            "was left out",
+        },
     }
     kept = prepared.template
     assert "Rules" not in kept
@@ -149,6 +155,13 @@ def test_the_data_stack_is_created_in_moto_with_its_outputs_and_notifications(
     # every export of the stack maps to its value (what the service stack imports)
     assert stack.exports["mlpoc-data:ExportsOutputRefDataBucket17E4E1D7"] == bucket
     assert any("S3 notifications" in line for line in stack.wired)
+    # queue URLs point at the local endpoint (AWS CLI v1 sends to the queue URL's host)
+    for name in ("TrainQueueUrl", "PredictQueueUrl", "TrainDeadLetterQueueUrl"):
+        url = stack.outputs[name]
+        assert url.startswith(f"{moto_endpoint}/123456789012/"), url
+        sqs = boto3.session.Session(region_name="us-east-1").client("sqs", endpoint_url=url)
+        sqs.send_message(QueueUrl=url, MessageBody="{}")  # the endpoint taken from the URL
+        assert sqs.receive_message(QueueUrl=url)["Messages"][0]["Body"] == "{}"
 
 
 # -- the service stack's processes ---------------------------------------------------------

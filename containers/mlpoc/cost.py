@@ -44,7 +44,8 @@ FREE = frozenset({
     "AWS::ECS::ClusterCapacityProviderAssociations", "AWS::ApplicationAutoScaling::ScalableTarget",
     "AWS::ApplicationAutoScaling::ScalingPolicy", "AWS::KMS::Alias", "AWS::SQS::QueuePolicy",
     "AWS::S3::BucketPolicy", "AWS::SNS::TopicPolicy", "AWS::SNS::Subscription",
-    "AWS::Lambda::Permission", "AWS::Lambda::LayerVersion", "AWS::ElasticBeanstalk::Application",
+    "AWS::Lambda::Permission", "AWS::Lambda::LayerVersion", "AWS::Lambda::EventInvokeConfig",
+    "AWS::ElasticBeanstalk::Application",
     "AWS::ElasticBeanstalk::ApplicationVersion", "AWS::CDK::Metadata",
 })  # fmt: skip
 # Priced by a rule below.
@@ -328,10 +329,28 @@ class _Idle:
                         _usd(share * prate),
                     )
                 )
-        if self.assembly.of_type("AWS::S3::Bucket"):
+        buckets = self.assembly.of_type("AWS::S3::Bucket")
+        if buckets:
             gb, rate = float(stored["s3"]), self.p["s3_gb_month"]
             self.lines.append(
                 Line(f"S3 storage ({gb} GB assumed)", f"{gb} GB x {rate} USD", _usd(gb * rate))
+            )
+        kept = [
+            rule["NoncurrentVersionExpiration"]["NoncurrentDays"]
+            for _, b in buckets
+            if b["Properties"].get("VersioningConfiguration", {}).get("Status") == "Enabled"
+            for rule in b["Properties"].get("LifecycleConfiguration", {}).get("Rules", [])
+            if "NoncurrentVersionExpiration" in rule
+        ]
+        if kept:
+            gb, rate = float(stored["s3_old_versions"]) * len(kept), self.p["s3_gb_month"]
+            self.lines.append(
+                Line(
+                    f"old S3 object versions ({len(kept)} buckets, kept {max(kept)} days, "
+                    f"{gb} GB assumed)",
+                    f"{gb} GB x {rate} USD",
+                    _usd(gb * rate),
+                )
             )
         if self.assembly.docker_images:
             gb, rate = (

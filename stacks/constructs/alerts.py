@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from typing import Any
+
+import jsii
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_budgets as budgets
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
@@ -15,6 +17,25 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
+from stacks.constructs.encryption import source_conditions
+
+
+@jsii.implements(events.IRuleTarget)
+class TopicTarget:
+    """The alerts topic as an EventBridge target, without the unconditioned topic and key
+    statements ``targets.SnsTopic`` would add: the Alerts construct and the project key grant
+    EventBridge under this rule's own ARN and account."""
+
+    def __init__(self, topic: sns.ITopic) -> None:
+        self.topic = topic
+
+    def bind(
+        self,
+        rule: Any,  # IRuleRef, which aws-cdk-lib does not export by that name
+        id: str | None = None,  # jsii passes it by this name
+    ) -> events.RuleTargetConfig:
+        del rule, id
+        return events.RuleTargetConfig(arn=self.topic.topic_arn)
 
 
 class Alerts(Construct):
@@ -72,6 +93,28 @@ class Alerts(Construct):
             )
         )
 
+    def _allow(self, sid: str, service: str, conditions: dict[str, Any]) -> None:
+        """A service principal may publish, under conditions that name this account's own
+        sources; the topic policy replaces SNS's default one, so nothing else may."""
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid=sid,
+                principals=[iam.ServicePrincipal(service)],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions=conditions,
+            )
+        )
+
+    def allow_alarms(self) -> None:
+        """CloudWatch alarms publish to the topic (without this, every alarm action fails)."""
+        stack = Stack.of(self)
+        self._allow(
+            "AllowCloudWatchAlarms",
+            "cloudwatch.amazonaws.com",
+            source_conditions(stack, "arn:{partition}:cloudwatch:{region}:{account}:alarm:*"),
+        )
+
     def task_failures(self, cluster_arn: str) -> events.Rule:
         """A worker task that stopped with a non-zero exit code (crash, OOM kill)."""
         rule = events.Rule(
@@ -88,7 +131,15 @@ class Alerts(Construct):
                 },
             ),
         )
-        rule.add_target(targets.SnsTopic(self.topic))
+        rule.add_target(TopicTarget(self.topic))
+        self._allow(
+            "AllowTaskFailureRule",
+            "events.amazonaws.com",
+            {
+                "StringEquals": {"aws:SourceAccount": Stack.of(self).account},
+                "ArnEquals": {"aws:SourceArn": rule.rule_arn},
+            },
+        )
         return rule
 
     def api_errors(self, environment_name: str) -> None:
@@ -113,13 +164,10 @@ class Alerts(Construct):
 
     def budget(self, project: str, limit_usd: int) -> budgets.CfnBudget:
         """Monthly cost budget: 80 % actual and 100 % forecast go to the topic."""
-        self.topic.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="AllowBudgetNotifications",
-                principals=[iam.ServicePrincipal("budgets.amazonaws.com")],
-                actions=["sns:Publish"],
-                resources=[self.topic.topic_arn],
-            )
+        self._allow(
+            "AllowBudgetNotifications",
+            "budgets.amazonaws.com",
+            source_conditions(Stack.of(self), "arn:{partition}:budgets::{account}:*"),
         )
         subscribers = [
             budgets.CfnBudget.SubscriberProperty(

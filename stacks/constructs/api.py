@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import BundlingOptions, DockerImage, Names, RemovalPolicy, Stack
+from aws_cdk import BundlingOptions, DockerImage, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
 from aws_cdk import aws_ec2 as ec2
@@ -180,7 +180,12 @@ class ApiService(Construct):
                 s3_bucket=bundle.s3_bucket_name, s3_key=bundle.s3_object_key
             ),
         )
-        self.cname_prefix = f"{config.project}-api-{Names.unique_id(self)[-8:].lower()}"
+        # Beanstalk CNAMEs are global per region: a suffix from the stack's own id (a UUID made
+        # at creation) keeps every deployer's different; it never changes for the stack's life
+        stack_uuid = Fn.select(2, Fn.split("/", stack.stack_id))
+        self.cname_prefix = Fn.join(
+            "", [f"{config.project}-api-", Fn.select(0, Fn.split("-", stack_uuid))]
+        )
         properties = {
             **environment,
             "MLPOC_IMAGE": image.image_uri,
@@ -218,6 +223,11 @@ class ApiService(Construct):
                     "aws:autoscaling:launchconfiguration",
                     "SecurityGroups",
                     self.security_group.security_group_id,
+                ),
+                # only this group: Beanstalk's default one would admit port 80 from anywhere,
+                # around CloudFront
+                option(
+                    "aws:autoscaling:launchconfiguration", "DisableDefaultEC2SecurityGroup", "true"
                 ),
                 option("aws:autoscaling:launchconfiguration", "DisableIMDSv1", "true"),
                 option("aws:autoscaling:launchconfiguration", "RootVolumeType", "gp3"),
@@ -262,7 +272,7 @@ class ApiService(Construct):
             comment=f"{config.project} API (HTTPS)",
             default_behavior=cloudfront.BehaviorOptions(
                 origin=origins.HttpOrigin(
-                    f"{self.cname_prefix}.{stack.region}.elasticbeanstalk.com",
+                    Fn.join("", [self.cname_prefix, f".{stack.region}.elasticbeanstalk.com"]),
                     protocol_policy=cloudfront.OriginProtocolPolicy.HTTP_ONLY,
                     http_port=80,
                     origin_ssl_protocols=[cloudfront.OriginSslPolicy.TLS_V1_2],

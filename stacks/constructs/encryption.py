@@ -2,11 +2,37 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, Names, RemovalPolicy
+from typing import Any
+
+from aws_cdk import Duration, Names, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 
 from constructs import Construct
+
+# (statement id, service, the ARN pattern of its sources in this account)
+PUBLISHERS = (
+    (
+        "AllowCloudWatchAlarmsToEncryptedTopics",
+        "cloudwatch.amazonaws.com",
+        "arn:{partition}:cloudwatch:{region}:{account}:alarm:*",
+    ),
+    (
+        "AllowBudgetsToEncryptedTopics",
+        "budgets.amazonaws.com",
+        "arn:{partition}:budgets::{account}:*",
+    ),
+)
+
+
+def source_conditions(stack: Stack, arn_pattern: str) -> dict[str, Any]:
+    """aws:SourceAccount and aws:SourceArn for a service principal: only this account's own
+    alarms or budgets may use the grant (the confused-deputy guard AWS recommends)."""
+    arn = arn_pattern.format(partition=stack.partition, region=stack.region, account=stack.account)
+    return {
+        "StringEquals": {"aws:SourceAccount": stack.account},
+        "ArnLike": {"aws:SourceArn": arn},
+    }
 
 
 class ProjectKey(Construct):
@@ -32,19 +58,28 @@ class ProjectKey(Construct):
                 conditions={"StringEquals": {"aws:SourceAccount": self.key.stack.account}},
             )
         )
-        # CloudWatch alarms, EventBridge rules and AWS Budgets publish to the (encrypted) alerts
-        # topic: they need to use the key too, for this account only.
+        # CloudWatch alarms, AWS Budgets and EventBridge rules publish to the (encrypted) alerts
+        # topic: they use the key too (SNS developer guide, "compatibility between event sources
+        # from AWS services and encrypted topics"), each only for this account's own sources.
+        for sid, service, source_arn in PUBLISHERS:
+            self.key.add_to_resource_policy(
+                iam.PolicyStatement(
+                    sid=sid,
+                    principals=[iam.ServicePrincipal(service)],
+                    actions=["kms:GenerateDataKey*", "kms:Decrypt"],
+                    resources=["*"],  # in a key policy, "*" means this key
+                    conditions=source_conditions(self.key.stack, source_arn),
+                )
+            )
+        # EventBridge's requests to KMS for an SNS target carry no aws:SourceAccount or
+        # aws:SourceArn (a condition on them would drop every event); the topic's own policy
+        # admits only this stack's rule.
         self.key.add_to_resource_policy(
             iam.PolicyStatement(
-                sid="AllowAlertPublishersToEncryptedTopics",
-                principals=[
-                    iam.ServicePrincipal("cloudwatch.amazonaws.com"),
-                    iam.ServicePrincipal("events.amazonaws.com"),
-                    iam.ServicePrincipal("budgets.amazonaws.com"),
-                ],
+                sid="AllowEventBridgeRulesToEncryptedTopics",
+                principals=[iam.ServicePrincipal("events.amazonaws.com")],
                 actions=["kms:GenerateDataKey*", "kms:Decrypt"],
-                resources=["*"],  # in a key policy, "*" means this key
-                conditions={"StringEquals": {"aws:SourceAccount": self.key.stack.account}},
+                resources=["*"],
             )
         )
         # a unique suffix: two PoCs (or a redeploy while the old key is pending deletion) never

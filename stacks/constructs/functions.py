@@ -2,8 +2,10 @@
 
 Code is staged without Docker: a local bundler copies the handler (and, for
 ``dataset_uploaded``, the few runtime modules it shares with the workers: the job contract and
-the ledger) into the asset. Powertools comes from AWS's published layer, resolved at deploy time
-from its public SSM parameter for the exact version the tests run with.
+the ledger) into the asset, with the installed Powertools (the version pyproject.toml pins, the
+one the tests run) and its one dependency the runtime lacks (typing_extensions). No layer: AWS
+publishes its Powertools layer through an SSM parameter per region, runtime and version, and a
+region without that parameter would fail the deploy.
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ from aws_cdk import BundlingOptions, DockerImage, Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_ssm as ssm
 
 from constructs import Construct
 from stacks.constructs.bundling import CopyFiles
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-POWERTOOLS_VERSION = "3.37.0"
+# bundled into every function: Powertools and what it needs beyond the runtime's boto3
+BUNDLED_MODULES = ("aws_lambda_powertools", "typing_extensions")
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 SHARED_MODULES = (
     "__init__.py",
@@ -44,6 +46,7 @@ class PythonFunction(Construct):
         timeout: Duration,
         log_retention: logs.RetentionDays,
         shared_runtime: bool,
+        on_failure: lambda_.IDestination | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         files = {f"lambdas/{name}/handler.py": "handler.py"}
@@ -60,14 +63,6 @@ class PythonFunction(Construct):
             description=description,
         )
         self.log_group.grant_write(self.role)
-        powertools = lambda_.LayerVersion.from_layer_version_arn(
-            self,
-            "Powertools",
-            ssm.StringParameter.value_for_string_parameter(
-                self,
-                f"/aws/service/powertools/python/arm64/{RUNTIME.name}/{POWERTOOLS_VERSION}",
-            ),
-        )
         self.function = lambda_.Function(
             self,
             "Function",
@@ -79,14 +74,16 @@ class PythonFunction(Construct):
                 str(REPO_ROOT / "lambdas" / name),
                 bundling=BundlingOptions(
                     image=DockerImage.from_registry(f"public.ecr.aws/sam/build-{RUNTIME.name}"),
-                    local=CopyFiles(files),  # type: ignore[arg-type]  # jsii.implements
+                    local=CopyFiles(files, BUNDLED_MODULES),  # type: ignore[arg-type]
                     command=["false"],  # never used: the local bundler always succeeds
                 ),
             ),
             role=self.role,
-            layers=[powertools],
             environment={**environment, "POWERTOOLS_SERVICE_NAME": name},
             timeout=timeout,
             memory_size=256,
+            # asynchronous invocations (SNS): two retries, then the failed event is kept
+            on_failure=on_failure,
+            retry_attempts=2 if on_failure else None,
             log_group=self.log_group,
         )

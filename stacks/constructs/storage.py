@@ -1,4 +1,4 @@
-"""Buckets: data (datasets, dataset versions) and models (versioned artifacts), plus access logs.
+"""Buckets: data (datasets, dataset versions) and models (artifacts), plus access logs.
 
 All three block public access and refuse plain HTTP; data and models use SSE-KMS with the
 project key and S3 Bucket Keys (one KMS call per object-key period instead of per request).
@@ -14,6 +14,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 
 from constructs import Construct
+
+NONCURRENT_DAYS = 30
 
 
 class Storage(Construct):
@@ -57,10 +59,12 @@ class Storage(Construct):
             encryption=s3.BucketEncryption.S3_MANAGED,
             lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(90))],
         )
-        self.data = encrypted("Data")
-        self.models = encrypted(
-            "Models",
-            versioned=True,
-            # old artifact versions (overwritten by a retried job) are kept 30 days
-            lifecycle_rules=[s3.LifecycleRule(noncurrent_version_expiration=Duration.days(30))],
+        # Both versioned: a dataset a job or a model version points to can be overwritten, and
+        # an artifact is overwritten by a retried job; the old version stays 30 days to go back
+        # to (and the sha256 in the registry says which one a version was trained from).
+        keep_old = s3.LifecycleRule(
+            noncurrent_version_expiration=Duration.days(NONCURRENT_DAYS),
+            abort_incomplete_multipart_upload_after=Duration.days(7),
         )
+        self.data = encrypted("Data", versioned=True, lifecycle_rules=[keep_old])
+        self.models = encrypted("Models", versioned=True, lifecycle_rules=[keep_old])

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, IgnoreMode, RemovalPolicy, Stack
 from aws_cdk import aws_applicationautoscaling as autoscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
@@ -71,6 +71,9 @@ class Workers(Construct):
             directory=str(REPO_ROOT),
             file="containers/Dockerfile",
             platform=ecr_assets.Platform.LINUX_ARM64,
+            # .dockerignore allow-lists the context (pyproject.toml, containers/mlpoc): the
+            # asset's hash, and so a redeploy, changes only when the image's inputs do
+            ignore_mode=IgnoreMode.DOCKER,
         )
         self.security_group = ec2.SecurityGroup(
             self,

@@ -612,6 +612,80 @@ def outputs(
 
 
 @app.command()
+def preflight(
+    target: Target = "local",
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    project: Project = "mlpoc",
+    region: Region = None,
+    assembly: Annotated[
+        Path | None,
+        typer.Option(help="A synthesized cdk.out to read (default: synthesize the app now)."),
+    ] = None,
+    refresh_platform: Annotated[
+        bool,
+        typer.Option(help="Resolve the Beanstalk platform again (for a new environment)."),
+    ] = False,
+) -> None:
+    """Before `cdk deploy`: credentials, bootstrap, Docker, platform, stacks, roles, idle cost."""
+    with friendly():
+        found = _preflight(target, state_dir, project, region, assembly, refresh_platform)
+    marks = {True: "[green]✓[/]", False: "[red]✗[/]", None: "[dim]-[/]"}
+    for check in found:
+        console.print(f"{marks[check.ok]} {check.name:<22} {check.detail}")
+        if check.ok is False and check.fix:
+            console.print(f"  [red]→ {check.fix}[/]")
+    failed = [c for c in found if c.ok is False]
+    if failed:
+        raise fail(f"{len(failed)} check(s) failed: fix them before `make deploy`")
+    console.print("[green]ready[/]" + ("" if target == "local" else ": `make deploy`"))
+
+
+def _preflight(
+    target: str,
+    state_dir: Path,
+    project: str,
+    region: str | None,
+    assembly: Path | None,
+    refresh_platform: bool,
+) -> list[Any]:
+    import tempfile  # noqa: PLC0415
+
+    import boto3  # noqa: PLC0415
+
+    from mlpoc.cli.preflight import Preflight  # noqa: PLC0415
+    from mlpoc.local.safety import local_session  # noqa: PLC0415
+    from mlpoc.local.synth import load_context, project_dir, synthesize  # noqa: PLC0415
+    from mlpoc.local.template import Assembly  # noqa: PLC0415
+
+    root = project_dir(None)
+    context = load_context(root)
+    if target == "local":
+        state = LocalState.load(state_dir)
+        session, endpoint, region = local_session(state.credentials()), state.endpoint, state.region
+    elif target == "aws":
+        session, endpoint = boto3.session.Session(region_name=region), None
+        region = session.region_name
+        if region is None:
+            raise TargetError("no AWS region: pass --region or set AWS_REGION")
+    else:
+        raise fail(f"--target must be local or aws, not {target!r}", 2)
+    if assembly is None:
+        assembly = synthesize(root, Path(tempfile.mkdtemp()) / "cdk.out")
+    return Preflight(
+        session=session,
+        region=str(region),
+        project=project,
+        assembly=Assembly.from_dir(assembly),
+        context_file=root / "cdk.context.json",
+        configured_platform=str(context.get("mlpoc:eb_solution_stack", "auto")),
+        budget_usd=float(context.get("mlpoc:budget_usd", 0)),
+        local=target == "local",
+        endpoint=endpoint,
+        refresh_platform=refresh_platform,
+    ).checks()
+
+
+@app.command()
 def cost(
     region: Annotated[
         str | None,

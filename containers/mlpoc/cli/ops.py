@@ -81,7 +81,8 @@ def environment(dep: Deployment) -> dict[str, str]:
     """Variables for a shell: the resource names, and locally the endpoint and the operator's
     keys (the admin identity local mode created in moto)."""
     env = {name: dep.output(output) for name, output in RESOURCE_OUTPUTS.items()}
-    env["AWS_REGION"] = dep.region
+    # AWS_DEFAULT_REGION too: AWS CLI v1 and older SDKs read only that one
+    env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = dep.region
     if dep.endpoint is not None and dep.local_credentials is not None:
         env.update(dep.local_credentials.env())
         env.update(AWS_ENDPOINT_URL=dep.endpoint, MLPOC_API_KEY=dep.api_key())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -12,6 +13,10 @@ from moto.cloudformation.parsing import get_model_map
 
 from mlpoc.local.safety import REGION, check_endpoint, local_session
 from mlpoc.local.template import LeftOut, MotoTemplate, for_moto
+
+AWS_QUEUE_URL = re.compile(
+    r"^https://sqs\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/(?P<account>\d{12})/(?P<name>[\w-]{1,80})$"
+)
 
 
 class DeployError(Exception):
@@ -45,15 +50,23 @@ class LocalDeployer:
         prepared = for_moto(template, supported_by_moto)
         self.cloudformation.create_stack(StackName=name, TemplateBody=json.dumps(prepared.template))
         stack = self._wait(name)
-        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+        outputs = {
+            o["OutputKey"]: self.local_url(o["OutputValue"]) for o in stack.get("Outputs", [])
+        }
         exports = {
-            o["ExportName"]: o["OutputValue"]
+            o["ExportName"]: self.local_url(o["OutputValue"])
             for o in stack.get("Outputs", [])
             if o.get("ExportName")
         }
         local = LocalStack(name, outputs, exports, prepared.left_out, notes=list(prepared.notes))
         self._wire(name, prepared, local)
         return local
+
+    def local_url(self, value: str) -> str:
+        """An AWS-shaped queue URL (what moto's CloudFormation outputs) made to point at the
+        local endpoint: clients that send to the queue URL's host (AWS CLI v1) reach moto."""
+        match = AWS_QUEUE_URL.match(value)
+        return f"{self.endpoint}/{match['account']}/{match['name']}" if match else value
 
     def _wait(self, name: str) -> dict[str, Any]:
         deadline = time.monotonic() + 60
