@@ -49,12 +49,17 @@ $(BROWSER):
 
 browser: $(BROWSER) ## install Debian's chromium and chromium-driver (needs root, as in CI)
 
+# The proxy test runs the Beanstalk bundle's nginx configuration with Debian's nginx.
+NGINX := /usr/sbin/nginx
+$(NGINX):
+	apt-get update -q && apt-get install -y -q --no-install-recommends nginx
+
 synth: $(INSTALLED) $(NODE_INSTALLED) ## synthesize every stack to cdk.out with the pinned CLI, cfn-lint, the idle cost
 	npx cdk synth --quiet
 	$(VENV)/bin/cfn-lint
 	$(VENV)/bin/mlpoc cost --assembly cdk.out --summary
 
-test: lint typecheck synth $(BROWSER) ## everything CI runs: lint, types, synth + cfn-lint, all tests with coverage
+test: lint typecheck synth $(BROWSER) $(NGINX) ## everything CI runs: lint, types, synth + cfn-lint, all tests with coverage
 	mkdir -p test-artifacts
 	$(PY) -m pytest --cov --cov-report=term --cov-report=xml:test-artifacts/coverage.xml
 

@@ -13,6 +13,7 @@ from mlpoc import samples
 from mlpoc.api.app import create_app
 from mlpoc.api.settings import ApiSettings
 from mlpoc.ledger import Ledger
+from mlpoc.settings import SettingsError
 from tests.support.aws_stack import Stack, create_stack
 from tests.support.pipeline import prepare, train
 
@@ -76,10 +77,44 @@ def test_every_route_but_health_needs_the_key(
     }
 
 
-def test_health_needs_no_key_and_reports_loaded_models(reader: TestClient) -> None:
-    assert reader.get("/healthz").json() == {"status": "ok", "models": {}}
+def test_health_needs_no_key_and_tells_nothing_but_the_models_are_behind_it(
+    reader: TestClient,
+) -> None:
+    assert reader.get("/healthz").json() == {"status": "ok"}
+    assert reader.get("/v1/health").status_code == 401
+    assert reader.get("/v1/health", headers=AUTH).json() == {"status": "ok", "models": {}}
     reader.post("/v1/predict", headers=AUTH, json={"model": "digits", "rows": [row(0)]})
-    assert reader.get("/healthz").json()["models"] == {"digits": {"version": 1, "pinned": False}}
+    assert reader.get("/v1/health", headers=AUTH).json()["models"] == {
+        "digits": {"version": 1, "pinned": False}
+    }
+    assert reader.get("/healthz").json() == {"status": "ok"}
+
+
+def test_on_aws_only_cloudfront_gets_through_and_the_docs_are_off(shared: Stack) -> None:
+    # GIVEN the settings the stack gives the API: the origin secret's ARN and docs off
+    secrets = {"arn:origin": "o" * 40}
+    settings = ApiSettings.from_env(
+        {**shared.env(), "MLPOC_API_KEY": KEY, "MLPOC_ORIGIN_SECRET_ARN": "arn:origin",
+         "MLPOC_API_DOCS": "off"},
+        read_secret=secrets.__getitem__,
+    )  # fmt: skip
+    origin = {"X-Origin-Verify": "o" * 40}
+    with TestClient(create_app(settings, shared.clients(), start_poller=False)) as api:
+        # THEN a request without CloudFront's header is refused, even with the key
+        refused = api.get("/v1/jobs", headers=AUTH)
+        assert refused.status_code == 403
+        assert refused.json()["error"]["code"] == "forbidden"
+        assert api.get("/v1/jobs", headers={**AUTH, "X-Origin-Verify": "o" * 39}).status_code == 403
+        # AND with it the API answers as usual; /healthz needs neither (the container's check)
+        assert api.get("/v1/jobs", headers={**AUTH, **origin}).status_code == 200
+        assert api.get("/healthz").json() == {"status": "ok"}
+        for path in ("/docs", "/redoc", "/openapi.json"):
+            assert api.get(path, headers=origin).status_code == 404
+
+
+def test_a_wrong_docs_switch_is_named(shared: Stack) -> None:
+    with pytest.raises(SettingsError, match="MLPOC_API_DOCS must be on or off; got 'no'"):
+        ApiSettings.from_env({**shared.env(), "MLPOC_API_KEY": KEY, "MLPOC_API_DOCS": "no"})
 
 
 def test_jobs_are_validated_recorded_and_queued(client: TestClient, trained: Stack) -> None:
@@ -250,7 +285,7 @@ def test_a_tampered_new_version_is_refused_and_the_old_one_keeps_serving(
         ]
         == 1
     )
-    health = client.get("/healthz").json()["models"]["digits"]
+    health = client.get("/v1/health", headers=AUTH).json()["models"]["digits"]
     assert health["version"] == 1 and "modified after training" in health["refused"]
 
 
@@ -264,7 +299,9 @@ def test_a_pinned_deployment_never_swaps(trained: Stack) -> None:
             == 1
         )
         pinned.app.state.models.refresh()  # type: ignore[attr-defined]
-        assert pinned.get("/healthz").json()["models"] == {"digits": {"version": 1, "pinned": True}}
+        assert pinned.get("/v1/health", headers=AUTH).json()["models"] == {
+            "digits": {"version": 1, "pinned": True}
+        }
 
 
 def test_corrections_become_a_dataset_version_and_a_train_job(
@@ -346,8 +383,6 @@ def test_cors_is_closed(reader: TestClient) -> None:
 
 
 def test_the_api_key_must_be_configured(trained: Stack) -> None:
-    from mlpoc.settings import SettingsError
-
     with pytest.raises(SettingsError, match="no usable API key"):
         ApiSettings.from_env({**trained.env(), "MLPOC_API_KEY": "short"})
     settings = ApiSettings.from_env(
@@ -364,13 +399,30 @@ def test_the_beanstalk_bundle_runs_this_api_with_every_setting_it_needs() -> Non
     from tests.support.cdk_app import ROOT
 
     compose = yaml.safe_load((ROOT / "containers" / "docker-compose.yml").read_text())
-    api = compose["services"]["api"]
+    assert set(compose["services"]) == {"proxy", "api"}  # nginx in front of the API
+    api, proxy = compose["services"]["api"], compose["services"]["proxy"]
     assert api["image"] == "${MLPOC_IMAGE}"
     assert api["command"] == ["python", "-m", "mlpoc.api"]
-    assert api["ports"] == ["80:8000"]
     environment = api["environment"]
-    assert set(RESOURCE_VARIABLES) | {"MLPOC_API_KEY_SECRET_ARN"} <= set(environment)
+    secrets = {"MLPOC_API_KEY_SECRET_ARN", "MLPOC_ORIGIN_SECRET_ARN"}
+    assert set(RESOURCE_VARIABLES) | secrets | {"MLPOC_API_DOCS"} <= set(environment)
     assert "MLPOC_API_KEY" not in environment  # the key itself never travels in the environment
-    # inside the container: all interfaces, published on the instance's port 80 only
-    assert environment["MLPOC_API_HOST"] == "0.0.0.0"  # noqa: S104
-    assert environment["MLPOC_API_PORT"] == "8000"
+    # the host's network (IMDSv2 in one hop), the API on loopback: only the proxy reaches it
+    assert api["network_mode"] == proxy["network_mode"] == "host"
+    assert "ports" not in api
+    assert environment["MLPOC_API_HOST"] == "127.0.0.1"
+    assert (
+        proxy["environment"]["MLPOC_API_UPSTREAM"] == f"127.0.0.1:{environment['MLPOC_API_PORT']}"
+    )
+    assert proxy["environment"]["MLPOC_PROXY_PORT"] == "80"
+    assert proxy["depends_on"] == {"api": {"condition": "service_healthy"}}
+    assert (
+        "./proxy/default.conf.template:/etc/nginx/templates/default.conf.template:ro"
+        in (proxy["volumes"])
+    )
+    # every file the compose file mounts from the bundle is in the bundle CDK uploads
+    from stacks.constructs.api import BUNDLE_FILES
+
+    mounted = {v.split(":")[0].removeprefix("./") for v in proxy["volumes"] if v.startswith("./")}
+    assert mounted <= set(BUNDLE_FILES.values())
+    assert all((ROOT / source).is_file() for source in BUNDLE_FILES)

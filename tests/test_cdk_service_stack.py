@@ -374,7 +374,11 @@ def test_the_api_gets_names_and_the_secret_arn_never_the_key(poc: Synthesized) -
     }  # fmt: skip
     assert ENV_NAMES | {"MLPOC_IMAGE", "MLPOC_API_KEY_SECRET_ARN", "AWS_REGION"} <= properties
     assert "MLPOC_API_KEY" not in properties
-    (secret,) = of_type(poc, "AWS::SecretsManager::Secret").values()
+    secret = next(
+        s
+        for k, s in of_type(poc, "AWS::SecretsManager::Secret").items()
+        if k.startswith("ApiApiKey")
+    )
     assert secret["Properties"]["GenerateSecretString"] == {
         "ExcludePunctuation": True,
         "PasswordLength": 40,
@@ -718,3 +722,31 @@ def test_the_image_is_built_from_what_it_needs_only(poc: Synthesized) -> None:
     outside = {p for p in staged if not p.startswith("containers/mlpoc/")}
     assert outside == {"pyproject.toml", "containers/Dockerfile", ".dockerignore"}
     assert not [p for p in staged if "__pycache__" in p]
+
+
+def test_cloudfront_proves_itself_to_the_api_with_a_generated_secret(poc: Synthesized) -> None:
+    secrets = of_type(poc, "AWS::SecretsManager::Secret")
+    (origin_secret,) = [k for k in secrets if k.startswith("ApiOriginSecret")]
+    assert secrets[origin_secret]["Properties"]["GenerateSecretString"]["PasswordLength"] == 48
+    (distribution,) = of_type(poc, "AWS::CloudFront::Distribution").values()
+    (origin,) = distribution["Properties"]["DistributionConfig"]["Origins"]
+    (header,) = origin["OriginCustomHeaders"]
+    assert header["HeaderName"] == "X-Origin-Verify"
+    # a dynamic reference: CloudFormation puts the value in at deploy, the template holds none
+    assert header["HeaderValue"] == {
+        "Fn::Join": [
+            "",
+            ["{{resolve:secretsmanager:", {"Ref": origin_secret}, ":SecretString:::}}"],
+        ]
+    }
+    options = eb_options(poc)
+    env = "aws:elasticbeanstalk:application:environment"
+    assert options[(env, "MLPOC_ORIGIN_SECRET_ARN")] == {"Ref": origin_secret}  # the ARN only
+    assert options[(env, "MLPOC_API_DOCS")] == "off"
+    reads = [
+        s
+        for s in role_statements(poc, "api")
+        if "secretsmanager:GetSecretValue" in as_list(s["Action"])
+    ]
+    readable = {json.dumps(r) for s in reads for r in as_list(s["Resource"])}
+    assert json.dumps({"Ref": origin_secret}) in readable

@@ -21,7 +21,13 @@ from mlpoc.aws import Clients
 from mlpoc.local.deploy import LocalDeployer
 from mlpoc.local.iam import Enforced, LocalIdentities
 from mlpoc.local.safety import REGION, Credentials, local_env
-from mlpoc.local.template import LOCAL_ACCOUNT, ProcessSpec, Resolver, processes
+from mlpoc.local.template import (
+    LOCAL_ACCOUNT,
+    ProcessSpec,
+    Resolver,
+    api_key_secret,
+    processes,
+)
 from tests.support.aws_stack import Stack
 from tests.support.cdk_app import Synthesized
 
@@ -119,10 +125,7 @@ def deploy_enforced(endpoint: str, app: Synthesized) -> EnforcedStack:
     deployer = LocalDeployer(endpoint)
     stack = deployer.create("mlpoc-data", data)
     secret_arn, _ = deployer.create_api_key("mlpoc")
-    secrets = [
-        k for k, r in service["Resources"].items() if r["Type"] == "AWS::SecretsManager::Secret"
-    ]
-    resolve = Resolver(stack.exports, REGION, dict.fromkeys(secrets, secret_arn))
+    resolve = Resolver(stack.exports, REGION, dict.fromkeys(api_key_secret(service), secret_arn))
     specs = processes(service, app.outdir, resolve)
     enforced = LocalIdentities(endpoint, account=LOCAL_ACCOUNT).for_processes(
         service, specs, resolve

@@ -1,8 +1,11 @@
 """The FastAPI application. ``create_app(settings, clients)`` builds it; nothing runs at import.
 
-Every route but ``/healthz`` needs the ``X-API-Key`` header (compared in constant time). Every
-4xx/5xx has one shape: ``{"error": {"code": "...", "message": "...", "details": [...]}}``, and a
-server error never shows a stack trace.
+Every route but ``/healthz`` needs the ``X-API-Key`` header (compared in constant time), and on
+AWS every request but ``/healthz`` the ``X-Origin-Verify`` header CloudFront adds (so nothing
+reaches the API around CloudFront). ``/healthz`` says only that the process is up; the loaded
+models are at ``/v1/health``, behind the key. Every 4xx/5xx has one shape:
+``{"error": {"code": "...", "message": "...", "details": [...]}}``, and a server error never
+shows a stack trace.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from mlpoc.registry import PointerMoved, Registry, RegistryError
 log = logging.getLogger("mlpoc.api")
 
 LIST_LIMIT = 100
+ORIGIN_HEADER = b"x-origin-verify"
 
 
 class ApiError(Exception):
@@ -105,6 +109,33 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+class OriginCheck:
+    """Refuse (403) every request but /healthz that lacks CloudFront's X-Origin-Verify value."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], secret: str) -> None:
+        self.app, self.secret = app, secret.encode()
+
+    async def __call__(
+        self, scope: MutableMapping[str, Any], receive: Callable[..., Any], send: Callable[..., Any]
+    ) -> None:
+        if scope["type"] != "http" or scope.get("path") == "/healthz":
+            await self.app(scope, receive, send)
+            return
+        sent = dict(scope.get("headers") or []).get(ORIGIN_HEADER, b"")
+        if not hmac.compare_digest(sent, self.secret):
+            response = JSONResponse(
+                error_body(
+                    "forbidden",
+                    "this address serves only requests that come through the API's CloudFront "
+                    "address (the ApiUrl output)",
+                ),
+                403,
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 def create_app(settings: ApiSettings, clients: Clients, *, start_poller: bool = True) -> FastAPI:
     runtime = settings.runtime
     ledger = Ledger(clients.dynamodb, runtime.jobs_table)
@@ -129,13 +160,24 @@ def create_app(settings: ApiSettings, clients: Clients, *, start_poller: bool = 
         version="1",
         description="Jobs, models, stored and realtime predictions, annotations.",
         lifespan=lifespan,
+        docs_url="/docs" if settings.docs else None,
+        redoc_url="/redoc" if settings.docs else None,
+        openapi_url="/openapi.json" if settings.docs else None,
     )
     app.state.models = server
     app.state.api_key = settings.api_key.encode()
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    if settings.origin_secret:
+        app.add_middleware(OriginCheck, secret=settings.origin_secret)
 
     @app.get("/healthz", tags=["health"])
-    def healthz() -> dict[str, Any]:
+    def healthz() -> dict[str, str]:
+        """Up or not: what a health check needs, and nothing about the models."""
+        return {"status": "ok"}
+
+    @app.get("/v1/health", tags=["health"], dependencies=[Depends(require_key)])
+    def health() -> dict[str, Any]:
+        """The model versions this process serves, and any new version it refused."""
         return {"status": "ok", "models": server.status()}
 
     context = Context(

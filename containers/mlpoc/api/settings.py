@@ -1,7 +1,10 @@
 """API settings: the runtime's resource names plus the API's own knobs, from the environment.
 
 The API key is never in the environment on AWS: ``MLPOC_API_KEY_SECRET_ARN`` names the Secrets
-Manager secret that holds it. Local mode (no AWS) sets ``MLPOC_API_KEY`` directly.
+Manager secret that holds it. Local mode (no AWS) sets ``MLPOC_API_KEY`` directly. Likewise
+``MLPOC_ORIGIN_SECRET_ARN`` names the secret CloudFront sends in the ``X-Origin-Verify`` header:
+when it is set, a request without that header is refused (it did not come through CloudFront).
+``MLPOC_API_DOCS=off`` serves no ``/docs``, ``/redoc`` or ``/openapi.json`` (the stack sets it).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ class ApiSettings:
     pinned: dict[str, int]  # model -> version sealed into this deployment
     max_body_bytes: int
     max_rows: int
+    docs: bool = True  # /docs, /redoc, /openapi.json
+    origin_secret: str | None = None  # the X-Origin-Verify value CloudFront sends
 
     @classmethod
     def from_env(
@@ -42,6 +47,8 @@ class ApiSettings:
             pinned=_pinned(env.get("MLPOC_PINNED_MODELS", "")),
             max_body_bytes=int(_number(env, "MLPOC_MAX_BODY_BYTES", 1_048_576)),
             max_rows=int(_number(env, "MLPOC_MAX_PREDICT_ROWS", 1000)),
+            docs=_switch(env, "MLPOC_API_DOCS", default=True),
+            origin_secret=_origin_secret(env, read_secret or _secrets_manager),
         )
 
 
@@ -59,6 +66,28 @@ def _api_key(env: Mapping[str, str], read_secret: Callable[[str], str]) -> str:
             f"or MLPOC_API_KEY (local mode); it must be at least {MIN_KEY_CHARS} characters"
         )
     return key
+
+
+def _origin_secret(env: Mapping[str, str], read_secret: Callable[[str], str]) -> str | None:
+    arn = env.get("MLPOC_ORIGIN_SECRET_ARN")
+    if not arn:
+        return None
+    value = read_secret(arn).strip()
+    if len(value) < MIN_KEY_CHARS:
+        raise SettingsError(
+            f"the origin secret in {arn} is under {MIN_KEY_CHARS} characters: it must be the "
+            "value the stack generated for CloudFront's X-Origin-Verify header"
+        )
+    return value
+
+
+def _switch(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in {"on", "off"}:
+        raise SettingsError(f"{name} must be on or off; got {raw!r}")
+    return raw == "on"
 
 
 def _number(env: Mapping[str, str], name: str, default: float) -> float:

@@ -35,10 +35,19 @@ from mlpoc.local.motoserver import EmbeddedMoto
 from mlpoc.local.safety import FAKE, REGION, Credentials, check_env, local_env, local_session
 from mlpoc.local.state import STATE_FILE, LocalError, LocalState, ProcessState, pid_alive
 from mlpoc.local.synth import project_dir, synthesize
-from mlpoc.local.template import LOCAL_ACCOUNT, Assembly, ProcessSpec, Resolver, processes
+from mlpoc.local.template import (
+    LOCAL_ACCOUNT,
+    Assembly,
+    ProcessSpec,
+    Resolver,
+    api_key_secret,
+    processes,
+)
 
 # Local long polls are short so that Ctrl-C stops an idle worker within seconds (AWS: 20 s).
 LOCAL_OVERRIDES = {"MLPOC_WAIT_SECONDS": "5"}
+# The API's OpenAPI pages are off on AWS; on the laptop they are what a developer reads.
+LOCAL_API_OVERRIDES = {"MLPOC_API_DOCS": "on"}
 STOP_SECONDS = 10.0
 API_START_SECONDS = 60.0
 
@@ -110,10 +119,9 @@ class LocalMode:
         stack = deployer.create(data_name, templates[data_name])
         secret_arn, api_key = deployer.create_api_key(project)
 
-        secrets = [
-            k for k, r in service["Resources"].items() if r["Type"] == "AWS::SecretsManager::Secret"
-        ]
-        resolve = Resolver(stack.exports, REGION, dict.fromkeys(secrets, secret_arn))
+        resolve = Resolver(
+            stack.exports, REGION, dict.fromkeys(api_key_secret(service), secret_arn)
+        )
         specs = processes(service, assembly, resolve)
         queue_urls = self._queue_urls(specs, endpoint)
         identities = self._identities(service, specs, resolve, endpoint)
@@ -125,7 +133,9 @@ class LocalMode:
             if spec.kind == "worker":
                 env.update(LOCAL_OVERRIDES)
             if spec.kind == "api":
-                env.update(MLPOC_API_HOST="127.0.0.1", MLPOC_API_PORT=str(api_port))
+                env.update(
+                    LOCAL_API_OVERRIDES, MLPOC_API_HOST="127.0.0.1", MLPOC_API_PORT=str(api_port)
+                )
             check_env(env, issued=self.issued)
             self.env[spec.name] = env
             self.commands[spec.name] = self._command(spec, queue_urls)

@@ -379,6 +379,23 @@ def processes(template: Mapping[str, Any], assembly: Path, resolve: Resolver) ->
     return found
 
 
+def api_key_secret(template: Mapping[str, Any]) -> dict[str, str]:
+    """{logical id of the API key's secret: its environment variable}, from the API's settings.
+
+    Only that secret has a local stand-in (local mode generates the key into moto); any other
+    secret of the template (CloudFront's origin header) exists only on AWS, so the variable
+    that names it is left out locally and so is its grant in the API's local role.
+    """
+    for resource in template["Resources"].values():
+        if resource["Type"] != "AWS::ElasticBeanstalk::Environment":
+            continue
+        for option in resource["Properties"].get("OptionSettings", []):
+            value = option["Value"]
+            if option["OptionName"] == "MLPOC_API_KEY_SECRET_ARN" and isinstance(value, dict):
+                return {str(value["Ref"]): option["OptionName"]}
+    return {}
+
+
 def _role_of(arn: Any) -> str:
     """The role's logical id in ``{"Fn::GetAtt": [role, "Arn"]}`` ("" for anything else)."""
     if isinstance(arn, dict) and isinstance(arn.get("Fn::GetAtt"), list):
