@@ -223,11 +223,8 @@ class ServiceStack(Stack):
 
     def _alarms(self, data: DataStack, config: Config) -> None:
         self.alerts.allow_alarms()
-        for name, queue in (
-            ("Train", data.train),
-            ("Predict", data.predict),
-            ("Events", data.events),
-        ):
+        self.train_dead_letters = self.alerts.dead_letters("Train", data.train.dead_letter_queue)
+        for name, queue in (("Predict", data.predict), ("Events", data.events)):
             self.alerts.dead_letters(name, queue.dead_letter_queue)
         self.alerts.dead_letters("UndeliveredAlerts", self.undelivered_alerts)
         self.alerts.oldest_message("Train", data.train.queue, Duration.hours(2))
@@ -245,6 +242,9 @@ class ServiceStack(Stack):
             "TrainLogGroup": self.workers.log_groups["train"].log_group_name,
             "PredictLogGroup": self.workers.log_groups["predict"].log_group_name,
             "AlertsTopicArn": self.alerts.topic.topic_arn,
+            # what `mlpoc smoke` follows: one alarm, to the notify function's log
+            "SmokeAlarmName": self.train_dead_letters.alarm_name,
+            "NotifyLogGroup": self.notify.log_group.log_group_name,
             "ApiUrl": self.api.url,
             "ApiKeySecretArn": self.api.api_key.secret_arn,
             "ApiEnvironmentName": self.api.environment.ref,

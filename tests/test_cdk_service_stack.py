@@ -750,3 +750,15 @@ def test_cloudfront_proves_itself_to_the_api_with_a_generated_secret(poc: Synthe
     ]
     readable = {json.dumps(r) for s in reads for r in as_list(s["Resource"])}
     assert json.dumps({"Ref": origin_secret}) in readable
+
+
+def test_the_smoke_test_can_find_its_alarm_and_the_notify_log(poc: Synthesized) -> None:
+    outputs = poc.service_json["Outputs"]
+    alarm = outputs["SmokeAlarmName"]["Value"]["Ref"]
+    assert alarm.startswith("AlertsTrainDeadLetters")
+    assert poc.service_json["Resources"][alarm]["Type"] == "AWS::CloudWatch::Alarm"
+    group = outputs["NotifyLogGroup"]["Value"]["Ref"]
+    (function,) = [
+        f for k, f in of_type(poc, "AWS::Lambda::Function").items() if k.startswith("Notify")
+    ]
+    assert function["Properties"]["LoggingConfig"]["LogGroup"] == {"Ref": group}

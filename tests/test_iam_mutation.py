@@ -126,3 +126,15 @@ def test_a_missing_grant_fails_the_job_with_the_role_and_the_action(
     assert "request(s) denied" in shown
     assert role in shown
     assert ACTION in shown
+
+
+def test_the_smoke_test_fails_on_it_names_the_step_and_still_cleans_up(
+    mutated: tuple[Path, str],
+) -> None:
+    state_dir, _ = mutated
+    done = mlpoc("smoke", "--timeout", "15", state_dir=state_dir)
+    assert done.returncode == 1
+    assert "smoke test failed: predict and store" in done.stderr
+    # the predict job could not store its predictions: it never finished
+    assert "predict and store" in done.stdout and "still not finished after 15 s" in done.stdout
+    assert "clean up" in done.stdout and "ledger records of smoke-" in done.stdout

@@ -190,10 +190,16 @@ def test_an_alarm_reaches_slack_through_the_secret(monkeypatch: pytest.MonkeyPat
     slack.server.shutdown()
 
 
-def test_without_a_secret_alarms_are_only_logged(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_a_secret_alarms_are_only_logged(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     notify = load("notify")
     monkeypatch.delenv("MLPOC_SLACK_SECRET_ARN", raising=False)
     assert notify.handler(event("sns_alarm"), context()) == {"sent": 0}
+    logged = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    # every alert that arrives is logged with its subject (what `mlpoc smoke` follows on AWS)
+    (received,) = [entry for entry in logged if entry["message"] == "notify.received"]
+    assert '"mlpoc-train-dlq-not-empty"' in received["subject"]
 
 
 def test_a_secret_that_is_not_a_slack_webhook_is_refused() -> None:

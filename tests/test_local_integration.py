@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -274,6 +275,38 @@ def test_preflight_checks_what_applies_to_the_local_stack(
     assert "✓ stacks                 mlpoc-data: CREATE_COMPLETE" in checked.stdout
     assert "- CDK bootstrap          not needed locally" in checked.stdout
     assert "✓ idle month" in checked.stdout
+
+
+def test_the_smoke_test_proves_the_loop_and_leaves_nothing_behind(
+    local_up: tuple[Path, subprocess.Popen[str]], outputs: dict[str, str]
+) -> None:
+    state_dir, _ = local_up
+    done = mlpoc("smoke", "--timeout", "90", state_dir=state_dir, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for step in (
+        "train on a tiny dataset", "predict and store", "read the ledger", "API with the key",
+        "API without the key", "clean up",
+    ):  # fmt: skip
+        assert re.search(rf"{step}\s+│ ✓", done.stdout), (step, done.stdout)
+    for step in ("instance refuses direct calls", "alarm reaches the notify function"):
+        assert re.search(rf"{step}\s+│ -", done.stdout), (step, done.stdout)  # AWS only
+    assert "the deployed loop works" in done.stdout
+    # THEN nothing of its model is left: no ledger record, no object, no registry item
+    model = re.search(r"of (smoke-[0-9a-f]{6})", done.stdout)
+    assert model is not None
+    dynamodb = aws("dynamodb", outputs)
+    for table in ("ModelsTableName", "PredictionsTableName"):
+        left = dynamodb.query(
+            TableName=outputs[table],
+            KeyConditionExpression="#m = :m",
+            ExpressionAttributeNames={"#m": "model"},
+            ExpressionAttributeValues={":m": {"S": model.group(1)}},
+        )["Items"]
+        assert left == []
+    versions = aws("s3", outputs).list_object_versions(
+        Bucket=outputs["DataBucketName"], Prefix=f"inputs/{model.group(1)}/"
+    )
+    assert "Versions" not in versions and "DeleteMarkers" not in versions
 
 
 def test_the_operator_commands_and_status_work_from_another_terminal(

@@ -75,6 +75,8 @@ def handler(event: SNSEvent, context: LambdaContext) -> dict[str, int]:
     sent = 0
     for record in event.records:
         text = format_message(record.sns.subject, record.sns.message)
+        # what arrived, always (`mlpoc smoke` follows an alarm to this line)
+        logger.info("notify.received", extra={"subject": record.sns.subject})
         if not secret_arn:
             logger.info("notify.no_webhook", extra={"text": text})
             continue

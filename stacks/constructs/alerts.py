@@ -61,9 +61,9 @@ class Alerts(Construct):
         self.alarms.append(alarm)
         return alarm
 
-    def dead_letters(self, name: str, dlq: sqs.IQueue) -> None:
+    def dead_letters(self, name: str, dlq: sqs.IQueue) -> cloudwatch.Alarm:
         """Anything in a dead-letter queue needs a person: alarm at the first message."""
-        self._alarm(
+        return self._alarm(
             dlq.metric_approximate_number_of_messages_visible(
                 period=Duration.minutes(1), statistic="Maximum"
             ).create_alarm(

@@ -612,6 +612,34 @@ def outputs(
 
 
 @app.command()
+def smoke(
+    target: Target = "local",
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    project: Project = "mlpoc",
+    region: Region = None,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds each job may take (a worker scales from 0 on AWS).")
+    ] = 600.0,
+) -> None:
+    """After a deploy: train, predict, the ledger, the API (with and without the key, and around
+    CloudFront), the alert path; then delete what it made. Exit 1 on any failure."""
+    from mlpoc.cli.smoke import run_smoke  # noqa: PLC0415
+
+    with friendly():
+        dep = deployment(target, state_dir, project, region)
+    steps = run_smoke(dep, timeout=timeout, progress=lambda m: console.print(f"[dim]·[/] {m}"))
+    table = Table("step", "", "what happened", title=f"smoke test ({dep.name})")
+    marks = {True: "[green]✓[/]", False: "[red]✗[/]", None: "[dim]-[/]"}
+    for step in steps:
+        table.add_row(step.name, marks[step.ok], step.detail)
+    console.print(table)
+    failed = [s.name for s in steps if s.ok is False]
+    if failed:
+        raise fail(f"smoke test failed: {', '.join(failed)}")
+    console.print("[green]the deployed loop works[/]")
+
+
+@app.command()
 def preflight(
     target: Target = "local",
     state_dir: StateDir = DEFAULT_STATE_DIR,
