@@ -72,6 +72,8 @@ Queue = Annotated[
     typer.Option("--queue", "-q", help="train, predict or events.", callback=_known_queue),
 ]
 
+# a check or step: passed, failed, or does not apply to this target
+MARKS = {True: "[green]✓[/]", False: "[red]✗[/]", None: "[dim]-[/]"}
 EXPECTED = (TargetError, LocalError, LocalModeRefused, SynthError, RegistryError, CostError)
 
 
@@ -629,9 +631,8 @@ def smoke(
         dep = deployment(target, state_dir, project, region)
     steps = run_smoke(dep, timeout=timeout, progress=lambda m: console.print(f"[dim]·[/] {m}"))
     table = Table("step", "", "what happened", title=f"smoke test ({dep.name})")
-    marks = {True: "[green]✓[/]", False: "[red]✗[/]", None: "[dim]-[/]"}
     for step in steps:
-        table.add_row(step.name, marks[step.ok], step.detail)
+        table.add_row(step.name, MARKS[step.ok], step.detail)
     console.print(table)
     failed = [s.name for s in steps if s.ok is False]
     if failed:
@@ -657,9 +658,8 @@ def preflight(
     """Before `cdk deploy`: credentials, bootstrap, Docker, platform, stacks, roles, idle cost."""
     with friendly():
         found = _preflight(target, state_dir, project, region, assembly, refresh_platform)
-    marks = {True: "[green]✓[/]", False: "[red]✗[/]", None: "[dim]-[/]"}
     for check in found:
-        console.print(f"{marks[check.ok]} {check.name:<22} {check.detail}")
+        console.print(f"{MARKS[check.ok]} {check.name:<22} {check.detail}")
         if check.ok is False and check.fix:
             console.print(f"  [red]→ {check.fix}[/]")
     failed = [c for c in found if c.ok is False]
