@@ -92,3 +92,12 @@ def enforced(poc: Synthesized) -> Iterator[EnforcedStack]:
     """The local stack's resources and runtime roles with IAM enforced, in a moto process."""
     with moto_process() as endpoint:
         yield deploy_enforced(endpoint, poc)
+
+
+@pytest.fixture(scope="session")
+def local_assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The app synthesized the way local mode does it (assets bundled), once per session, for
+    the tests that start `mlpoc local up --assembly`."""
+    from mlpoc.local.synth import CHECKOUT, synthesize
+
+    return synthesize(CHECKOUT, tmp_path_factory.mktemp("local-assembly") / "cdk.out")

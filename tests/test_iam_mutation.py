@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +23,6 @@ import boto3
 import pytest
 
 from mlpoc import samples
-from mlpoc.local.synth import CHECKOUT, synthesize
 
 pytestmark = pytest.mark.integration
 
@@ -60,8 +60,11 @@ def remove_grant(assembly: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def mutated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
-    assembly = synthesize(CHECKOUT, tmp_path_factory.mktemp("mutated") / "cdk.out")
+def mutated(
+    tmp_path_factory: pytest.TempPathFactory, local_assembly: Path
+) -> Iterator[tuple[Path, str]]:
+    assembly = tmp_path_factory.mktemp("mutated") / "cdk.out"
+    shutil.copytree(local_assembly, assembly)  # the session's synthesis, then one grant less
     role = remove_grant(assembly)
     state_dir = tmp_path_factory.mktemp("mutated-state")
     log = (ARTIFACTS / "local-up-mutated.log").open("w")
@@ -132,9 +135,9 @@ def test_the_smoke_test_fails_on_it_names_the_step_and_still_cleans_up(
     mutated: tuple[Path, str],
 ) -> None:
     state_dir, _ = mutated
-    done = mlpoc("smoke", "--timeout", "15", state_dir=state_dir)
+    done = mlpoc("smoke", "--timeout", "6", state_dir=state_dir)
     assert done.returncode == 1
     assert "smoke test failed: predict and store" in done.stderr
     # the predict job could not store its predictions: it never finished
-    assert "predict and store" in done.stdout and "still not finished after 15 s" in done.stdout
+    assert "predict and store" in done.stdout and "still not finished after 6 s" in done.stdout
     assert "clean up" in done.stdout and "ledger records of smoke-" in done.stdout

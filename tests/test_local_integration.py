@@ -66,12 +66,22 @@ def test_the_demo_runs_the_whole_loop_and_summarizes(tmp_path: Path) -> None:
 # -- `mlpoc local up` and a client that knows only the README ------------------------------
 @pytest.fixture(scope="module")
 def local_up(
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path_factory: pytest.TempPathFactory, local_assembly: Path
 ) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
     state_dir = tmp_path_factory.mktemp("local-up")
     log = (ARTIFACTS / "local-up.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "mlpoc.cli", "local", "up", "--state-dir", str(state_dir)],
+        [
+            sys.executable,
+            "-m",
+            "mlpoc.cli",
+            "local",
+            "up",
+            "--state-dir",
+            str(state_dir),
+            "--assembly",
+            str(local_assembly),
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
@@ -262,11 +272,11 @@ def test_a_retrain_from_the_review_queue_succeeds_under_the_deployed_policies(
 
 
 def test_preflight_checks_what_applies_to_the_local_stack(
-    local_up: tuple[Path, subprocess.Popen[str]],
+    local_up: tuple[Path, subprocess.Popen[str]], local_assembly: Path
 ) -> None:
     state_dir, _ = local_up
     checked = mlpoc(
-        "preflight", "--assembly", str(state_dir / "cdk.out"), state_dir=state_dir, timeout=180
+        "preflight", "--assembly", str(local_assembly), state_dir=state_dir, timeout=180
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     # the operator's identity, the data stack in moto, the idle month; no bootstrap or Docker
