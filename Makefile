@@ -61,7 +61,7 @@ synth: $(INSTALLED) $(NODE_INSTALLED) ## synthesize every stack to cdk.out with 
 
 test: lint typecheck synth $(BROWSER) $(NGINX) ## everything CI runs: lint, types, synth + cfn-lint, all tests with coverage
 	mkdir -p test-artifacts
-	$(PY) -m pytest --cov --cov-report=term --cov-report=xml:test-artifacts/coverage.xml
+	$(PY) -m pytest --cov --cov-report=term --cov-report=xml:test-artifacts/coverage.xml --durations=15
 
 test-fast: $(INSTALLED) ## the unit tests only (no subprocesses, no large backlogs)
 	$(PY) -m pytest -m "not integration and not perf"
