@@ -37,7 +37,7 @@ def build(app: cdk.App, *, env: cdk.Environment | None = None) -> Stacks:
         region=env.region if env else None,
         lookup=app.node.try_get_context,
     )
-    config = replace(config, eb_solution_stack=platform)
+    config = replace(config, eb_solution_stack=platform.name)
     data = DataStack(
         app,
         f"{config.project}-data",
@@ -57,5 +57,15 @@ def build(app: cdk.App, *, env: cdk.Environment | None = None) -> Stacks:
     for stack in (data, service):
         cdk.Tags.of(stack).add("project", config.project)
         cdk.Tags.of(stack).add("stage", config.stage)
+    if platform.unresolved:
+        stop_deploy(service, platform.unresolved)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return Stacks(config=config, data=data, service=service)
+
+
+def stop_deploy(stack: cdk.Stack, why: str) -> None:
+    """A template CloudFormation refuses before it creates anything (a rule whose assertion
+    never holds, with ``why`` as its message), and a warning at synth."""
+    rule = cdk.CfnRule(stack, "EbPlatformResolved")
+    rule.add_assertion(cdk.Fn.condition_equals("resolved", "unresolved"), why)
+    cdk.Annotations.of(stack).add_warning_v2("mlpoc:eb-platform-unresolved", why)

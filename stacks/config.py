@@ -182,23 +182,33 @@ def _eb_docker_al2023(name: str, value: Any) -> str:
     return value
 
 
+@dataclass(frozen=True)
+class Platform:
+    name: str  # the SolutionStackName the template carries
+    unresolved: str | None = None  # why a deploy of this template must stop, if it must
+
+
 def eb_platform(
     configured: str, *, account: str | None, region: str | None, lookup: Callable[[str], Any]
-) -> str:
+) -> Platform:
     """The solution stack to deploy: the pinned one, or the one preflight resolved for this
-    account and region (kept in cdk.context.json); for a synth without both, the synth-only
-    name (such a template is never deployed)."""
+    account and region (kept in cdk.context.json). Without one, the synth-only name, and for a
+    synth for an account (what `cdk deploy` runs) the sentence that stops the deploy: synth
+    itself goes on, so `make test` works in a shell with AWS credentials."""
     if configured != platforms.AUTO:
-        return configured
+        return Platform(configured)
     if not account or not region:
-        return platforms.SYNTH_ONLY_PLATFORM
+        return Platform(platforms.SYNTH_ONLY_PLATFORM)
     key = platforms.context_key(account, region)
     resolved = lookup(key)
-    if not isinstance(resolved, str) or not platforms.is_docker_al2023(resolved):
-        raise ConfigError(
+    if isinstance(resolved, str) and platforms.is_docker_al2023(resolved):
+        return Platform(resolved)
+    return Platform(
+        platforms.SYNTH_ONLY_PLATFORM,
+        unresolved=(
             f"{PREFIX}eb_solution_stack is 'auto' and no Elastic Beanstalk Docker platform is "
             f"resolved for account {account} in {region} yet: run `mlpoc preflight --target aws` "
             f"(it keeps the current one in cdk.context.json under {key!r}), or pin a platform "
             f"with -c {PREFIX}eb_solution_stack='64bit Amazon Linux 2023 vX.Y.Z running Docker'"
-        )
-    return resolved
+        ),
+    )

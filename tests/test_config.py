@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from mlpoc import platforms
-from stacks.config import Config, ConfigError, eb_platform
+from stacks.config import Config, ConfigError, Platform, eb_platform
 from tests.support.cdk_app import ROOT, cdk_json_context
 
 
@@ -110,29 +110,28 @@ def test_the_eb_platform_is_resolved_per_account_and_region_not_pinned() -> None
     assert cdk_json_context()["mlpoc:eb_solution_stack"] == platforms.AUTO
     kept = {platforms.context_key("111122223333", "eu-west-1"): PINNED}
     # GIVEN `auto` and what preflight kept in cdk.context.json for this account and region
-    assert eb_platform("auto", account="111122223333", region="eu-west-1", lookup=kept.get) == (
-        PINNED
-    )
+    found = eb_platform("auto", account="111122223333", region="eu-west-1", lookup=kept.get)
+    assert found == Platform(PINNED)
     # a pinned name wins over anything kept
     pinned = "64bit Amazon Linux 2023 v4.8.0 running Docker"
-    assert eb_platform(pinned, account="111122223333", region="eu-west-1", lookup=kept.get) == (
-        pinned
-    )
+    found = eb_platform(pinned, account="111122223333", region="eu-west-1", lookup=kept.get)
+    assert found == Platform(pinned)
     # a synth with no account (tests, local mode) is never deployed: the synth-only name
-    assert eb_platform("auto", account=None, region=None, lookup=kept.get) == (
-        platforms.SYNTH_ONLY_PLATFORM
-    )
+    found = eb_platform("auto", account=None, region=None, lookup=kept.get)
+    assert found == Platform(platforms.SYNTH_ONLY_PLATFORM)
 
 
 def test_a_deploy_without_a_resolved_platform_says_to_run_preflight() -> None:
-    with pytest.raises(ConfigError) as error:
-        eb_platform("auto", account="111122223333", region="us-east-1", lookup={}.get)
-    assert "run `mlpoc preflight --target aws`" in str(error.value)
-    assert "mlpoc:eb-platform:account=111122223333:region=us-east-1" in str(error.value)
+    found = eb_platform("auto", account="111122223333", region="us-east-1", lookup={}.get)
+    assert found.unresolved is not None
+    assert "run `mlpoc preflight --target aws`" in found.unresolved
+    assert "mlpoc:eb-platform:account=111122223333:region=us-east-1" in found.unresolved
 
 
-def test_app_py_stops_a_deploy_synth_that_has_no_platform(tmp_path: Path) -> None:
-    # what `cdk deploy` runs: app.py with the CLI's account and region, no cdk.context.json
+def test_a_synth_for_an_account_without_a_platform_cannot_be_deployed(tmp_path: Path) -> None:
+    # what `cdk synth`/`cdk deploy` run with AWS credentials: app.py with the CLI's account and
+    # region and no cdk.context.json. Synth goes on (make test works in such a shell); the
+    # template carries a rule CloudFormation checks before it creates anything
     done = subprocess.run(
         [sys.executable, "app.py"],
         cwd=ROOT,
@@ -147,8 +146,40 @@ def test_app_py_stops_a_deploy_synth_that_has_no_platform(tmp_path: Path) -> Non
         text=True,
         check=False,
     )
-    assert done.returncode == 1
-    assert "mlpoc: bad configuration: mlpoc:eb_solution_stack is 'auto'" in done.stderr
+    assert done.returncode == 0, done.stderr
+    template = json.loads((tmp_path / "mlpoc-service.template.json").read_text())
+    (assertion,) = template["Rules"]["EbPlatformResolved"]["Assertions"]
+    assert assertion["Assert"] == {"Fn::Equals": ["resolved", "unresolved"]}  # never holds
+    assert "run `mlpoc preflight --target aws`" in assertion["AssertDescription"]
+    # and a template for an account with a kept platform carries no such rule
+    context = {
+        **cdk_json_context(),
+        platforms.context_key("111122223333", "us-east-1"): PINNED,
+    }
+    kept = tmp_path / "kept"
+    done = subprocess.run(
+        [sys.executable, "app.py"],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "CDK_DEFAULT_ACCOUNT": "111122223333",
+            "CDK_DEFAULT_REGION": "us-east-1",
+            "CDK_OUTDIR": str(kept),
+            "CDK_CONTEXT_JSON": json.dumps(context),
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    template = json.loads((kept / "mlpoc-service.template.json").read_text())
+    assert "EbPlatformResolved" not in template.get("Rules", {})
+    (environment,) = [
+        r
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::ElasticBeanstalk::Environment"
+    ]
+    assert environment["Properties"]["SolutionStackName"] == PINNED
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
 from stacks.config import Config
-from stacks.constructs.nag import acknowledge
+from stacks.constructs.nag import acknowledge, as_nag_names
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # ECS sends SIGTERM, then SIGKILL after this; the worker's own grace is shorter.
@@ -131,8 +131,11 @@ class Workers(Construct):
         )
         acknowledge(
             task.task_role.node.find_child("DefaultPolicy"),
-            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:"
-            f"<AWS::AccountId>:task/<{CLUSTER_ID}>/*]",
+            as_nag_names(
+                stack,
+                "AwsSolutions-IAM5[Resource::arn:{partition}:ecs:{region}:{account}:task/"
+                f"<{CLUSTER_ID}>/*]",
+            ),
             "Task ids are only known at run time; the statement is limited to this cluster's "
             "tasks and to the two task-protection actions the worker calls on itself.",
         )
