@@ -219,7 +219,8 @@ class Smoke:
         self.progress(name)
         try:
             yield
-        except (SmokeFailed, TargetError, ClientError, BotoCoreError, KeyError) as error:
+        except (SmokeFailed, TargetError, ClientError, BotoCoreError, KeyError, OSError) as error:
+            # OSError: the API or the instance unreachable (urllib's URLError is one)
             self.steps.append(Step(name, False, str(error)))
             if name != "clean up":
                 raise StopSmoke from None
