@@ -128,10 +128,9 @@ def test_a_deploy_without_a_resolved_platform_says_to_run_preflight() -> None:
     assert "mlpoc:eb-platform:account=111122223333:region=us-east-1" in found.unresolved
 
 
-def test_a_synth_for_an_account_without_a_platform_cannot_be_deployed(tmp_path: Path) -> None:
-    # what `cdk synth`/`cdk deploy` run with AWS credentials: app.py with the CLI's account and
-    # region and no cdk.context.json. Synth goes on (make test works in such a shell); the
-    # template carries a rule CloudFormation checks before it creates anything
+def synth_for_account(outdir: Path, context: dict[str, Any]) -> dict[str, Any]:
+    """What `cdk synth`/`cdk deploy` run with AWS credentials: app.py with the CLI's account
+    and region (and cdk-nag); the service stack's template."""
     done = subprocess.run(
         [sys.executable, "app.py"],
         cwd=ROOT,
@@ -139,32 +138,7 @@ def test_a_synth_for_an_account_without_a_platform_cannot_be_deployed(tmp_path: 
             **os.environ,
             "CDK_DEFAULT_ACCOUNT": "111122223333",
             "CDK_DEFAULT_REGION": "us-east-1",
-            "CDK_OUTDIR": str(tmp_path),
-            "CDK_CONTEXT_JSON": json.dumps(cdk_json_context()),
-        },
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    template = json.loads((tmp_path / "mlpoc-service.template.json").read_text())
-    (assertion,) = template["Rules"]["EbPlatformResolved"]["Assertions"]
-    assert assertion["Assert"] == {"Fn::Equals": ["resolved", "unresolved"]}  # never holds
-    assert "run `mlpoc preflight --target aws`" in assertion["AssertDescription"]
-    # and a template for an account with a kept platform carries no such rule
-    context = {
-        **cdk_json_context(),
-        platforms.context_key("111122223333", "us-east-1"): PINNED,
-    }
-    kept = tmp_path / "kept"
-    done = subprocess.run(
-        [sys.executable, "app.py"],
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "CDK_DEFAULT_ACCOUNT": "111122223333",
-            "CDK_DEFAULT_REGION": "us-east-1",
-            "CDK_OUTDIR": str(kept),
+            "CDK_OUTDIR": str(outdir),
             "CDK_CONTEXT_JSON": json.dumps(context),
         },
         capture_output=True,
@@ -172,7 +146,20 @@ def test_a_synth_for_an_account_without_a_platform_cannot_be_deployed(tmp_path: 
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    template = json.loads((kept / "mlpoc-service.template.json").read_text())
+    template: dict[str, Any] = json.loads((outdir / "mlpoc-service.template.json").read_text())
+    return template
+
+
+def test_a_synth_for_an_account_without_a_platform_cannot_be_deployed(tmp_path: Path) -> None:
+    # no cdk.context.json: synth goes on (make test works in a shell with AWS credentials), and
+    # the template carries a rule CloudFormation checks before it creates anything
+    template = synth_for_account(tmp_path / "unresolved", cdk_json_context())
+    (assertion,) = template["Rules"]["EbPlatformResolved"]["Assertions"]
+    assert assertion["Assert"] == {"Fn::Equals": ["resolved", "unresolved"]}  # never holds
+    assert "run `mlpoc preflight --target aws`" in assertion["AssertDescription"]
+    # and a template for an account with a kept platform carries no such rule
+    kept = {**cdk_json_context(), platforms.context_key("111122223333", "us-east-1"): PINNED}
+    template = synth_for_account(tmp_path / "kept", kept)
     assert "EbPlatformResolved" not in template.get("Rules", {})
     (environment,) = [
         r

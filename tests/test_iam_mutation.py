@@ -9,11 +9,7 @@ role, the action and the table, in the ledger, in the worker's log and in `mlpoc
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,22 +19,11 @@ import boto3
 import pytest
 
 from mlpoc import samples
+from tests.support.cli import local_up, mlpoc
 
 pytestmark = pytest.mark.integration
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 ACTION = "dynamodb:BatchWriteItem"
-
-
-def mlpoc(*args: str, state_dir: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mlpoc.cli", *args, "--state-dir", str(state_dir)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**os.environ, "COLUMNS": "250"},
-    )
 
 
 def remove_grant(assembly: Path) -> str:
@@ -67,21 +52,8 @@ def mutated(
     shutil.copytree(local_assembly, assembly)  # the session's synthesis, then one grant less
     role = remove_grant(assembly)
     state_dir = tmp_path_factory.mktemp("mutated-state")
-    log = (ARTIFACTS / "local-up-mutated.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mlpoc.cli", "local", "up", "--assembly", str(assembly),
-         "--state-dir", str(state_dir)],
-        stdout=log, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while not (state_dir / "local.json").exists():
-        assert process.poll() is None, (ARTIFACTS / "local-up-mutated.log").read_text()
-        assert time.monotonic() < deadline, "local up did not come up in 120 s"
-        time.sleep(0.5)
-    yield state_dir, role
-    process.send_signal(signal.SIGINT)
-    process.wait(timeout=60)
-    log.close()
+    with local_up(state_dir, assembly, "local-up-mutated.log"):
+        yield state_dir, role
 
 
 def ledger_record(outputs: dict[str, str], job_id: str) -> dict[str, Any]:

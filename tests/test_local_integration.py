@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -26,20 +25,10 @@ import pytest
 from botocore.exceptions import ClientError
 from sklearn.datasets import load_digits
 
+from tests.support.cli import ARTIFACTS, mlpoc
+from tests.support.cli import local_up as local_up_process
+
 pytestmark = pytest.mark.integration
-
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-
-
-def mlpoc(*args: str, state_dir: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mlpoc.cli", *args, "--state-dir", str(state_dir)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env={**os.environ, "COLUMNS": "200"},
-    )
 
 
 def test_the_demo_runs_the_whole_loop_and_summarizes(tmp_path: Path) -> None:
@@ -69,33 +58,8 @@ def local_up(
     tmp_path_factory: pytest.TempPathFactory, local_assembly: Path
 ) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
     state_dir = tmp_path_factory.mktemp("local-up")
-    log = (ARTIFACTS / "local-up.log").open("w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlpoc.cli",
-            "local",
-            "up",
-            "--state-dir",
-            str(state_dir),
-            "--assembly",
-            str(local_assembly),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    deadline = time.monotonic() + 120
-    while not (state_dir / "local.json").exists():
-        assert process.poll() is None, (ARTIFACTS / "local-up.log").read_text()
-        assert time.monotonic() < deadline, "local up did not come up in 120 s"
-        time.sleep(0.5)
-    yield state_dir, process
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=60)
-    log.close()
+    with local_up_process(state_dir, local_assembly, "local-up.log") as process:
+        yield state_dir, process
 
 
 @pytest.fixture(scope="module")

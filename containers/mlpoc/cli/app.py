@@ -30,6 +30,7 @@ from mlpoc.registry import RegistryError
 
 if TYPE_CHECKING:
     from mlpoc.cli.demo import DemoResult
+    from mlpoc.cli.preflight import Check
     from mlpoc.local.supervisor import LocalMode
 
 app = typer.Typer(
@@ -675,14 +676,12 @@ def _preflight(
     region: str | None,
     assembly: Path | None,
     refresh_platform: bool,
-) -> list[Any]:
-    import tempfile  # noqa: PLC0415
-
+) -> list[Check]:
     import boto3  # noqa: PLC0415
 
     from mlpoc.cli.preflight import Preflight  # noqa: PLC0415
     from mlpoc.local.safety import local_session  # noqa: PLC0415
-    from mlpoc.local.synth import load_context, project_dir, synthesize  # noqa: PLC0415
+    from mlpoc.local.synth import load_context, project_dir  # noqa: PLC0415
     from mlpoc.local.template import Assembly  # noqa: PLC0415
 
     root = project_dir(None)
@@ -697,13 +696,11 @@ def _preflight(
             raise TargetError("no AWS region: pass --region or set AWS_REGION")
     else:
         raise fail(f"--target must be local or aws, not {target!r}", 2)
-    if assembly is None:
-        assembly = synthesize(root, Path(tempfile.mkdtemp()) / "cdk.out")
     return Preflight(
         session=session,
         region=str(region),
         project=project,
-        assembly=Assembly.from_dir(assembly),
+        assembly=Assembly.from_dir(_synthesized(assembly)),
         context_file=root / "cdk.context.json",
         configured_platform=str(context.get("mlpoc:eb_solution_stack", "auto")),
         budget_usd=float(context.get("mlpoc:budget_usd", 0)),
@@ -711,6 +708,17 @@ def _preflight(
         endpoint=endpoint,
         refresh_platform=refresh_platform,
     ).checks()
+
+
+def _synthesized(assembly: Path | None) -> Path:
+    """The given cloud assembly, or the app synthesized now into a temporary folder."""
+    if assembly is not None:
+        return assembly
+    import tempfile  # noqa: PLC0415
+
+    from mlpoc.local.synth import project_dir, synthesize  # noqa: PLC0415
+
+    return synthesize(project_dir(None), Path(tempfile.mkdtemp()) / "cdk.out")
 
 
 @app.command()
@@ -730,13 +738,7 @@ def cost(
     from mlpoc.local.template import Assembly  # noqa: PLC0415
 
     with friendly():
-        if assembly is None:
-            import tempfile  # noqa: PLC0415
-
-            from mlpoc.local.synth import project_dir, synthesize  # noqa: PLC0415
-
-            assembly = synthesize(project_dir(None), Path(tempfile.mkdtemp()) / "cdk.out")
-        found = Assembly.from_dir(assembly)
+        found = Assembly.from_dir(_synthesized(assembly))
         where = region or found.region or os.environ.get("AWS_REGION") or "us-east-1"
         try:
             result = costs.report(found, where)

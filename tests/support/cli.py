@@ -1,0 +1,50 @@
+"""The `mlpoc` command as a user runs it: a subprocess, and a `local up` kept running."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+def mlpoc(*args: str, state_dir: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mlpoc.cli", *args, "--state-dir", str(state_dir)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, "COLUMNS": "250"},
+    )
+
+
+@contextmanager
+def local_up(state_dir: Path, assembly: Path, log_name: str) -> Iterator[subprocess.Popen[str]]:
+    """`mlpoc local up --assembly` until its state file exists; Ctrl-C (SIGINT) at the end.
+    Its output is kept in test-artifacts/<log_name>."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    log_path = ARTIFACTS / log_name
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mlpoc.cli", "local", "up", "--state-dir", str(state_dir),
+             "--assembly", str(assembly)],
+            stdout=log, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while not (state_dir / "local.json").exists():
+            assert process.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, "local up did not come up in 120 s"
+            time.sleep(0.5)
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+                process.wait(timeout=60)
