@@ -59,12 +59,15 @@ synth: $(INSTALLED) $(NODE_INSTALLED) ## synthesize every stack to cdk.out with 
 	$(VENV)/bin/cfn-lint
 	$(VENV)/bin/mlpoc cost --assembly cdk.out --summary
 
+# Two runners, whole files each (a file's module fixtures, e.g. one `local up`, stay in one runner).
+PYTEST_PARALLEL ?= --numprocesses 2 --dist loadfile
+
 test: lint typecheck synth $(BROWSER) $(NGINX) ## everything CI runs: lint, types, synth + cfn-lint, all tests with coverage
 	mkdir -p test-artifacts
-	$(PY) -m pytest --cov --cov-report=term --cov-report=xml:test-artifacts/coverage.xml --durations=15
+	$(PY) -m pytest $(PYTEST_PARALLEL) --cov --cov-report=term --cov-report=xml:test-artifacts/coverage.xml --durations=15
 
 test-fast: $(INSTALLED) ## the unit tests only (no subprocesses, no large backlogs)
-	$(PY) -m pytest -m "not integration and not perf"
+	$(PY) -m pytest $(PYTEST_PARALLEL) -m "not integration and not perf"
 
 bench: $(INSTALLED) ## worker throughput, inference and API latency, demo time, against baselines
 	$(PY) benchmarks/worker_throughput.py

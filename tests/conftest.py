@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from moto.server import ThreadedMotoServer
 
 from mlpoc import plugins
-from mlpoc.local import motoserver
 from tests.support.aws_stack import FAKE_CREDENTIALS, Stack, create_stack
 from tests.support.cdk_app import Synthesized
 from tests.support.enforced import EnforcedStack, deploy_enforced, moto_process
@@ -25,6 +22,13 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.pop("AWS_PROFILE", None)
     os.environ.pop("AWS_ENDPOINT_URL", None)
     os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files with subprocesses and backlogs first: `make test` hands whole files to its two
+    runners (pytest-xdist, --dist loadfile), and the long ones must not be the last handed out."""
+    slow = ("integration", "perf")
+    items.sort(key=lambda item: not any(item.get_closest_marker(m) for m in slow))
 
 
 @pytest.fixture(autouse=True)
@@ -45,13 +49,10 @@ def _plugins() -> None:
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    motoserver.apply_patches()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    """Local mode's moto (patched), in its own process: the tests' clients and the server do not
+    share one interpreter's lock, and coverage does not trace moto."""
+    with moto_process(covered=False) as endpoint:
+        yield endpoint
 
 
 @pytest.fixture

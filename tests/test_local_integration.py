@@ -1,6 +1,6 @@
-"""Local mode for real: `mlpoc demo`, and `mlpoc local up` driven by a plain AWS client.
+"""Local mode for real: `mlpoc local up` driven by a plain AWS client and the operator commands.
 
-The second test's client uses none of the project's code: boto3 against the endpoint and the
+The client uses none of the project's code: boto3 against the endpoint and the
 operator's keys that `mlpoc outputs --json` prints, the job contract as the README states it,
 and the API over HTTP. IAM is enforced throughout (local mode's default): every process runs
 as its own role from the service template, so what passes here passes the deployed policies.
@@ -12,7 +12,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -25,31 +24,10 @@ import pytest
 from botocore.exceptions import ClientError
 from sklearn.datasets import load_digits
 
-from tests.support.cli import ARTIFACTS, mlpoc
 from tests.support.cli import local_up as local_up_process
+from tests.support.cli import mlpoc
 
 pytestmark = pytest.mark.integration
-
-
-def test_the_demo_runs_the_whole_loop_and_summarizes(tmp_path: Path) -> None:
-    started = time.monotonic()
-    done = mlpoc("demo", state_dir=tmp_path, timeout=280)
-    seconds = time.monotonic() - started
-    (ARTIFACTS / "demo-output.txt").write_text(done.stdout + done.stderr)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    out = done.stdout
-    # the three jobs, the two versions with metrics, the realtime answers, the summary line
-    assert out.count("SUCCEEDED") >= 3
-    assert "397 predictions" in out
-    assert "Model versions" in out
-    assert "│ v1 " in out
-    assert "│ v2 " in out
-    assert "Corrections fed back: 5; v2 promoted" in out
-    assert "Predictions stored: 397" in out
-    assert "Realtime API" in out
-    # it cleaned up after itself
-    assert not (tmp_path / "local.json").exists()
-    sys.stderr.write(f"\nmlpoc demo took {seconds:.1f} s (goal: 90 s)\n")
 
 
 # -- `mlpoc local up` and a client that knows only the README ------------------------------

@@ -33,15 +33,18 @@ from tests.support.cdk_app import Synthesized
 
 
 @contextmanager
-def moto_process() -> Iterator[str]:
-    """``python -m mlpoc.local.motoserver`` on a free loopback port; its endpoint."""
+def moto_process(*, covered: bool = True) -> Iterator[str]:
+    """``python -m mlpoc.local.motoserver`` on a free loopback port; its endpoint.
+
+    ``covered=False`` keeps coverage out of it: a server that only serves the other tests'
+    calls has nothing of ours to measure, and tracing moto costs more than the calls."""
     process = subprocess.Popen(
         [sys.executable, "-m", "mlpoc.local.motoserver"],
         stdout=subprocess.PIPE,
         text=True,
         env={
             **local_env("http://127.0.0.1:1"),
-            **{k: v for k, v in os.environ.items() if k.startswith("COVERAGE")},
+            **{k: v for k, v in os.environ.items() if covered and k.startswith("COVERAGE")},
         },
     )
     assert process.stdout is not None
