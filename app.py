@@ -8,8 +8,8 @@ import sys
 
 import aws_cdk as cdk
 
+from mlpoc.errors import ConfigError
 from stacks.builder import build
-from stacks.config import ConfigError
 
 
 def main() -> None:

@@ -21,9 +21,10 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from mlpoc.paths import CHECKOUT
+
+ROOT = CHECKOUT
 sys.path.insert(0, str(ROOT))
 
 

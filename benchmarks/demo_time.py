@@ -16,7 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from mlpoc.paths import CHECKOUT
+
+ROOT = CHECKOUT
 BUDGET_SECONDS = 90.0
 
 

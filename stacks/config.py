@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from mlpoc import platforms
+from mlpoc.errors import ConfigError
 
 Stage = Literal["poc", "retain"]
 T = TypeVar("T")
@@ -35,10 +36,6 @@ INSTANCE_RULE = "an EC2 instance type such as t4g.small"
 EMAIL_RULE = "an email address, or empty for none"
 SECRET_RULE = "a Secrets Manager secret name, or empty for none"  # noqa: S105 - a description
 LISTED_CHOICES = 10
-
-
-class ConfigError(Exception):
-    """A context value that cannot be used; the message names the key and the allowed values."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -99,6 +99,7 @@ def enforced(poc: Synthesized) -> Iterator[EnforcedStack]:
 def local_assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The app synthesized the way local mode does it (assets bundled), once per session, for
     the tests that start `mlpoc local up --assembly`."""
-    from mlpoc.local.synth import CHECKOUT, synthesize
+    from mlpoc.local.synth import synthesize
+    from mlpoc.paths import CHECKOUT
 
     return synthesize(CHECKOUT, tmp_path_factory.mktemp("local-assembly") / "cdk.out")

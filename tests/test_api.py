@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from mlpoc import samples
 from mlpoc.api.app import create_app
 from mlpoc.api.settings import ApiSettings
+from mlpoc.errors import SettingsError
 from mlpoc.ledger import Ledger
-from mlpoc.settings import SettingsError
 from tests.support.aws_stack import Stack, create_stack
 from tests.support.pipeline import prepare, train
 

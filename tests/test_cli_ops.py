@@ -9,8 +9,9 @@ import pytest
 
 from mlpoc import samples
 from mlpoc.cli import ops
-from mlpoc.cli.target import Deployment, TargetError
+from mlpoc.cli.target import Deployment
 from mlpoc.contracts import Job, S3Uri
+from mlpoc.errors import TargetError
 from mlpoc.ledger import Ledger
 from mlpoc.local.safety import local_session
 from mlpoc.settings import RESOURCE_OUTPUTS

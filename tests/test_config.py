@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from mlpoc import platforms
-from stacks.config import Config, ConfigError, Platform, eb_platform
+from mlpoc.errors import ConfigError
+from stacks.config import Config, Platform, eb_platform
 from tests.support.cdk_app import ROOT, cdk_json_context
 
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from mlpoc.contracts import MAX_MESSAGE_BYTES, Job, JobRejected, S3Uri, parse_job
+from mlpoc.contracts import MAX_MESSAGE_BYTES, Job, S3Uri, parse_job
+from mlpoc.errors import JobRejected
 
 BUCKET = "mlpoc-data-abc"
 

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from mlpoc import cost, plugins, samples
 from mlpoc.cli.app import app
+from mlpoc.errors import CostError
 from mlpoc.local.template import Assembly
 from mlpoc.settings import Settings
 from mlpoc.worker.loop import Worker
@@ -134,7 +135,7 @@ def test_ap_northeast_1_uses_its_own_prices(poc: Synthesized) -> None:
 
 
 def test_an_unknown_region_is_named_not_priced(poc: Synthesized) -> None:
-    with pytest.raises(cost.CostError, match=r"no prices for region eu-west-3 .*us-east-1"):
+    with pytest.raises(CostError, match=r"no prices for region eu-west-3 .*us-east-1"):
         cost.report(assembly_of(poc), "eu-west-3")
 
 

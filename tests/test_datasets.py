@@ -9,7 +9,8 @@ from moto import mock_aws
 
 from mlpoc import datasets, samples
 from mlpoc.contracts import S3Uri
-from mlpoc.datasets import DatasetError, parse_prediction, parse_training
+from mlpoc.datasets import parse_prediction, parse_training
+from mlpoc.errors import DatasetError
 
 
 def test_the_shipped_digits_parse_into_features_and_labels() -> None:

@@ -13,8 +13,9 @@ from moto import mock_aws
 
 from mlpoc import tables
 from mlpoc.contracts import parse_job
-from mlpoc.ledger import ClaimOutcome, LeaseLost, Ledger, Status
-from mlpoc.registry import ModelVersion, PointerMoved, Registry, RegistryError
+from mlpoc.errors import LeaseLost, PointerMoved, RegistryError
+from mlpoc.ledger import ClaimOutcome, Ledger, Status
+from mlpoc.registry import ModelVersion, Registry
 
 
 class Clock:

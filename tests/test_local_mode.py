@@ -17,18 +17,12 @@ import pytest
 from typer.testing import CliRunner
 
 from mlpoc.cli.app import app
-from mlpoc.cli.target import TargetError, resolve
+from mlpoc.cli.target import resolve
+from mlpoc.errors import LocalError, LocalModeRefused, TargetError
 from mlpoc.local import sqs_lambda
 from mlpoc.local.deploy import LocalDeployer, supported_by_moto
-from mlpoc.local.safety import (
-    FAKE_CREDENTIALS,
-    Credentials,
-    LocalModeRefused,
-    check_endpoint,
-    check_env,
-    local_env,
-)
-from mlpoc.local.state import STATE_FILE, LocalError, LocalState, ProcessState, down
+from mlpoc.local.safety import FAKE_CREDENTIALS, Credentials, check_endpoint, check_env, local_env
+from mlpoc.local.state import STATE_FILE, LocalState, ProcessState, down
 from mlpoc.local.synth import load_context, synthesize
 from mlpoc.local.template import Resolver, Unresolvable, for_moto, processes
 from tests.support.aws_stack import Stack
@@ -227,7 +221,7 @@ def test_synthesis_reports_a_bad_cdk_json_value(tmp_path: Path) -> None:
     context = {**load_context(ROOT), "mlpoc:stage": "prod"}
     (checkout / "cdk.json").write_text(json.dumps({"context": context}))
     # WHEN local mode synthesizes it, THEN the config error reaches the user
-    from mlpoc.local.synth import SynthError
+    from mlpoc.errors import SynthError
 
     with pytest.raises(SynthError, match=r"mlpoc:stage"):
         synthesize(checkout, tmp_path / "out")

@@ -14,12 +14,12 @@ import pytest
 from moto import mock_aws
 
 from mlpoc import plugins, samples
-from mlpoc.dynamo import BatchWriter, TransientError
-from mlpoc.errors import JobFailed
+from mlpoc.dynamo import BatchWriter
+from mlpoc.errors import JobFailed, PluginError, SettingsError, TransientError
 from mlpoc.inference import OnnxClassifier
 from mlpoc.ledger import Ledger
 from mlpoc.registry import ModelVersion
-from mlpoc.settings import Settings, SettingsError
+from mlpoc.settings import Settings
 from mlpoc.worker import __main__ as worker_main
 from mlpoc.worker.loop import JobContext, Worker
 from mlpoc.worker.protection import TaskProtection
@@ -359,7 +359,8 @@ def test_evaluate_computes_accuracy_and_macro_f1() -> None:
 
 
 def test_splitting_refuses_datasets_that_cannot_be_evaluated() -> None:
-    from mlpoc.datasets import DatasetError, parse_training
+    from mlpoc.datasets import parse_training
+    from mlpoc.errors import DatasetError
 
     one_class = parse_training("a,label\n" + "1,x\n" * 20, "d.csv")
     with pytest.raises(DatasetError, match="one class"):
@@ -372,15 +373,15 @@ def test_splitting_refuses_datasets_that_cannot_be_evaluated() -> None:
 
 
 def test_plugins_refuse_unknown_names_and_bad_parameters() -> None:
-    with pytest.raises(plugins.PluginError, match="no training plugin named 'torch'; available"):
+    with pytest.raises(PluginError, match="no training plugin named 'torch'; available"):
         plugins.get("torch")
-    with pytest.raises(plugins.PluginError, match="cannot be imported"):
+    with pytest.raises(PluginError, match="cannot be imported"):
         plugins.load(["no.such.module"])
     x, y = samples.digits(slice(0, 200))
     sklearn = plugins.get("sklearn")
-    with pytest.raises(plugins.PluginError, match=r"params\.C must be a float >= 1e-09"):
+    with pytest.raises(PluginError, match=r"params\.C must be a float >= 1e-09"):
         sklearn.train(x.astype(np.float32), y.astype(str), {"C": -1})
-    with pytest.raises(plugins.PluginError, match=r"params\.estimator must be one of"):
+    with pytest.raises(PluginError, match=r"params\.estimator must be one of"):
         sklearn.train(x.astype(np.float32), y.astype(str), {"estimator": "svm"})
     forest = sklearn.train(
         x.astype(np.float32),
@@ -392,7 +393,7 @@ def test_plugins_refuse_unknown_names_and_bad_parameters() -> None:
 
 
 def test_an_artifact_that_is_not_a_usable_onnx_classifier_is_refused() -> None:
-    from mlpoc.artifacts import ArtifactError
+    from mlpoc.errors import ArtifactError
 
     version = ModelVersion(
         model="m",

@@ -16,11 +16,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from mlpoc import layout
-from mlpoc.errors import JobFailed
-
-
-class ArtifactError(JobFailed):
-    """A model artifact is missing or does not match the registry (tampered or corrupted)."""
+from mlpoc.errors import ArtifactError
 
 
 @dataclass(frozen=True)

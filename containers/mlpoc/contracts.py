@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mlpoc import layout
+from mlpoc.errors import JobRejected
 
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMAS = frozenset({SCHEMA_VERSION})
@@ -32,15 +33,6 @@ S3_URI_PATTERN = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])
 KNOWN_FIELDS = frozenset({"schema", "job_id", "type", "model", "dataset", "version", "params"})
 
 JobType = Literal["train", "predict"]
-
-
-class JobRejected(Exception):
-    """A message that can never succeed, whatever the number of retries."""
-
-    def __init__(self, reason: str, job_id: str | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.job_id = job_id
 
 
 @dataclass(frozen=True)

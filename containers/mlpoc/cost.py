@@ -22,6 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from mlpoc.errors import CostError
 from mlpoc.local.template import Assembly, references
 
 TRAIN_JOBS = 1_000
@@ -55,10 +56,6 @@ PRICED = frozenset({
     "AWS::CloudWatch::Alarm", "AWS::CloudWatch::Dashboard", "AWS::Lambda::EventSourceMapping",
     "AWS::CloudFront::Distribution", "AWS::Budgets::Budget", "AWS::ECS::Cluster",
 })  # fmt: skip
-
-
-class CostError(Exception):
-    """The report cannot be made (no prices for the region, no templates)."""
 
 
 @dataclass(frozen=True)

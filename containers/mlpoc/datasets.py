@@ -18,16 +18,12 @@ import numpy as np
 from botocore.exceptions import ClientError
 
 from mlpoc.contracts import S3Uri
-from mlpoc.errors import JobFailed
+from mlpoc.errors import DatasetError
 
 LABEL = "label"
 ID = "id"
 MAX_DATASET_BYTES = 512 * 1024 * 1024
 MAX_ID_CHARS = 512
-
-
-class DatasetError(JobFailed):
-    """A dataset that can never be used as it is (the job fails with this reason)."""
 
 
 @dataclass(frozen=True)

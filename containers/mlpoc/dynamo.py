@@ -11,14 +11,12 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from mlpoc.errors import TransientError
+
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
 BATCH_WRITE_LIMIT = 25
-
-
-class TransientError(Exception):
-    """A failure worth retrying later (the message goes back to the queue)."""
 
 
 def _to_dynamo(value: Any) -> Any:

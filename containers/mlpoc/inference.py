@@ -14,7 +14,7 @@ import numpy as np
 import onnxruntime as ort
 
 from mlpoc import artifacts
-from mlpoc.artifacts import ArtifactError
+from mlpoc.errors import ArtifactError
 from mlpoc.registry import ModelVersion
 
 

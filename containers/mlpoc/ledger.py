@@ -21,6 +21,7 @@ from botocore.exceptions import ClientError
 
 from mlpoc import dynamo
 from mlpoc.contracts import Job
+from mlpoc.errors import LeaseLost
 
 
 class Status(enum.StrEnum):
@@ -33,10 +34,6 @@ class Status(enum.StrEnum):
 
 TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED})
 MAX_REASON_CHARS = 2_000
-
-
-class LeaseLost(Exception):
-    """This worker no longer owns the job (its lease expired and another worker claimed it)."""
 
 
 class ClaimOutcome(enum.Enum):

@@ -21,19 +21,11 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from mlpoc import dynamo
-from mlpoc.errors import JobFailed
+from mlpoc.errors import PointerMoved, RegistryError
 
 POINTER = "@pointer"
 PRIMARY_METRIC = "accuracy"
 MAX_HISTORY = 50
-
-
-class RegistryError(JobFailed):
-    """A request the registry cannot satisfy (unknown model or version, nothing promoted)."""
-
-
-class PointerMoved(Exception):
-    """Another writer changed the promotion pointer first; re-read and decide again."""
 
 
 def version_key(version: int) -> str:

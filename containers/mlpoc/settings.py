@@ -12,11 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from mlpoc.errors import SettingsError
+
 Role = Literal["train", "predict", "api"]
-
-
-class SettingsError(Exception):
-    """A required environment variable is missing or malformed."""
 
 
 # name -> (what it is, the stack output that holds it): the error message says both, and the CLI

@@ -31,8 +31,9 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import custom_resources as cr
 
 from constructs import Construct
+from mlpoc.paths import CHECKOUT
 from stacks.config import Config
-from stacks.constructs.bundling import REPO_ROOT, CopyFiles
+from stacks.constructs.bundling import CopyFiles
 from stacks.constructs.nag import acknowledge
 
 LOG_RETENTION_DAYS = 30
@@ -174,7 +175,7 @@ class ApiService(Construct):
         bundle = s3_assets.Asset(
             self,
             "Bundle",
-            path=str(REPO_ROOT / "containers"),
+            path=str(CHECKOUT / "containers"),
             bundling=BundlingOptions(
                 image=DockerImage.from_registry("public.ecr.aws/docker/library/alpine:3"),
                 local=CopyFiles(BUNDLE_FILES),  # type: ignore[arg-type]

@@ -9,7 +9,7 @@ from pathlib import Path
 import jsii
 from aws_cdk import BundlingOptions, ILocalBundling
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from mlpoc.paths import CHECKOUT
 
 
 @jsii.implements(ILocalBundling)
@@ -25,7 +25,7 @@ class CopyFiles:
         for source, target in self.files.items():
             destination = Path(output_dir) / target
             destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(REPO_ROOT / source, destination)
+            shutil.copyfile(CHECKOUT / source, destination)
         for module in self.modules:
             spec = importlib.util.find_spec(module)
             if spec is None or spec.origin is None:

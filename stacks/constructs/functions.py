@@ -10,17 +10,15 @@ region without that parameter would fail the deploy.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from aws_cdk import BundlingOptions, DockerImage, Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 
 from constructs import Construct
+from mlpoc.paths import CHECKOUT
 from stacks.constructs.bundling import CopyFiles
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 # bundled into every function: Powertools and what it needs beyond the runtime's boto3
 BUNDLED_MODULES = ("aws_lambda_powertools", "typing_extensions")
 RUNTIME = lambda_.Runtime.PYTHON_3_14
@@ -71,7 +69,7 @@ class PythonFunction(Construct):
             architecture=lambda_.Architecture.ARM_64,
             handler="handler.handler",
             code=lambda_.Code.from_asset(
-                str(REPO_ROOT / "lambdas" / name),
+                str(CHECKOUT / "lambdas" / name),
                 bundling=BundlingOptions(
                     image=DockerImage.from_registry(f"public.ecr.aws/sam/build-{RUNTIME.name}"),
                     local=CopyFiles(files, BUNDLED_MODULES),  # type: ignore[arg-type]

@@ -10,7 +10,6 @@ queue instead of stopping it. Tasks protect themselves from scale-in while they 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from aws_cdk import Duration, IgnoreMode, RemovalPolicy, Stack
 from aws_cdk import aws_applicationautoscaling as autoscaling
@@ -23,10 +22,10 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
+from mlpoc.paths import CHECKOUT
 from stacks.config import Config
 from stacks.constructs.nag import acknowledge, as_nag_names
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 # ECS sends SIGTERM, then SIGKILL after this; the worker's own grace is shorter.
 STOP_TIMEOUT = Duration.seconds(120)
 STOP_GRACE_SECONDS = 100
@@ -68,7 +67,7 @@ class Workers(Construct):
         self.image = ecr_assets.DockerImageAsset(
             self,
             "Image",
-            directory=str(REPO_ROOT),
+            directory=str(CHECKOUT),
             file="containers/Dockerfile",
             platform=ecr_assets.Platform.LINUX_ARM64,
             # .dockerignore allow-lists the context (pyproject.toml, containers/mlpoc): the

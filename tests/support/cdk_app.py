@@ -10,9 +10,10 @@ import aws_cdk as cdk
 from aws_cdk.assertions import Template
 
 from mlpoc.local.synth import load_context
+from mlpoc.paths import CHECKOUT
 from stacks.builder import Stacks, build
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = CHECKOUT
 
 
 def cdk_json_context() -> dict[str, Any]:

@@ -13,7 +13,9 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from mlpoc.paths import CHECKOUT
+
+ROOT = CHECKOUT
 NGINX = Path("/usr/sbin/nginx")
 TEMPLATE = ROOT / "containers" / "proxy" / "default.conf.template"
 COMPOSE = ROOT / "containers" / "docker-compose.yml"

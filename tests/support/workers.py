@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mlpoc.ledger import Ledger
+from mlpoc.paths import CHECKOUT
 from tests.support.aws_stack import Stack
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = CHECKOUT
 T = TypeVar("T")
 
 

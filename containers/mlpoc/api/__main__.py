@@ -11,7 +11,7 @@ from mlpoc import logs
 from mlpoc.api.app import create_app
 from mlpoc.api.settings import ApiSettings
 from mlpoc.aws import Clients
-from mlpoc.settings import SettingsError
+from mlpoc.errors import SettingsError
 
 
 def main() -> int:

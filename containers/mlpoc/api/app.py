@@ -38,20 +38,15 @@ from mlpoc import datasets, dynamo, jobs, layout, tables
 from mlpoc.api.serving import ModelServer
 from mlpoc.api.settings import ApiSettings
 from mlpoc.aws import Clients
-from mlpoc.contracts import SCHEMA_VERSION, Job, JobRejected, S3Uri, parse_job
+from mlpoc.contracts import SCHEMA_VERSION, Job, S3Uri, parse_job
+from mlpoc.errors import ApiError, JobRejected, PointerMoved, RegistryError
 from mlpoc.ledger import Ledger
-from mlpoc.registry import PointerMoved, Registry, RegistryError
+from mlpoc.registry import Registry
 
 log = logging.getLogger("mlpoc.api")
 
 LIST_LIMIT = 100
 ORIGIN_HEADER = b"x-origin-verify"
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, details: list[Any] | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.details = status, code, message, details
 
 
 def error_body(code: str, message: str, details: list[Any] | None = None) -> dict[str, Any]:

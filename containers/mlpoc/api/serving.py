@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from mlpoc.artifacts import ArtifactError
+from mlpoc.errors import ArtifactError, RegistryError
 from mlpoc.inference import OnnxClassifier, load
-from mlpoc.registry import Registry, RegistryError
+from mlpoc.registry import Registry
 
 log = logging.getLogger("mlpoc.api")
 

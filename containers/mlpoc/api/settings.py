@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlpoc.aws import client
-from mlpoc.settings import Settings, SettingsError
+from mlpoc.errors import SettingsError
+from mlpoc.settings import Settings
 
 MIN_KEY_CHARS = 16
 

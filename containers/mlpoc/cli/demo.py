@@ -17,7 +17,8 @@ from typing import Any
 
 from mlpoc import layout, samples
 from mlpoc.cli import ops
-from mlpoc.cli.target import Deployment, TargetError
+from mlpoc.cli.target import Deployment
+from mlpoc.errors import DemoError, TargetError
 
 MODEL = "digits"
 TRAIN_ROWS = slice(0, 1400)  # 1,400 labelled images to train on (20 % held out for metrics)
@@ -26,10 +27,6 @@ CORRECTIONS = 5
 JOB_TIMEOUT = 120.0
 UPLOAD_TIMEOUT = 30.0
 Step = Callable[[str, str], None]  # (step, status) -> None: progress for the CLI
-
-
-class DemoError(Exception):
-    pass
 
 
 class Api:

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from mlpoc import jobs, layout
-from mlpoc.cli.target import Deployment, TargetError
-from mlpoc.contracts import MODEL_NAME_PATTERN, Job, JobRejected, JobType, S3Uri, parse_job
+from mlpoc.cli.target import Deployment
+from mlpoc.contracts import MODEL_NAME_PATTERN, Job, JobType, S3Uri, parse_job
+from mlpoc.errors import JobRejected, TargetError
 from mlpoc.ledger import TERMINAL
 from mlpoc.registry import ModelVersion, Pointer
 from mlpoc.settings import RESOURCE_OUTPUTS

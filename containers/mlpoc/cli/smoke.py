@@ -27,7 +27,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from mlpoc import dynamo, layout, samples
 from mlpoc.cli import ops
-from mlpoc.cli.target import Deployment, TargetError
+from mlpoc.cli.target import Deployment
+from mlpoc.errors import TargetError
 
 TRAIN_ROWS = slice(0, 300)
 PREDICT_ROWS = slice(300, 310)

@@ -15,6 +15,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
 from mlpoc.aws import Clients, client
+from mlpoc.errors import TargetError
 from mlpoc.ledger import Ledger
 from mlpoc.local.safety import Credentials, check_endpoint, local_session
 from mlpoc.local.state import LocalState
@@ -24,10 +25,6 @@ from mlpoc.settings import RESOURCE_OUTPUTS
 TargetName = Literal["local", "aws"]
 # the outputs every command may need: those that hold the runtime's resource names
 REQUIRED_OUTPUTS = tuple(RESOURCE_OUTPUTS.values())
-
-
-class TargetError(Exception):
-    """The target cannot be reached or is not deployed; the message says what to do."""
 
 
 @dataclass

@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 
 import boto3
 
+from mlpoc.errors import LocalModeRefused
+
 REGION = "us-east-1"
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "mlpoc-local",
@@ -57,10 +59,6 @@ FAKE = Credentials(
     FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
     FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
 )
-
-
-class LocalModeRefused(Exception):
-    """Local mode was asked to talk to something that might be a real AWS account."""
 
 
 def check_endpoint(endpoint: str) -> str:

@@ -15,13 +15,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlpoc.errors import LocalError
 from mlpoc.local.safety import FAKE, Credentials, check_endpoint
 
 STATE_FILE = "local.json"
-
-
-class LocalError(Exception):
-    """Local mode cannot start (or is not running); the message says what to do."""
 
 
 @dataclass

@@ -28,12 +28,13 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import IO, Any
 
+from mlpoc.errors import LocalError
 from mlpoc.local import motopatch, sqs_lambda
 from mlpoc.local.deploy import LocalDeployer
 from mlpoc.local.iam import LocalIdentities, NoRole
 from mlpoc.local.motoserver import EmbeddedMoto
 from mlpoc.local.safety import FAKE, REGION, Credentials, check_env, local_env, local_session
-from mlpoc.local.state import STATE_FILE, LocalError, LocalState, ProcessState, pid_alive
+from mlpoc.local.state import STATE_FILE, LocalState, ProcessState, pid_alive
 from mlpoc.local.synth import project_dir, synthesize
 from mlpoc.local.template import (
     LOCAL_ACCOUNT,

@@ -15,12 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mlpoc.errors import SynthError
+from mlpoc.paths import CHECKOUT
+
 # containers/mlpoc/local/synth.py -> the checkout that holds cdk.json, stacks/ and lambdas/
-CHECKOUT = Path(__file__).resolve().parents[3]
-
-
-class SynthError(Exception):
-    """The CDK app did not synthesize (bad cdk.json value, missing checkout, CDK error)."""
 
 
 def project_dir(path: Path | None = None) -> Path:
@@ -64,8 +62,8 @@ def main(argv: list[str]) -> int:
     # only once the checkout is on the path
     import aws_cdk as cdk  # noqa: PLC0415
 
+    from mlpoc.errors import ConfigError  # noqa: PLC0415
     from stacks.builder import build  # noqa: PLC0415
-    from stacks.config import ConfigError  # noqa: PLC0415
 
     # what the CDK CLI sets: resource paths and asset locations in the template metadata
     context = {

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlpoc.local.synth import SynthError
+from mlpoc.errors import SynthError
 
 LOCAL_ACCOUNT = "123456789012"  # moto's default account
 # Never created locally: CDK's custom resources run Lambda code from the bootstrap bucket.

@@ -33,15 +33,11 @@ from typing import Any
 
 import numpy as np
 
-from mlpoc.errors import JobFailed
+from mlpoc.errors import PluginError
 
 BUILTIN_MODULES = ("mlpoc.plugins.sklearn",)
 ENTRY_POINT_GROUP = "mlpoc.plugins"
 DEFAULT_PLUGIN = "sklearn"
-
-
-class PluginError(JobFailed):
-    """An unknown plugin or parameters a plugin rejects (the job fails with this reason)."""
 
 
 @dataclass(frozen=True)

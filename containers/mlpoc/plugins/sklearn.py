@@ -17,7 +17,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from mlpoc.plugins import ExportedModel, PluginError, trainer
+from mlpoc.errors import PluginError
+from mlpoc.plugins import ExportedModel, trainer
 
 ESTIMATORS = ("logistic_regression", "random_forest")
 TARGET_OPSET = 17

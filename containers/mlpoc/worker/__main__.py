@@ -10,7 +10,8 @@ from collections.abc import Sequence
 
 from mlpoc import logs, plugins
 from mlpoc.aws import Clients
-from mlpoc.settings import Role, Settings, SettingsError
+from mlpoc.errors import PluginError, SettingsError
+from mlpoc.settings import Role, Settings
 from mlpoc.worker.loop import Handler, Worker
 from mlpoc.worker.predict import PredictHandler
 from mlpoc.worker.train import handle_train
@@ -32,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(settings.log_level)
     try:
         plugins.load(settings.plugins)
-    except plugins.PluginError as error:
+    except PluginError as error:
         sys.stderr.write(f"mlpoc worker: {error}\n")
         return 2
     clients = Clients.create()

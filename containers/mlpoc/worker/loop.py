@@ -35,9 +35,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from mlpoc import dynamo, logs
 from mlpoc.aws import Clients
-from mlpoc.contracts import Job, JobRejected, parse_job
-from mlpoc.errors import JobFailed, access_denied
-from mlpoc.ledger import ClaimOutcome, LeaseLost, Ledger, followup_message
+from mlpoc.contracts import Job, parse_job
+from mlpoc.errors import CommitConflict, JobFailed, JobRejected, LeaseLost, access_denied
+from mlpoc.ledger import ClaimOutcome, Ledger, followup_message
 from mlpoc.settings import Settings
 from mlpoc.worker.protection import TaskProtection
 
@@ -46,14 +46,6 @@ log = logging.getLogger("mlpoc.worker")
 SQS_BATCH_LIMIT = 10
 MAX_BACKOFF_SECONDS = 300
 REASON_ATTRIBUTE = "mlpoc-reason"
-
-
-class CommitConflict(Exception):
-    """A transaction item other than the ledger's failed its condition (e.g. a pointer moved)."""
-
-    def __init__(self, codes: Sequence[str]) -> None:
-        super().__init__(f"transaction cancelled: {list(codes)}")
-        self.codes = list(codes)
 
 
 @dataclass

@@ -23,12 +23,10 @@ import mlpoc
 from mlpoc import artifacts, datasets, plugins
 from mlpoc.artifacts import ArtifactKeys
 from mlpoc.contracts import Job, S3Uri, dataset_refusal
-from mlpoc.datasets import DatasetError
-from mlpoc.dynamo import TransientError
-from mlpoc.errors import JobFailed
+from mlpoc.errors import CommitConflict, DatasetError, JobFailed, TransientError
 from mlpoc.inference import OnnxClassifier
 from mlpoc.registry import PRIMARY_METRIC, ModelVersion, Pointer, Registry
-from mlpoc.worker.loop import CommitConflict, JobContext
+from mlpoc.worker.loop import JobContext
 
 log = logging.getLogger("mlpoc.worker")
 

@@ -1,0 +1,191 @@
+"""How the CLI shows things: every table and summary the commands print, in one place."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.table import Table
+
+from mlpoc import layout
+from mlpoc.cli import ops
+from mlpoc.cli.common import console, errors
+from mlpoc.local.state import LocalState
+
+if TYPE_CHECKING:
+    from mlpoc.cli.demo import DemoResult
+
+
+def print_up(state: LocalState, state_dir: Path) -> None:
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_row("API", state.api_url)
+    table.add_row("API key", state.api_key)
+    table.add_row("Review page", f"{state.api_url}/ui/annotate/digits")
+    table.add_row("Models, jobs", f"{state.api_url}/ui/models/digits   {state.api_url}/ui/jobs")
+    table.add_row(
+        "AWS endpoint",
+        f"{state.endpoint}  (moto; "
+        + (
+            "IAM enforced: `mlpoc outputs --env` for the operator's keys)"
+            if state.iam
+            else "no IAM)"
+        ),
+    )
+    table.add_row(
+        "Upload here",
+        f"s3://{state.outputs['DataBucketName']}/{layout.dataset_key('<model>', '<file>.csv')}",
+    )
+    table.add_row("Logs", str(state_dir / "logs"))
+    console.print(table)
+    kinds = Counter(r["type"] for r in state.left_out)
+    left = ", ".join(f"{kind} x{n}" for kind, n in sorted(kinds.items()))
+    console.print(
+        f"[dim]left out of the local stack (not needed or not possible in moto): {left}[/]"
+    )
+    for line in state.wired:
+        console.print(f"[dim]wired locally: {line}[/]")
+    for name, variables in state.env_left_out.items():
+        console.print(f"[dim]{name}: not set locally: {', '.join(variables)} (AWS only)[/]")
+    for role, lines in state.iam_left_out.items():
+        for line in lines:
+            console.print(f"[dim]role {role}, not enforced locally: {line}[/]")
+
+
+def print_denials(denials: list[dict[str, Any]]) -> None:
+    """moto refused these: each names the role (its logical id in the service template), the
+    action and the resource, so the missing grant in stacks/ can be found."""
+    table = Table("role (service template)", "process", "action", "resource", title="Access denied")
+    for denial in denials[-20:]:
+        table.add_row(denial["role"], denial["session"], denial["action"], denial["resource"])
+    errors.print(table)
+    errors.print(
+        "[red]A role lacks a grant the code needs (or the code reached past its layout). The "
+        "grants are in stacks/constructs/access.py; the layout in containers/mlpoc/layout.py.[/]"
+    )
+
+
+def print_demo(result: DemoResult, state: LocalState, seconds: float) -> None:
+    jobs = Table("job", "type", "status", "ran (s)", "outcome", title="Jobs")
+    for record in result.jobs:
+        took = ops.duration(record)
+        outcome = record.get("result", {})
+        detail = (
+            f"v{outcome.get('model_version')} accuracy "
+            f"{outcome.get('metrics', {}).get('accuracy', 0):.3f}"
+            if record["type"] == "train"
+            else f"{outcome.get('rows', 0)} predictions, {outcome.get('for_review', 0)} for review"
+        )
+        jobs.add_row(
+            str(record["job_id"]),
+            record["type"],
+            record["status"],
+            f"{took:.1f}" if took else "-",
+            detail,
+        )
+    console.print(jobs)
+    console.print(models_table(result.summary))
+    realtime = Table(
+        "truth",
+        "predicted",
+        "confidence",
+        title=f"Realtime API ({result.realtime_ms:.0f} ms for {len(result.realtime)} rows)",
+    )
+    for p in result.realtime:
+        realtime.add_row(p["truth"], p["label"], f"{p['confidence']:.3f}")
+    console.print(realtime)
+    promoted_by = (
+        "the worker (better held-out accuracy) and confirmed through the API"
+        if result.auto_promoted
+        else "the API"
+    )
+    console.print(
+        f"Corrections fed back: {len(result.corrections)}; "
+        f"v{result.promoted} promoted by {promoted_by}"
+    )
+    console.print(
+        f"Predictions stored: {result.predictions_stored}   API: {state.api_url}   "
+        f"demo took {seconds:.0f} s"
+    )
+
+
+def models_table(summaries: list[ops.ModelSummary]) -> Table:
+    table = Table(
+        "model",
+        "version",
+        "accuracy",
+        "macro F1",
+        "train rows",
+        "dataset",
+        "live",
+        title="Model versions",
+    )
+    for summary in summaries:
+        live = summary.pointer.promoted if summary.pointer else None
+        for v in summary.versions:
+            table.add_row(
+                summary.model, f"v{v.version}", f"{v.metrics.get('accuracy', 0):.3f}",
+                f"{v.metrics.get('macro_f1', 0):.3f}", str(v.extra.get("train_rows", "")),
+                v.dataset.rsplit("/", 1)[-1], "[green]●[/]" if v.version == live else "",
+            )  # fmt: skip
+    return table
+
+
+def jobs_table(records: list[dict[str, Any]]) -> Table:
+    table = Table(
+        "job", "type", "model", "status", "attempts", "seconds", "created", "result / reason"
+    )
+    colours = {"SUCCEEDED": "green", "FAILED": "red", "RUNNING": "yellow", "RETRYABLE": "yellow"}
+    for r in records:
+        took = ops.duration(r)
+        created = dt.datetime.fromtimestamp(float(r.get("created_at", 0)), dt.UTC).strftime(
+            "%H:%M:%S"
+        )
+        detail = r.get("reason") or json.dumps(r.get("result", ""))
+        status = str(r.get("status", "?"))
+        table.add_row(
+            str(r["job_id"]), str(r.get("type", "")), str(r.get("model", "")),
+            f"[{colours.get(status, 'white')}]{status}[/]", str(r.get("attempts", 0)),
+            f"{took:.1f}" if took else "", created, str(detail)[:80],
+        )  # fmt: skip
+    return table
+
+
+def cost_table(title: str, lines: list[Any], total: float | None = None) -> Table:
+    table = Table("item", "quantity x price", "USD", title=title, title_justify="left")
+    for line in lines:
+        table.add_row(line.item, line.detail, "-" if line.usd is None else f"{line.usd:.2f}")
+    if total is not None:
+        table.add_row("[bold]total[/]", "", f"[bold]{total:.2f}[/]")
+    return table
+
+
+def print_cost(result: Any) -> None:
+    title = f"Idle month in {result.region} (prices of {result.as_of})"
+    console.print(cost_table(title, result.idle, result.idle_total))
+    console.print(
+        f"With AWS's always-free allowances (10 alarms, 10 metrics, 3 dashboards, 1 M SQS "
+        f"requests, 5 GB logs, 25 GB DynamoDB) unused elsewhere in the account: "
+        f"[bold]{result.idle_free_tier:.2f} USD[/]"
+    )
+    usage = ", ".join(f"{kind.split('::', 1)[1]} x{n}" for kind, n in result.usage_only.items())
+    console.print(f"Pay per use only, nothing while idle: {usage}")
+    for item in result.unpriced:
+        console.print(f"[bold yellow]not priced:[/] {item}")
+    console.print(cost_table("Per 1,000 train jobs", result.train, result.total(result.train)))
+    predictions = result.total(result.predictions)
+    console.print(cost_table("Per 1,000,000 stored predictions", result.predictions, predictions))
+    alt = result.alternative
+    priced = "not priced" if alt.usd is None else f"[bold]{alt.usd:.2f} USD[/] a month"
+    console.print(f"For comparison: {alt.item}: {alt.detail} = {priced}")
+    assumed = result.assumptions
+    console.print(
+        f"[dim]Assumed (containers/mlpoc/prices.json): {assumed['stored_gb']['s3']} GB in S3, "
+        f"{assumed['stored_gb']['dynamodb']} GB in DynamoDB, {assumed['idle_logs_gb_month']} GB "
+        f"of logs a month, {assumed['train_task_minutes_per_job']} task-minutes per train job, "
+        f"{assumed['predict_rows_per_task_second']:,} predictions per task-second, Fargate Spot "
+        f"{assumed['fargate_spot_discount']:.0%} below on-demand. List prices, no tax, no free "
+        f"tier unless said.[/]"
+    )
