@@ -200,7 +200,8 @@ def test_without_a_secret_alarms_are_only_logged(monkeypatch: pytest.MonkeyPatch
     assert notify.handler(event("sns_alarm"), context()) == {"sent": 0}
     logged = [json.loads(line) for line in stream.getvalue().splitlines() if line]
     # every alert that arrives is logged with its subject (what `mlpoc smoke` follows on AWS)
-    (received,) = [entry for entry in logged if entry["message"] == "notify.received"]
+    # mlpoc's one log format: the line's name is its `event`, as in the workers' logs
+    (received,) = [entry for entry in logged if entry.get("event") == "notify.received"]
     assert '"mlpoc-train-dlq-not-empty"' in received["subject"]
 
 
@@ -227,10 +228,11 @@ def test_the_bundled_upload_function_imports_without_the_worker_dependencies(
     """What CDK stages for Lambda (handler, the shared modules, Powertools) runs on the bare
     runtime: boto3, no numpy, no scikit-learn, no layer."""
     from stacks.constructs.bundling import CopyFiles
-    from stacks.constructs.functions import BUNDLED_MODULES, SHARED_MODULES
+    from stacks.constructs.functions import BUNDLED_MODULES, LOGGING_MODULES, SHARED_MODULES
 
     files = {"lambdas/dataset_uploaded/handler.py": "handler.py"}
-    files.update({f"containers/mlpoc/{m}": f"mlpoc/{m}" for m in SHARED_MODULES})
+    modules = LOGGING_MODULES + SHARED_MODULES
+    files.update({f"containers/mlpoc/{m}": f"mlpoc/{m}" for m in modules})
     bundler = CopyFiles(files, BUNDLED_MODULES)
     assert bundler.try_bundle(str(tmp_path), None)  # type: ignore[arg-type]
     assert not list(tmp_path.rglob("__pycache__"))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from mlpoc import layout
 from mlpoc.errors import JobRejected
@@ -33,6 +33,31 @@ S3_URI_PATTERN = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])
 KNOWN_FIELDS = frozenset({"schema", "job_id", "type", "model", "dataset", "version", "params"})
 
 JobType = Literal["train", "predict"]
+
+# The queue that carries each job type, by the stack output that holds its URL.
+QUEUE_OUTPUTS: dict[str, str] = {"train": "TrainQueueUrl", "predict": "PredictQueueUrl"}
+# The message attribute a worker sets on a message it copies to the dead-letter queue: why.
+REASON_ATTRIBUTE = "mlpoc-reason"
+
+
+class QueueUrls(Protocol):
+    """Anything that knows both job queues' URLs (the workers', the API's, a function's
+    settings)."""
+
+    @property
+    def train_queue_url(self) -> str: ...
+
+    @property
+    def predict_queue_url(self) -> str: ...
+
+
+def queue_for(job_type: str, urls: QueueUrls) -> str:
+    """The URL of the queue that carries ``job_type``: the one place that says so."""
+    if job_type == "train":
+        return urls.train_queue_url
+    if job_type == "predict":
+        return urls.predict_queue_url
+    raise ValueError(f"no queue carries jobs of type {job_type!r}: one of {', '.join(JOB_TYPES)}")
 
 
 @dataclass(frozen=True)

@@ -392,7 +392,7 @@ def unknown_types(assembly: Assembly) -> list[str]:
 
 # -- the marginal cost of work ---------------------------------------------------------------
 @dataclass(frozen=True)
-class Worker:
+class WorkerService:
     vcpu: float
     memory_gb: float
     spot_share: float
@@ -400,7 +400,7 @@ class Worker:
     visibility: float
 
 
-def worker(assembly: Assembly, role: str) -> Worker:
+def worker(assembly: Assembly, role: str) -> WorkerService:
     for logical_id, task in assembly.of_type("AWS::ECS::TaskDefinition"):
         command = task["Properties"]["ContainerDefinitions"][0].get("Command", [])
         if command[-1:] != [role]:
@@ -424,7 +424,7 @@ def worker(assembly: Assembly, role: str) -> Worker:
             if k.lower().startswith(role) and "RedrivePolicy" in r["Properties"]
         ]
         visibility = float(queues[0]["Properties"].get("VisibilityTimeout", 30)) if queues else 30.0
-        return Worker(
+        return WorkerService(
             vcpu=float(task["Properties"]["Cpu"]) / 1024,
             memory_gb=float(task["Properties"]["Memory"]) / 1024,
             spot_share=weights.get("FARGATE_SPOT", 0.0) / total if total else 0.0,
@@ -434,14 +434,16 @@ def worker(assembly: Assembly, role: str) -> Worker:
     raise CostError(f"no {role} worker task definition in the templates")
 
 
-def _task_hour(w: Worker, p: Mapping[str, Any], a: Mapping[str, Any]) -> float:
+def _task_hour(w: WorkerService, p: Mapping[str, Any], a: Mapping[str, Any]) -> float:
     on_demand = w.vcpu * p["fargate_arm_vcpu_hour"] + w.memory_gb * p["fargate_arm_gb_hour"]
     blended = on_demand * (1 - w.spot_share * float(a["fargate_spot_discount"]))
     ipv4 = float(p["public_ipv4_hour"]) if w.public_ip else 0.0
     return float(blended) + ipv4
 
 
-def _fargate_line(w: Worker, hours: float, p: Mapping[str, Any], a: Mapping[str, Any]) -> Line:
+def _fargate_line(
+    w: WorkerService, hours: float, p: Mapping[str, Any], a: Mapping[str, Any]
+) -> Line:
     rate = _task_hour(w, p, a)
     spot = f"{w.spot_share:.0%} Spot at -{float(a['fargate_spot_discount']):.0%}"
     ip = " + public IPv4" if w.public_ip else ""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
@@ -11,6 +10,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from mlpoc import backoff
 from mlpoc.errors import TransientError
 
 _serializer = TypeSerializer()
@@ -90,15 +90,13 @@ class BatchWriter:
         dynamodb: Any,
         *,
         max_retries: int = 8,
-        base_delay: float = 0.05,
-        max_delay: float = 5.0,
+        policy: backoff.Backoff = backoff.BATCH_WRITE,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._dynamodb = dynamodb
         self._pending: list[tuple[str, dict[str, Any]]] = []
         self._max_retries = max_retries
-        self._base_delay = base_delay
-        self._max_delay = max_delay
+        self._backoff = policy
         self._sleep = sleep
         self.calls = 0
         self.written = 0
@@ -130,8 +128,7 @@ class BatchWriter:
             total = left
             request_items = unprocessed
             if attempt < self._max_retries:
-                delay = min(self._max_delay, self._base_delay * 2**attempt)
-                self._sleep(delay * (0.5 + random.random() / 2))  # noqa: S311 - jitter, not crypto
+                self._sleep(self._backoff.step(attempt + 1))
         raise TransientError(
             f"{total} item(s) stayed unprocessed after {self._max_retries} retries of "
             "BatchWriteItem (table throttled); the job will be retried"

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from mlpoc.errors import SettingsError
+from mlpoc.contracts import QUEUE_OUTPUTS, queue_for
+from mlpoc.env import integer, listed, number, required
 
 Role = Literal["train", "predict", "api"]
 
@@ -26,8 +27,8 @@ RESOURCES: dict[str, tuple[str, str]] = {
     "MLPOC_MODELS_TABLE": ("the model registry table name", "ModelsTableName"),
     "MLPOC_PREDICTIONS_TABLE": ("the predictions table name", "PredictionsTableName"),
     "MLPOC_ANNOTATIONS_TABLE": ("the annotations table name", "AnnotationsTableName"),
-    "MLPOC_TRAIN_QUEUE_URL": ("the train queue URL", "TrainQueueUrl"),
-    "MLPOC_PREDICT_QUEUE_URL": ("the predict queue URL", "PredictQueueUrl"),
+    "MLPOC_TRAIN_QUEUE_URL": ("the train queue URL", QUEUE_OUTPUTS["train"]),
+    "MLPOC_PREDICT_QUEUE_URL": ("the predict queue URL", QUEUE_OUTPUTS["predict"]),
 }
 RESOURCE_VARIABLES: dict[str, str] = {
     name: f"{what} (stack output {output})" for name, (what, output) in RESOURCES.items()
@@ -64,62 +65,33 @@ class Settings:
 
     @property
     def queue_url(self) -> str:
-        return self.train_queue_url if self.role == "train" else self.predict_queue_url
+        """The queue this worker consumes."""
+        return queue_for(self.role, self)
 
     @classmethod
     def from_env(cls, role: Role, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        missing = [name for name in RESOURCE_VARIABLES if not env.get(name)]
-        if missing:
-            described = "; ".join(f"{name} ({RESOURCE_VARIABLES[name]})" for name in missing)
-            raise SettingsError(
-                f"missing environment variable(s): {described}. Set them from the stack "
-                "outputs, or run the worker through `mlpoc local up`."
-            )
+        found = required(
+            env,
+            RESOURCE_VARIABLES,
+            fix="Set them from the stack outputs, or run the worker through `mlpoc local up`.",
+        )
         return cls(
             role=role,
-            data_bucket=env["MLPOC_DATA_BUCKET"],
-            model_bucket=env["MLPOC_MODEL_BUCKET"],
-            jobs_table=env["MLPOC_JOBS_TABLE"],
-            models_table=env["MLPOC_MODELS_TABLE"],
-            predictions_table=env["MLPOC_PREDICTIONS_TABLE"],
-            annotations_table=env["MLPOC_ANNOTATIONS_TABLE"],
-            train_queue_url=env["MLPOC_TRAIN_QUEUE_URL"],
-            predict_queue_url=env["MLPOC_PREDICT_QUEUE_URL"],
-            prefetch=_int(env, "MLPOC_PREFETCH", 1 if role == "train" else 10, 1, 10),
-            wait_seconds=_int(env, "MLPOC_WAIT_SECONDS", 20, 0, 20),
-            visibility_seconds=_int(env, "MLPOC_VISIBILITY_SECONDS", 0, 0, 43_200),
-            stop_grace_seconds=_float(env, "MLPOC_STOP_GRACE_SECONDS", 25.0, 0.0, 7_200.0),
-            review_threshold=_float(env, "MLPOC_REVIEW_THRESHOLD", 0.8, 0.0, 1.0),
-            predict_chunk_rows=_int(env, "MLPOC_PREDICT_CHUNK_ROWS", 2_000, 1, 1_000_000),
-            plugins=tuple(p.strip() for p in env.get("MLPOC_PLUGINS", "").split(",") if p.strip()),
+            data_bucket=found["MLPOC_DATA_BUCKET"],
+            model_bucket=found["MLPOC_MODEL_BUCKET"],
+            jobs_table=found["MLPOC_JOBS_TABLE"],
+            models_table=found["MLPOC_MODELS_TABLE"],
+            predictions_table=found["MLPOC_PREDICTIONS_TABLE"],
+            annotations_table=found["MLPOC_ANNOTATIONS_TABLE"],
+            train_queue_url=found["MLPOC_TRAIN_QUEUE_URL"],
+            predict_queue_url=found["MLPOC_PREDICT_QUEUE_URL"],
+            prefetch=integer(env, "MLPOC_PREFETCH", 1 if role == "train" else 10, 1, 10),
+            wait_seconds=integer(env, "MLPOC_WAIT_SECONDS", 20, 0, 20),
+            visibility_seconds=integer(env, "MLPOC_VISIBILITY_SECONDS", 0, 0, 43_200),
+            stop_grace_seconds=number(env, "MLPOC_STOP_GRACE_SECONDS", 25.0, 0.0, 7_200.0),
+            review_threshold=number(env, "MLPOC_REVIEW_THRESHOLD", 0.8, 0.0, 1.0),
+            predict_chunk_rows=integer(env, "MLPOC_PREDICT_CHUNK_ROWS", 2_000, 1, 1_000_000),
+            plugins=listed(env, "MLPOC_PLUGINS"),
             log_level=env.get("MLPOC_LOG_LEVEL", "INFO").upper(),
         )
-
-
-def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(
-            f"{name} must be a whole number from {low} to {high}; got {raw!r}"
-        ) from None
-    if not low <= value <= high:
-        raise SettingsError(f"{name} must be a whole number from {low} to {high}; got {value}")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number from {low} to {high}; got {raw!r}") from None
-    if not low <= value <= high:
-        raise SettingsError(f"{name} must be a number from {low} to {high}; got {value}")
-    return value

@@ -25,7 +25,6 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 import boto3
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
     EventType,
@@ -36,41 +35,47 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from mlpoc import layout
-from mlpoc.contracts import MODEL_NAME_PATTERN, Job, S3Uri
+from mlpoc import env, lambda_logs, layout
+from mlpoc.contracts import MODEL_NAME_PATTERN, Job, S3Uri, queue_for
 from mlpoc.ledger import Ledger
 
-logger = Logger(service="dataset_uploaded")
+logger = lambda_logs.logger("dataset_uploaded")
 processor = BatchProcessor(event_type=EventType.SQS)
 
 HEADER_BYTES = 64 * 1024
 PREFIX = layout.DATASETS.path
 
 
+# the variables the stack sets on this function, and what each holds
+VARIABLES = {
+    "MLPOC_DATA_BUCKET": "the data bucket name",
+    "MLPOC_JOBS_TABLE": "the jobs ledger table name",
+    "MLPOC_TRAIN_QUEUE_URL": "the train queue URL",
+    "MLPOC_PREDICT_QUEUE_URL": "the predict queue URL",
+}
+
+
 @dataclass(frozen=True)
-class Settings:
+class UploadSettings:
     data_bucket: str
     jobs_table: str
     train_queue_url: str
     predict_queue_url: str
 
     @classmethod
-    def from_env(cls) -> Settings:
-        names = {
-            "data_bucket": "MLPOC_DATA_BUCKET",
-            "jobs_table": "MLPOC_JOBS_TABLE",
-            "train_queue_url": "MLPOC_TRAIN_QUEUE_URL",
-            "predict_queue_url": "MLPOC_PREDICT_QUEUE_URL",
-        }
-        missing = [v for v in names.values() if not os.environ.get(v)]
-        if missing:
-            raise RuntimeError(f"missing environment variable(s) {missing}: set by the stack")
-        return cls(**{field: os.environ[var] for field, var in names.items()})
+    def from_env(cls) -> UploadSettings:
+        found = env.required(os.environ, VARIABLES, fix="The stack sets them on this function.")
+        return cls(
+            data_bucket=found["MLPOC_DATA_BUCKET"],
+            jobs_table=found["MLPOC_JOBS_TABLE"],
+            train_queue_url=found["MLPOC_TRAIN_QUEUE_URL"],
+            predict_queue_url=found["MLPOC_PREDICT_QUEUE_URL"],
+        )
 
 
 @dataclass(frozen=True)
 class Deps:
-    settings: Settings
+    settings: UploadSettings
     s3: Any
     sqs: Any
     ledger: Ledger
@@ -79,7 +84,7 @@ class Deps:
 @functools.cache
 def deps() -> Deps:
     """Clients are created on the first invocation, never at import."""
-    settings = Settings.from_env()
+    settings = UploadSettings.from_env()
     config = Config(retries={"mode": "standard", "max_attempts": 10})
     return Deps(
         settings=settings,
@@ -138,9 +143,7 @@ def on_upload(deps: Deps, bucket: str, key: str, sequencer: str) -> dict[str, An
     job_type = "train" if "label" in header else "predict"
     job = Job(job_id=job_id, type=job_type, model=model, dataset=S3Uri(bucket, key))
     created = deps.ledger.create(job, source=where)
-    queue = (
-        deps.settings.train_queue_url if job_type == "train" else deps.settings.predict_queue_url
-    )
+    queue = queue_for(job_type, deps.settings)
     # sent even when the record existed: a retry after a crash between the two must not lose
     # the job, and the workers' ledger turns a second copy into a no-op
     deps.sqs.send_message(QueueUrl=queue, MessageBody=job.to_json())

@@ -14,11 +14,12 @@ import urllib.request
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes import SNSEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-logger = Logger(service="notify")
+from mlpoc import lambda_logs
+
+logger = lambda_logs.logger("notify")
 
 SLACK_PREFIX = "https://hooks.slack.com/"
 CACHE_SECONDS = 300

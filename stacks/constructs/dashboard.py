@@ -16,10 +16,9 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
+from mlpoc.events import FAILURE_EVENTS, Event
 
 PERIOD = Duration.minutes(1)
-# the workers' log events (mlpoc.worker.loop) that end a job other than by success
-FAILURE_EVENTS = ("job.failed", "job.gave_up", "job.rejected", "job.lease_lost")
 
 
 def _queue_metrics(
@@ -99,7 +98,7 @@ class PipelineDashboard(Construct):
             ),
         )
         log_groups = [group.log_group_name for group in worker_logs]
-        failures = ", ".join(f"'{event}'" for event in FAILURE_EVENTS)
+        failures = ", ".join(f"'{event.value}'" for event in FAILURE_EVENTS)
         self.dashboard.add_widgets(
             cloudwatch.LogQueryWidget(
                 title="Job durations (seconds, succeeded jobs, by worker log group)",
@@ -108,7 +107,7 @@ class PipelineDashboard(Construct):
                 query_lines=[
                     # arithmetic belongs in fields (Logs Insights' stats takes plain functions)
                     "fields duration_ms / 1000 as seconds",
-                    "filter event = 'job.succeeded'",
+                    f"filter event = '{Event.JOB_SUCCEEDED.value}'",
                     "stats avg(seconds) as avg_s, max(seconds) as max_s by bin(15m), @log",
                 ],
                 width=width,

@@ -22,10 +22,14 @@ from stacks.constructs.bundling import CopyFiles
 # bundled into every function: Powertools and what it needs beyond the runtime's boto3
 BUNDLED_MODULES = ("aws_lambda_powertools", "typing_extensions")
 RUNTIME = lambda_.Runtime.PYTHON_3_14
+# in every function: mlpoc's one log format
+LOGGING_MODULES = ("__init__.py", "lambda_logs.py")
+# in the functions that record jobs (shared_runtime): the job contract, the ledger, the layout
 SHARED_MODULES = (
-    "__init__.py",
+    "backoff.py",
     "contracts.py",
     "dynamo.py",
+    "env.py",
     "errors.py",
     "layout.py",
     "ledger.py",
@@ -47,9 +51,9 @@ class PythonFunction(Construct):
         on_failure: lambda_.IDestination | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        modules = LOGGING_MODULES + (SHARED_MODULES if shared_runtime else ())
         files = {f"lambdas/{name}/handler.py": "handler.py"}
-        if shared_runtime:
-            files.update({f"containers/mlpoc/{m}": f"mlpoc/{m}" for m in SHARED_MODULES})
+        files.update({f"containers/mlpoc/{m}": f"mlpoc/{m}" for m in modules})
         self.log_group = logs.LogGroup(
             self, "Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
         )

@@ -6,14 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mlpoc.local.sqs_lambda import Context
+from mlpoc.local.sqs_lambda import LocalLambdaContext
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 
 
-def context() -> Context:
+def context() -> LocalLambdaContext:
     """Lambda's context object as local mode's event-source stand-in builds it."""
-    return Context("test-function", "us-east-1", timeout=30, memory=256)
+    return LocalLambdaContext("test-function", "us-east-1", timeout=30, memory=256)
 
 
 def event(name: str, **replacements: str) -> dict[str, Any]:

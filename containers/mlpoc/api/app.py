@@ -38,7 +38,7 @@ from mlpoc import datasets, dynamo, jobs, layout, tables
 from mlpoc.api.serving import ModelServer
 from mlpoc.api.settings import ApiSettings
 from mlpoc.aws import Clients
-from mlpoc.contracts import SCHEMA_VERSION, Job, S3Uri, parse_job
+from mlpoc.contracts import SCHEMA_VERSION, Job, S3Uri, parse_job, queue_for
 from mlpoc.errors import ApiError, JobRejected, PointerMoved, RegistryError
 from mlpoc.ledger import Ledger
 from mlpoc.registry import Registry
@@ -175,7 +175,7 @@ def create_app(settings: ApiSettings, clients: Clients, *, start_poller: bool = 
         """The model versions this process serves, and any new version it refused."""
         return {"status": "ok", "models": server.status()}
 
-    context = Context(
+    context = ApiDeps(
         settings=settings, clients=clients, ledger=ledger, registry=registry, server=server
     )
     _error_handlers(app)
@@ -188,7 +188,7 @@ def create_app(settings: ApiSettings, clients: Clients, *, start_poller: bool = 
 
 
 @dataclass(frozen=True)
-class Context:
+class ApiDeps:
     settings: ApiSettings
     clients: Clients
     ledger: Ledger
@@ -197,7 +197,7 @@ class Context:
 
     def enqueue(self, job: Job) -> dict[str, Any]:
         runtime = self.settings.runtime
-        queue = runtime.train_queue_url if job.type == "train" else runtime.predict_queue_url
+        queue = queue_for(job.type, runtime)
         if not jobs.submit(self.ledger, self.clients.sqs, queue_url=queue, job=job, source="api"):
             raise ApiError(409, "conflict", f"job {job.job_id!r} exists already")
         return {"job_id": job.job_id, "status": "QUEUED"}
@@ -238,7 +238,7 @@ def _router() -> APIRouter:
     return APIRouter(dependencies=[Depends(require_key)])
 
 
-def _jobs(app: FastAPI, ctx: Context) -> None:
+def _jobs(app: FastAPI, ctx: ApiDeps) -> None:
     router = _router()
     runtime, ledger = ctx.settings.runtime, ctx.ledger
 
@@ -273,7 +273,7 @@ def _jobs(app: FastAPI, ctx: Context) -> None:
     app.include_router(router)
 
 
-def _models(app: FastAPI, ctx: Context) -> None:
+def _models(app: FastAPI, ctx: ApiDeps) -> None:
     router = _router()
     registry = ctx.registry
 
@@ -339,7 +339,7 @@ def _models(app: FastAPI, ctx: Context) -> None:
     app.include_router(router)
 
 
-def _predictions(app: FastAPI, ctx: Context) -> None:
+def _predictions(app: FastAPI, ctx: ApiDeps) -> None:
     router = _router()
     settings, runtime, clients, server = ctx.settings, ctx.settings.runtime, ctx.clients, ctx.server
 
@@ -351,7 +351,7 @@ def _predictions(app: FastAPI, ctx: Context) -> None:
             raise ApiError(422, "too_many_rows", f"at most {settings.max_rows} rows per request")
         if body.ids is not None and len(body.ids) != len(body.rows):
             raise ApiError(422, "invalid_request", "ids must have one entry per row")
-        classifier = server.held(body.model)
+        classifier = server.loaded(body.model)
         if classifier is None:  # the first request for a model loads it, off the event loop
             try:
                 classifier = await run_in_threadpool(server.get, body.model)
@@ -412,7 +412,7 @@ def _predictions(app: FastAPI, ctx: Context) -> None:
     app.include_router(router)
 
 
-def _annotations(app: FastAPI, ctx: Context) -> None:
+def _annotations(app: FastAPI, ctx: ApiDeps) -> None:
     router = _router()
     runtime, clients, registry = ctx.settings.runtime, ctx.clients, ctx.registry
 

@@ -22,7 +22,7 @@ log = logging.getLogger("mlpoc.api")
 
 
 @dataclass
-class Held:
+class LoadedModel:
     classifier: OnnxClassifier
     pinned: bool
     problem: str | None = None  # the last refused version, for /healthz
@@ -43,12 +43,12 @@ class ModelServer:
         self._bucket = bucket
         self._pinned = pinned
         self._poll_seconds = poll_seconds
-        self._held: dict[str, Held] = {}
+        self._held: dict[str, LoadedModel] = {}
         self._loading = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def held(self, model: str) -> OnnxClassifier | None:
+    def loaded(self, model: str) -> OnnxClassifier | None:
         """The loaded classifier, or None (no I/O: safe on the event loop)."""
         held = self._held.get(model)
         return held.classifier if held else None
@@ -66,7 +66,7 @@ class ModelServer:
                     if pinned
                     else self._registry.resolve(model, "current")
                 )
-                held = Held(load(self._s3, self._bucket, version), pinned=pinned is not None)
+                held = LoadedModel(load(self._s3, self._bucket, version), pinned=pinned is not None)
                 self._held[model] = held
                 log.info("model.loaded", extra={"model": model, "version": version.version})
         return held.classifier
@@ -87,7 +87,7 @@ class ModelServer:
                     log.error("model.refused", extra={"model": model, "reason": str(error)})
                 held.problem = str(error)
                 continue
-            self._held[model] = Held(classifier, pinned=False)
+            self._held[model] = LoadedModel(classifier, pinned=False)
             log.info(
                 "model.swapped",
                 extra={

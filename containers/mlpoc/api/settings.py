@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlpoc.aws import client
+from mlpoc.env import integer, number, switch
 from mlpoc.errors import SettingsError
 from mlpoc.settings import Settings
 
@@ -44,11 +45,11 @@ class ApiSettings:
         return cls(
             runtime=runtime,
             api_key=_api_key(env, read_secret or _secrets_manager),
-            poll_seconds=_number(env, "MLPOC_MODEL_POLL_SECONDS", 5.0),
+            poll_seconds=number(env, "MLPOC_MODEL_POLL_SECONDS", 5.0, 0.1, 3600.0),
             pinned=_pinned(env.get("MLPOC_PINNED_MODELS", "")),
-            max_body_bytes=int(_number(env, "MLPOC_MAX_BODY_BYTES", 1_048_576)),
-            max_rows=int(_number(env, "MLPOC_MAX_PREDICT_ROWS", 1000)),
-            docs=_switch(env, "MLPOC_API_DOCS", default=True),
+            max_body_bytes=integer(env, "MLPOC_MAX_BODY_BYTES", 1_048_576, 1, 100 * 1_048_576),
+            max_rows=integer(env, "MLPOC_MAX_PREDICT_ROWS", 1000, 1, 100_000),
+            docs=switch(env, "MLPOC_API_DOCS", default=True),
             origin_secret=_origin_secret(env, read_secret or _secrets_manager),
         )
 
@@ -79,28 +80,6 @@ def _origin_secret(env: Mapping[str, str], read_secret: Callable[[str], str]) ->
             f"the origin secret in {arn} is under {MIN_KEY_CHARS} characters: it must be the "
             "value the stack generated for CloudFront's X-Origin-Verify header"
         )
-    return value
-
-
-def _switch(env: Mapping[str, str], name: str, *, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw not in {"on", "off"}:
-        raise SettingsError(f"{name} must be on or off; got {raw!r}")
-    return raw == "on"
-
-
-def _number(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number; got {raw!r}") from None
-    if value <= 0:
-        raise SettingsError(f"{name} must be positive; got {raw!r}")
     return value
 
 

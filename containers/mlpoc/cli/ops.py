@@ -12,7 +12,15 @@ from typing import Any
 
 from mlpoc import jobs, layout
 from mlpoc.cli.target import Deployment
-from mlpoc.contracts import MODEL_NAME_PATTERN, Job, JobType, S3Uri, parse_job
+from mlpoc.contracts import (
+    MODEL_NAME_PATTERN,
+    QUEUE_OUTPUTS,
+    REASON_ATTRIBUTE,
+    Job,
+    JobType,
+    S3Uri,
+    parse_job,
+)
 from mlpoc.errors import JobRejected, TargetError
 from mlpoc.ledger import TERMINAL
 from mlpoc.registry import ModelVersion, Pointer
@@ -24,7 +32,6 @@ QUEUES = {
     "predict": ("PredictQueueUrl", "PredictDeadLetterQueueUrl"),
     "events": ("EventsQueueUrl", "EventsDeadLetterQueueUrl"),
 }
-REASON_ATTRIBUTE = "mlpoc-reason"
 
 
 def dataset_uri(dep: Deployment, model: str, dataset: str) -> S3Uri:
@@ -72,7 +79,7 @@ def submit(
         job = parse_job(json.dumps(message), data_bucket=dep.output("DataBucketName"))
     except JobRejected as rejected:
         raise TargetError(f"not a valid job: {rejected.reason}") from None
-    queue = dep.output("TrainQueueUrl" if job_type == "train" else "PredictQueueUrl")
+    queue = dep.output(QUEUE_OUTPUTS[job_type])
     if not jobs.submit(dep.ledger(), dep.client("sqs"), queue_url=queue, job=job, source="cli"):
         raise TargetError(f"a job with id {job.job_id!r} exists already; pick another --job-id")
     return job

@@ -40,7 +40,7 @@ RECORD_ATTRIBUTES = (
 )
 
 
-class Context:
+class LocalLambdaContext:
     """The attributes of Lambda's context object that handlers and Powertools read."""
 
     def __init__(self, name: str, region: str, timeout: float, memory: int) -> None:
@@ -127,7 +127,9 @@ class Runner:
 
     def invoke(self, messages: list[dict[str, Any]]) -> int:
         records = [to_record(m, self.args.queue_arn, self.region) for m in messages]
-        context = Context(self.args.function_name, self.region, self.args.timeout, self.args.memory)
+        context = LocalLambdaContext(
+            self.args.function_name, self.region, self.args.timeout, self.args.memory
+        )
         started = time.monotonic()
         self.invoking = True
         try:

@@ -33,10 +33,11 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from mlpoc import dynamo, logs
+from mlpoc import backoff, dynamo, logs
 from mlpoc.aws import Clients
-from mlpoc.contracts import Job, parse_job
+from mlpoc.contracts import REASON_ATTRIBUTE, Job, parse_job, queue_for
 from mlpoc.errors import CommitConflict, JobFailed, JobRejected, LeaseLost, access_denied
+from mlpoc.events import Event
 from mlpoc.ledger import ClaimOutcome, Ledger, followup_message
 from mlpoc.settings import Settings
 from mlpoc.worker.protection import TaskProtection
@@ -44,8 +45,6 @@ from mlpoc.worker.protection import TaskProtection
 log = logging.getLogger("mlpoc.worker")
 
 SQS_BATCH_LIMIT = 10
-MAX_BACKOFF_SECONDS = 300
-REASON_ATTRIBUTE = "mlpoc-reason"
 
 
 @dataclass
@@ -61,7 +60,7 @@ class BatchResult:
 
 
 @dataclass
-class _Held:
+class Received:
     message_id: str
     receipt: str
     body: str
@@ -164,7 +163,7 @@ class Worker:
         self.abandoned = False
         self._stopping = threading.Event()
         self._stop_deadline: float | None = None
-        self._held: dict[str, _Held] = {}
+        self._held: dict[str, Received] = {}
         self._lock = threading.Lock()
         self._current: JobContext | None = None
         self._heartbeat: threading.Thread | None = None
@@ -194,7 +193,7 @@ class Worker:
         self._heartbeat.start()
         self._started = True
         log.info(
-            "worker.started",
+            Event.WORKER_STARTED,
             extra={
                 "worker_id": self.worker_id,
                 "queue_url": self.queue_url,
@@ -209,7 +208,9 @@ class Worker:
         if not self._stopping.is_set():
             self._stop_deadline = time.monotonic() + self.settings.stop_grace_seconds
             self._stopping.set()
-            log.info("worker.stopping", extra={"grace_seconds": self.settings.stop_grace_seconds})
+            log.info(
+                Event.WORKER_STOPPING, extra={"grace_seconds": self.settings.stop_grace_seconds}
+            )
 
     @property
     def stopping(self) -> bool:
@@ -229,11 +230,11 @@ class Worker:
                 # e.g. DynamoDB unreachable after botocore's retries: the held messages come
                 # back after their visibility timeout; keep the process, back off, poll again
                 failures += 1
-                delay = min(30.0, 2.0 ** min(failures, 5))
-                log.exception("worker.batch_failed", extra={"retry_in_s": delay})
+                delay = backoff.POLL.step(failures)
+                log.exception(Event.BATCH_FAILED, extra={"retry_in_s": delay})
                 self._stopping.wait(delay)
         self._holding.clear()
-        log.info("worker.stopped", extra={"worker_id": self.worker_id})
+        log.info(Event.WORKER_STOPPED, extra={"worker_id": self.worker_id})
 
     # -- one long poll -----------------------------------------------------------------------
     def process_batch(self) -> BatchResult:
@@ -247,8 +248,8 @@ class Worker:
             self._held = {m.message_id: m for m in messages}
         self._holding.set()
         self.protection.set(enabled=True)
-        deletes: list[_Held] = []
-        releases: list[tuple[_Held, int]] = []
+        deletes: list[Received] = []
+        releases: list[tuple[Received, int]] = []
         index = 0
         try:
             for index, message in enumerate(messages):
@@ -278,7 +279,7 @@ class Worker:
             self.protection.set(enabled=False)
         return result
 
-    def _receive(self) -> list[_Held]:
+    def _receive(self) -> list[Received]:
         try:
             response = self.clients.sqs.receive_message(
                 QueueUrl=self.queue_url,
@@ -289,13 +290,13 @@ class Worker:
         except (ClientError, BotoCoreError) as error:
             # botocore already retried; back off before the next poll instead of spinning
             self._receive_failures += 1
-            delay = min(30.0, 2.0 ** min(self._receive_failures, 5))
-            log.warning("worker.receive_failed", extra={"error": str(error), "retry_in_s": delay})
+            delay = backoff.POLL.step(self._receive_failures)
+            log.warning(Event.RECEIVE_FAILED, extra={"error": str(error), "retry_in_s": delay})
             self._stopping.wait(delay)
             return []
         self._receive_failures = 0
         return [
-            _Held(
+            Received(
                 message_id=m["MessageId"],
                 receipt=m["ReceiptHandle"],
                 body=m["Body"],
@@ -306,7 +307,7 @@ class Worker:
         ]
 
     # -- one message -------------------------------------------------------------------------
-    def _handle(self, message: _Held, result: BatchResult) -> str | int | None:
+    def _handle(self, message: Received, result: BatchResult) -> str | int | None:
         """Run one message; return "delete", a visibility timeout to release with, or None."""
         try:
             job = parse_job(message.body, data_bucket=self.settings.data_bucket)
@@ -320,18 +321,18 @@ class Worker:
                 job, worker_id=self.worker_id, lease_seconds=self.visibility, body=message.body
             )
             if claim.outcome is ClaimOutcome.DONE:
-                log.info("job.duplicate", extra={"status": claim.record.get("status")})
+                log.info(Event.JOB_DUPLICATE, extra={"status": claim.record.get("status")})
                 self._resend_followups(claim.record)
                 result.duplicates += 1
                 return "delete"
             if claim.outcome is ClaimOutcome.BUSY:
-                log.info("job.busy", extra={"lease_owner": claim.record.get("lease_owner")})
+                log.info(Event.JOB_BUSY, extra={"lease_owner": claim.record.get("lease_owner")})
                 result.busy += 1
                 return None
             return self._execute(job, claim.record, message, result)
 
     def _execute(
-        self, job: Job, record: Mapping[str, Any], message: _Held, result: BatchResult
+        self, job: Job, record: Mapping[str, Any], message: Received, result: BatchResult
     ) -> str | int | None:
         ctx = JobContext(
             job=job,
@@ -344,7 +345,7 @@ class Worker:
         )
         clock = logs.Stopwatch()
         log.info(
-            "job.started",
+            Event.JOB_STARTED,
             extra={
                 "attempt": ctx.attempt,
                 "receive_count": message.receive_count,
@@ -356,20 +357,20 @@ class Worker:
         error = self._run_handler(ctx, message)
         if ctx.committed:  # the job is SUCCEEDED, whatever its handler did afterwards
             if error is not None:
-                log.warning("job.error_after_commit", exc_info=error)
+                log.warning(Event.JOB_ERROR_AFTER_COMMIT, exc_info=error)
             self._send_followups(ctx.followups)
-            log.info("job.succeeded", extra={"duration_ms": clock.ms, "attempt": ctx.attempt})
+            log.info(Event.JOB_SUCCEEDED, extra={"duration_ms": clock.ms, "attempt": ctx.attempt})
             result.succeeded += 1
             return "delete"
         if error is None:
             error = RuntimeError("the handler returned without committing a result")
         if isinstance(error, LeaseLost):
-            log.warning("job.lease_lost", extra={"duration_ms": clock.ms})
+            log.warning(Event.JOB_LEASE_LOST, extra={"duration_ms": clock.ms})
             result.busy += 1
             return None
         if isinstance(error, JobFailed):
             if self.ledger.fail(job.job_id, worker_id=self.worker_id, reason=str(error)):
-                log.info("job.failed", extra={"duration_ms": clock.ms, "reason": str(error)})
+                log.info(Event.JOB_FAILED, extra={"duration_ms": clock.ms, "reason": str(error)})
                 result.failed += 1
                 return "delete"
             return None  # lease lost meanwhile: the owner decides
@@ -378,7 +379,7 @@ class Worker:
         if denied is not None:
             # a grant missing from the role (stacks/constructs/access.py), or a key outside the
             # bucket layout: say so loudly, in words that name the role, action and resource
-            log.error("job.access_denied", extra={"reason": denied})
+            log.error(Event.JOB_ACCESS_DENIED, extra={"reason": denied})
         last = (
             self.max_receive_count is not None and message.receive_count >= self.max_receive_count
         )
@@ -389,20 +390,20 @@ class Worker:
                 reason=f"gave up after {message.receive_count} attempts; last error: {reason}. "
                 "The message is in the dead-letter queue: fix the cause, then redrive it",
             )
-            log.error("job.gave_up", extra={"duration_ms": clock.ms, "reason": reason})
+            log.error(Event.JOB_GAVE_UP, extra={"duration_ms": clock.ms, "reason": reason})
             result.failed += 1
             return 0  # visible at once, so SQS moves it to the DLQ on the next receive
         self.ledger.release(job.job_id, worker_id=self.worker_id, reason=reason)
-        backoff = int(min(MAX_BACKOFF_SECONDS, 2**message.receive_count))
+        delay = round(backoff.JOB.step(message.receive_count))
         log.warning(
-            "job.retrying",
-            extra={"duration_ms": clock.ms, "reason": reason, "retry_in_s": backoff},
+            Event.JOB_RETRYING,
+            extra={"duration_ms": clock.ms, "reason": reason, "retry_in_s": delay},
             exc_info=error,
         )
         result.retried += 1
-        return backoff
+        return delay
 
-    def _run_handler(self, ctx: JobContext, message: _Held) -> BaseException | None:
+    def _run_handler(self, ctx: JobContext, message: Received) -> BaseException | None:
         """Run the handler in a thread so SIGTERM's grace period can be enforced around it."""
         outcome: list[BaseException | None] = []
         context = logs.current()
@@ -432,7 +433,7 @@ class Worker:
                     self._change_visibility([(message, 0)])
                     with self._lock:
                         self._held.pop(message.message_id, None)
-                    log.warning("job.released_on_stop", extra={"ledger_released": released})
+                    log.warning(Event.JOB_RELEASED_ON_STOP, extra={"ledger_released": released})
                     raise _Stop
         finally:
             with self._lock:
@@ -443,11 +444,11 @@ class Worker:
         return self._stop_deadline is not None and time.monotonic() >= self._stop_deadline
 
     # -- rejected messages and follow-ups ----------------------------------------------------
-    def _reject(self, message: _Held, rejected: JobRejected) -> None:
+    def _reject(self, message: Received, rejected: JobRejected) -> None:
         if rejected.job_id:
             self.ledger.reject(rejected.job_id, reason=rejected.reason, body=message.body)
         log.error(
-            "job.rejected",
+            Event.JOB_REJECTED,
             extra={
                 "job_id": rejected.job_id,
                 "reason": rejected.reason,
@@ -467,9 +468,9 @@ class Worker:
     def _send_followups(self, jobs: Sequence[Job]) -> None:
         for job in jobs:
             self.clients.sqs.send_message(
-                QueueUrl=self._queue_for(job.type), MessageBody=job.to_json()
+                QueueUrl=queue_for(job.type, self.settings), MessageBody=job.to_json()
             )
-            log.info("job.followup_sent", extra={"followup_job_id": job.job_id})
+            log.info(Event.JOB_FOLLOWUP_SENT, extra={"followup_job_id": job.job_id})
 
     def _resend_followups(self, record: Mapping[str, Any]) -> None:
         """Resend a finished job's follow-ups that may not have gone out (a crash in between)."""
@@ -479,18 +480,13 @@ class Worker:
             body = followup_message(followup or {})
             if body is not None:
                 job = parse_job(body, data_bucket=self.settings.data_bucket)
-                self.clients.sqs.send_message(QueueUrl=self._queue_for(job.type), MessageBody=body)
-                log.info("job.followup_resent", extra={"followup_job_id": job_id})
-
-    def _queue_for(self, job_type: str) -> str:
-        return (
-            self.settings.train_queue_url
-            if job_type == "train"
-            else self.settings.predict_queue_url
-        )
+                self.clients.sqs.send_message(
+                    QueueUrl=queue_for(job.type, self.settings), MessageBody=body
+                )
+                log.info(Event.JOB_FOLLOWUP_RESENT, extra={"followup_job_id": job_id})
 
     # -- SQS batch calls ---------------------------------------------------------------------
-    def _delete(self, messages: Sequence[_Held]) -> None:
+    def _delete(self, messages: Sequence[Received]) -> None:
         for start in range(0, len(messages), SQS_BATCH_LIMIT):
             chunk = messages[start : start + SQS_BATCH_LIMIT]
             try:
@@ -502,13 +498,13 @@ class Worker:
                 )
             except (ClientError, BotoCoreError) as error:
                 # the jobs are finished in the ledger: redeliveries are recognised and deleted
-                log.warning("worker.delete_failed", extra={"error": str(error)})
+                log.warning(Event.DELETE_FAILED, extra={"error": str(error)})
                 continue
             for failure in response.get("Failed", []):
                 # the job is finished in the ledger; a redelivery is recognised and deleted then
-                log.warning("worker.delete_failed", extra={"failure": failure})
+                log.warning(Event.DELETE_FAILED, extra={"failure": failure})
 
-    def _change_visibility(self, changes: Sequence[tuple[_Held, int]]) -> None:
+    def _change_visibility(self, changes: Sequence[tuple[Received, int]]) -> None:
         for start in range(0, len(changes), SQS_BATCH_LIMIT):
             chunk = changes[start : start + SQS_BATCH_LIMIT]
             try:
@@ -520,10 +516,10 @@ class Worker:
                     ],
                 )
             except (ClientError, BotoCoreError) as error:
-                log.warning("worker.visibility_failed", extra={"error": str(error)})
+                log.warning(Event.VISIBILITY_FAILED, extra={"error": str(error)})
                 continue
             for failure in response.get("Failed", []):
-                log.warning("worker.visibility_failed", extra={"failure": failure})
+                log.warning(Event.VISIBILITY_FAILED, extra={"failure": failure})
 
     # -- heartbeat ---------------------------------------------------------------------------
     @property
@@ -542,7 +538,7 @@ class Worker:
             try:
                 self.beat_once()
             except Exception:  # a failed beat must not kill the thread; the next one retries
-                log.exception("worker.heartbeat_failed")
+                log.exception(Event.HEARTBEAT_FAILED)
 
     def beat_once(self) -> None:
         with self._lock:
@@ -553,5 +549,5 @@ class Worker:
             current.job.job_id, worker_id=self.worker_id, lease_seconds=self.visibility
         ):
             current.lease_lost.set()
-            log.warning("job.lease_lost_on_heartbeat", extra={"job_id": current.job.job_id})
+            log.warning(Event.JOB_LEASE_LOST_ON_HEARTBEAT, extra={"job_id": current.job.job_id})
         self.protection.renew()

@@ -14,6 +14,8 @@ import time
 import urllib.error
 import urllib.request
 
+from mlpoc.events import Event
+
 log = logging.getLogger("mlpoc.worker")
 
 PATH = "/task-protection/v1/state"
@@ -61,10 +63,10 @@ class TaskProtection:
                 answer = json.loads(response.read() or b"{}")
         except (urllib.error.URLError, OSError, ValueError) as error:
             # losing protection only risks a redelivery, which the ledger absorbs
-            log.warning("worker.protection_failed", extra={"error": str(error)})
+            log.warning(Event.PROTECTION_FAILED, extra={"error": str(error)})
             return False
         if "failure" in answer or "error" in answer:
-            log.warning("worker.protection_refused", extra={"answer": answer})
+            log.warning(Event.PROTECTION_REFUSED, extra={"answer": answer})
             return False
-        log.info("worker.protection", extra={"enabled": enabled})
+        log.info(Event.PROTECTION, extra={"enabled": enabled})
         return True

@@ -24,6 +24,7 @@ from mlpoc import artifacts, datasets, plugins
 from mlpoc.artifacts import ArtifactKeys
 from mlpoc.contracts import Job, S3Uri, dataset_refusal
 from mlpoc.errors import CommitConflict, DatasetError, JobFailed, TransientError
+from mlpoc.events import Event
 from mlpoc.inference import OnnxClassifier
 from mlpoc.registry import PRIMARY_METRIC, ModelVersion, Pointer, Registry
 from mlpoc.worker.loop import JobContext
@@ -196,7 +197,7 @@ def handle_train(ctx: JobContext) -> None:
         try:
             ctx.commit(result, extra=extra, followups=followups)
         except CommitConflict as conflict:
-            log.info("train.commit_conflict", extra={"codes": conflict.codes})
+            log.info(Event.TRAIN_COMMIT_CONFLICT, extra={"codes": conflict.codes})
             continue
         log.info(
             "train.registered",
