@@ -33,7 +33,8 @@ from mlpoc.inference import OnnxClassifier
 from mlpoc.plugins.sklearn import build
 from mlpoc.registry import ModelVersion
 from mlpoc.settings import Settings
-from mlpoc.worker.loop import JobContext, Worker
+from mlpoc.worker.context import JobContext
+from mlpoc.worker.loop import Worker
 from tests.support.aws_stack import EmbeddedMoto, create_stack, send_jobs
 
 

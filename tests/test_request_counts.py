@@ -16,7 +16,8 @@ import pytest
 from mlpoc import samples
 from mlpoc.aws import Clients
 from mlpoc.settings import Settings
-from mlpoc.worker.loop import JobContext, Worker
+from mlpoc.worker.context import JobContext
+from mlpoc.worker.loop import Worker
 from mlpoc.worker.predict import PredictHandler
 from mlpoc.worker.train import handle_train
 from tests.support.aws_stack import Stack, create_stack, send_jobs

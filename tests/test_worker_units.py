@@ -21,7 +21,9 @@ from mlpoc.ledger import Ledger
 from mlpoc.registry import ModelVersion
 from mlpoc.settings import Settings
 from mlpoc.worker import __main__ as worker_main
-from mlpoc.worker.loop import JobContext, Worker
+from mlpoc.worker import loop
+from mlpoc.worker.context import JobContext
+from mlpoc.worker.loop import Worker
 from mlpoc.worker.protection import TaskProtection
 from mlpoc.worker.train import evaluate, should_promote, split
 from tests.support.aws_stack import Stack, create_stack
@@ -179,7 +181,9 @@ def test_heartbeat_extends_visibility_and_notices_a_lost_lease(stack: Stack) -> 
     assert counter["ChangeMessageVisibilityBatch"] == 1
 
 
-def test_a_redelivered_finished_job_resends_its_lost_follow_ups(stack: Stack) -> None:
+def test_a_redelivered_finished_job_resends_its_lost_follow_ups(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
     clients = stack.clients()
     ledger = Ledger(clients.dynamodb, stack.jobs_table)
     # GIVEN a train job that committed (with its follow-up recorded) but crashed before sending
@@ -197,14 +201,15 @@ def test_a_redelivered_finished_job_resends_its_lost_follow_ups(stack: Stack) ->
 
         ctx.commit({}, followups=[parse_job(json.dumps(followup), data_bucket=stack.data_bucket)])
 
-    class CrashBeforeSending(Worker):
-        def _send_followups(self, jobs: Any) -> None:
-            raise RuntimeError("the task died here")
+    def crash_before_sending(*_: Any) -> None:
+        raise RuntimeError("the task died here")
 
     train = replace(settings(stack), role="train")
-    crashing = CrashBeforeSending(settings=train, clients=clients, handler=commit_with_followup)
-    with pytest.raises(RuntimeError, match="the task died here"):
-        crashing.process_batch()
+    crashing = Worker(settings=train, clients=clients, handler=commit_with_followup)
+    with monkeypatch.context() as patched:
+        patched.setattr(loop, "send_followups", crash_before_sending)
+        with pytest.raises(RuntimeError, match="the task died here"):
+            crashing.process_batch()
     assert visible(stack) == []
     # WHEN the train message comes back
     clients.sqs.purge_queue(QueueUrl=stack.train_queue_url)

@@ -111,6 +111,16 @@ class DeployError(MlpocError):
     """The local stack could not be created."""
 
 
+# -- a request the service refuses (the API answers 404, 409 or 422) --------------------------
+class Refused(MlpocError):
+    """A request refused as asked: ``code`` says why in one word (the API's error code), the
+    message in a sentence (what to do)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
 # -- the API ---------------------------------------------------------------------------------------
 class ApiError(Exception):
     """An HTTP error in the API's one shape: status, code, message, details."""

@@ -12,7 +12,8 @@ from mlpoc import logs, plugins
 from mlpoc.aws import Clients
 from mlpoc.errors import PluginError, SettingsError
 from mlpoc.settings import Role, Settings
-from mlpoc.worker.loop import Handler, Worker
+from mlpoc.worker.context import Handler
+from mlpoc.worker.loop import Worker
 from mlpoc.worker.predict import PredictHandler
 from mlpoc.worker.train import handle_train
 

@@ -2,49 +2,43 @@
 
 One call of :meth:`Worker.process_batch` is one long poll: receive up to ``prefetch`` messages,
 run their jobs one after another, then delete the finished ones in one batched call. While a
-batch is held, a heartbeat thread extends the visibility of every held message and the ledger
-lease of the running job, and the task is protected from ECS scale-in.
+batch is held, a heartbeat (:mod:`~mlpoc.worker.heartbeat`) extends the visibility of every held
+message and the ledger lease of the running job, and the task is protected from ECS scale-in.
 
-Failure policy, per message:
-
-* breaks the job contract → FAILED in the ledger (if it has a job id), copied to the DLQ with
-  the reason, deleted;
-* already SUCCEEDED/FAILED (a redelivery) → deleted, nothing redone;
-* claimed by another worker's live lease → left alone (it comes back after the timeout);
-* the job raises :class:`~mlpoc.errors.JobFailed` → FAILED with the reason, deleted;
-* any other exception → RETRYABLE and back on the queue after a backoff; on the queue's last
-  receive → FAILED ("gave up after N attempts") and left for SQS to move to the DLQ;
-* SIGTERM → stop polling, let the running job finish within the grace period, else release it
-  (RETRYABLE, visible again at once); unstarted messages are released at once; exit 0.
+What becomes of each job and its message is ruled by :func:`mlpoc.worker.decide.decide` (the
+README's "bad or unlucky job" table); the SQS calls are in :mod:`mlpoc.worker.queue`. SIGTERM
+stops the polling: the running job may finish within the grace period, else it is released
+(RETRYABLE, visible again at once); unstarted messages are released at once; exit 0.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from mlpoc import backoff, dynamo, logs
+from mlpoc import backoff, logs
 from mlpoc.aws import Clients
-from mlpoc.contracts import REASON_ATTRIBUTE, Job, parse_job, queue_for
-from mlpoc.errors import CommitConflict, JobFailed, JobRejected, LeaseLost, access_denied
+from mlpoc.contracts import Job, parse_job
+from mlpoc.errors import JobRejected
 from mlpoc.events import Event
-from mlpoc.ledger import ClaimOutcome, Ledger, followup_message
+from mlpoc.ledger import ClaimOutcome, Ledger
 from mlpoc.settings import Settings
+from mlpoc.worker.context import Handler, JobContext, resend_followups, send_followups
+from mlpoc.worker.decide import Outcome, decide
+from mlpoc.worker.heartbeat import Heartbeat
 from mlpoc.worker.protection import TaskProtection
+from mlpoc.worker.queue import JobQueue, Received
 
 log = logging.getLogger("mlpoc.worker")
-
-SQS_BATCH_LIMIT = 10
 
 
 @dataclass
@@ -57,83 +51,6 @@ class BatchResult:
     rejected: int = 0
     busy: int = 0
     released: int = 0
-
-
-@dataclass
-class Received:
-    message_id: str
-    receipt: str
-    body: str
-    receive_count: int
-    sent_at: float
-
-
-@dataclass
-class JobContext:
-    """What a handler sees of the loop: the job, the clients, and the way to commit."""
-
-    job: Job
-    record: Mapping[str, Any]
-    worker_id: str
-    receive_count: int
-    settings: Settings
-    clients: Clients
-    ledger: Ledger
-    lease_lost: threading.Event = field(default_factory=threading.Event)
-    committed: bool = False
-    followups: list[Job] = field(default_factory=list)
-
-    @property
-    def attempt(self) -> int:
-        return int(self.record.get("attempts", 1))
-
-    def check_lease(self) -> None:
-        """Raise LeaseLost if the heartbeat found another worker owns the job now."""
-        if self.lease_lost.is_set():
-            raise LeaseLost(self.job.job_id)
-
-    def note(self, **fields: Any) -> None:
-        self.ledger.note(self.job.job_id, worker_id=self.worker_id, **fields)
-
-    def commit(
-        self,
-        result: Mapping[str, Any],
-        *,
-        extra: Iterable[Mapping[str, Any]] = (),
-        followups: Iterable[Job] = (),
-    ) -> None:
-        """Mark the job SUCCEEDED, atomically with ``extra`` transaction items (registry writes,
-        follow-up jobs' QUEUED records), and only while this worker holds the lease."""
-        self.check_lease()
-        followups = list(followups)
-        items = [
-            *extra,
-            *({"Put": self.ledger.create_request(f, source=self.job.job_id)} for f in followups),
-        ]
-        if followups:
-            result = {**result, "followups": [f.job_id for f in followups]}
-        request = self.ledger.commit_request(
-            self.job.job_id, worker_id=self.worker_id, result=result
-        )
-        if not items:
-            self.ledger.commit(self.job.job_id, worker_id=self.worker_id, result=result)
-        else:
-            try:
-                self.clients.dynamodb.transact_write_items(
-                    TransactItems=[{"Update": request}, *items]
-                )
-            except ClientError as error:
-                if error.response["Error"]["Code"] != "TransactionCanceledException":
-                    raise
-                codes = dynamo.cancellation_codes(error)
-                if codes and codes[0] == "ConditionalCheckFailed":
-                    raise LeaseLost(self.job.job_id) from None
-                raise CommitConflict(codes[1:]) from None
-        self.committed = True
-        self.followups = followups
-
-
-Handler = Callable[[JobContext], None]
 
 
 class _Stop(Exception):
@@ -157,6 +74,7 @@ class Worker:
         self.ledger = Ledger(clients.dynamodb, settings.jobs_table)
         self.protection = protection or TaskProtection.from_env()
         self.queue_url = settings.queue_url
+        self.queue = JobQueue(clients.sqs, self.queue_url)
         self.visibility = settings.visibility_seconds
         self.max_receive_count: int | None = None
         self.dlq_url: str | None = None
@@ -166,8 +84,7 @@ class Worker:
         self._held: dict[str, Received] = {}
         self._lock = threading.Lock()
         self._current: JobContext | None = None
-        self._heartbeat: threading.Thread | None = None
-        self._holding = threading.Event()
+        self._heartbeat: Heartbeat | None = None
         self._receive_failures = 0
         self._started = False
 
@@ -176,20 +93,10 @@ class Worker:
         """Read the queue's visibility timeout and redrive policy (two calls, once)."""
         if self._started:
             return
-        attributes = self.clients.sqs.get_queue_attributes(
-            QueueUrl=self.queue_url, AttributeNames=["VisibilityTimeout", "RedrivePolicy"]
-        )["Attributes"]
-        if not self.visibility:
-            self.visibility = int(attributes.get("VisibilityTimeout", 30))
-        redrive = attributes.get("RedrivePolicy")
-        if redrive:
-            policy = json.loads(redrive)
-            self.max_receive_count = int(policy["maxReceiveCount"])
-            arn = str(policy["deadLetterTargetArn"]).split(":")
-            self.dlq_url = self.clients.sqs.get_queue_url(
-                QueueName=arn[5], QueueOwnerAWSAccountId=arn[4]
-            )["QueueUrl"]
-        self._heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+        redrive = self.queue.redrive()
+        self.visibility = self.visibility or redrive.visibility_seconds
+        self.max_receive_count, self.dlq_url = redrive.max_receive_count, redrive.dlq_url
+        self._heartbeat = Heartbeat(self.beat_once, self.heartbeat_interval)
         self._heartbeat.start()
         self._started = True
         log.info(
@@ -233,7 +140,8 @@ class Worker:
                 delay = backoff.POLL.step(failures)
                 log.exception(Event.BATCH_FAILED, extra={"retry_in_s": delay})
                 self._stopping.wait(delay)
-        self._holding.clear()
+        if self._heartbeat is not None:
+            self._heartbeat.release()
         log.info(Event.WORKER_STOPPED, extra={"worker_id": self.worker_id})
 
     # -- one long poll -----------------------------------------------------------------------
@@ -246,7 +154,8 @@ class Worker:
         result.received = len(messages)
         with self._lock:
             self._held = {m.message_id: m for m in messages}
-        self._holding.set()
+        assert self._heartbeat is not None  # noqa: S101 - start() made it
+        self._heartbeat.hold()
         self.protection.set(enabled=True)
         deletes: list[Received] = []
         releases: list[tuple[Received, int]] = []
@@ -256,7 +165,7 @@ class Worker:
                 if self.stopping:
                     # not started: give them back at once, untouched in the ledger
                     unstarted = [(m, 0) for m in messages[index:]]
-                    self._change_visibility(unstarted)
+                    self.queue.change_visibility(unstarted)
                     result.released += len(unstarted)
                     break
                 action = self._handle(message, result)
@@ -267,25 +176,22 @@ class Worker:
         except _Stop:
             # the running job was released by _run_handler; the unstarted ones go back too
             rest = messages[index + 1 :]
-            self._change_visibility([(m, 0) for m in rest])
+            self.queue.change_visibility([(m, 0) for m in rest])
             result.released += len(rest) + 1
             raise
         finally:
-            self._delete(deletes)
-            self._change_visibility(releases)
+            self.queue.delete(deletes)
+            self.queue.change_visibility(releases)
             with self._lock:
                 self._held = {}
-            self._holding.clear()
+            self._heartbeat.release()
             self.protection.set(enabled=False)
         return result
 
     def _receive(self) -> list[Received]:
         try:
-            response = self.clients.sqs.receive_message(
-                QueueUrl=self.queue_url,
-                MaxNumberOfMessages=self.settings.prefetch,
-                WaitTimeSeconds=self.settings.wait_seconds,
-                MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+            messages = self.queue.receive(
+                max_messages=self.settings.prefetch, wait_seconds=self.settings.wait_seconds
             )
         except (ClientError, BotoCoreError) as error:
             # botocore already retried; back off before the next poll instead of spinning
@@ -295,16 +201,7 @@ class Worker:
             self._stopping.wait(delay)
             return []
         self._receive_failures = 0
-        return [
-            Received(
-                message_id=m["MessageId"],
-                receipt=m["ReceiptHandle"],
-                body=m["Body"],
-                receive_count=int(m.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
-                sent_at=int(m.get("Attributes", {}).get("SentTimestamp", 0)) / 1000,
-            )
-            for m in response.get("Messages", [])
-        ]
+        return messages
 
     # -- one message -------------------------------------------------------------------------
     def _handle(self, message: Received, result: BatchResult) -> str | int | None:
@@ -322,7 +219,7 @@ class Worker:
             )
             if claim.outcome is ClaimOutcome.DONE:
                 log.info(Event.JOB_DUPLICATE, extra={"status": claim.record.get("status")})
-                self._resend_followups(claim.record)
+                resend_followups(self.clients.sqs, self.settings, self.ledger, claim.record)
                 result.duplicates += 1
                 return "delete"
             if claim.outcome is ClaimOutcome.BUSY:
@@ -355,53 +252,48 @@ class Worker:
             },
         )
         error = self._run_handler(ctx, message)
-        if ctx.committed:  # the job is SUCCEEDED, whatever its handler did afterwards
+        ruling = decide(
+            committed=ctx.committed,
+            error=error,
+            receive_count=message.receive_count,
+            max_receive_count=self.max_receive_count,
+        )
+        took = {"duration_ms": clock.ms}
+        if ruling.outcome is Outcome.SUCCEEDED:
             if error is not None:
                 log.warning(Event.JOB_ERROR_AFTER_COMMIT, exc_info=error)
-            self._send_followups(ctx.followups)
-            log.info(Event.JOB_SUCCEEDED, extra={"duration_ms": clock.ms, "attempt": ctx.attempt})
+            send_followups(self.clients.sqs, self.settings, ctx.followups)
+            log.info(Event.JOB_SUCCEEDED, extra={**took, "attempt": ctx.attempt})
             result.succeeded += 1
             return "delete"
-        if error is None:
-            error = RuntimeError("the handler returned without committing a result")
-        if isinstance(error, LeaseLost):
-            log.warning(Event.JOB_LEASE_LOST, extra={"duration_ms": clock.ms})
+        if ruling.outcome is Outcome.UNCHANGED:  # the lease was lost: the owner decides
+            log.warning(Event.JOB_LEASE_LOST, extra=took)
             result.busy += 1
             return None
-        if isinstance(error, JobFailed):
-            if self.ledger.fail(job.job_id, worker_id=self.worker_id, reason=str(error)):
-                log.info(Event.JOB_FAILED, extra={"duration_ms": clock.ms, "reason": str(error)})
+        reason = str(ruling.reason)
+        if ruling.outcome is Outcome.FAILED:
+            if self.ledger.fail(job.job_id, worker_id=self.worker_id, reason=reason):
+                log.info(Event.JOB_FAILED, extra={**took, "reason": reason})
                 result.failed += 1
                 return "delete"
             return None  # lease lost meanwhile: the owner decides
-        reason = f"{type(error).__name__}: {error}"
-        denied = access_denied(error)
-        if denied is not None:
+        if ruling.access_denied is not None:
             # a grant missing from the role (stacks/constructs/access.py), or a key outside the
             # bucket layout: say so loudly, in words that name the role, action and resource
-            log.error(Event.JOB_ACCESS_DENIED, extra={"reason": denied})
-        last = (
-            self.max_receive_count is not None and message.receive_count >= self.max_receive_count
-        )
-        if last:
-            self.ledger.fail(
-                job.job_id,
-                worker_id=self.worker_id,
-                reason=f"gave up after {message.receive_count} attempts; last error: {reason}. "
-                "The message is in the dead-letter queue: fix the cause, then redrive it",
-            )
-            log.error(Event.JOB_GAVE_UP, extra={"duration_ms": clock.ms, "reason": reason})
+            log.error(Event.JOB_ACCESS_DENIED, extra={"reason": ruling.access_denied})
+        if ruling.outcome is Outcome.GAVE_UP:
+            self.ledger.fail(job.job_id, worker_id=self.worker_id, reason=reason)
+            log.error(Event.JOB_GAVE_UP, extra={**took, "reason": reason})
             result.failed += 1
-            return 0  # visible at once, so SQS moves it to the DLQ on the next receive
+            return 0
         self.ledger.release(job.job_id, worker_id=self.worker_id, reason=reason)
-        delay = round(backoff.JOB.step(message.receive_count))
         log.warning(
             Event.JOB_RETRYING,
-            extra={"duration_ms": clock.ms, "reason": reason, "retry_in_s": delay},
+            extra={**took, "reason": reason, "retry_in_s": ruling.release_after},
             exc_info=error,
         )
         result.retried += 1
-        return delay
+        return ruling.release_after
 
     def _run_handler(self, ctx: JobContext, message: Received) -> BaseException | None:
         """Run the handler in a thread so SIGTERM's grace period can be enforced around it."""
@@ -430,7 +322,7 @@ class Worker:
                         reason="the worker was stopped (SIGTERM) before the job finished; "
                         "it will run again",
                     )
-                    self._change_visibility([(message, 0)])
+                    self.queue.change_visibility([(message, 0)])
                     with self._lock:
                         self._held.pop(message.message_id, None)
                     log.warning(Event.JOB_RELEASED_ON_STOP, extra={"ledger_released": released})
@@ -443,7 +335,7 @@ class Worker:
     def _grace_over(self) -> bool:
         return self._stop_deadline is not None and time.monotonic() >= self._stop_deadline
 
-    # -- rejected messages and follow-ups ----------------------------------------------------
+    # -- rejected messages ----------------------------------------------------
     def _reject(self, message: Received, rejected: JobRejected) -> None:
         if rejected.job_id:
             self.ledger.reject(rejected.job_id, reason=rejected.reason, body=message.body)
@@ -457,94 +349,18 @@ class Worker:
         )
         if self.dlq_url:
             # keep the body for inspection: nothing is lost, and the DLQ alarm tells a person
-            self.clients.sqs.send_message(
-                QueueUrl=self.dlq_url,
-                MessageBody=message.body,
-                MessageAttributes={
-                    REASON_ATTRIBUTE: {"DataType": "String", "StringValue": rejected.reason[:1000]}
-                },
-            )
-
-    def _send_followups(self, jobs: Sequence[Job]) -> None:
-        for job in jobs:
-            self.clients.sqs.send_message(
-                QueueUrl=queue_for(job.type, self.settings), MessageBody=job.to_json()
-            )
-            log.info(Event.JOB_FOLLOWUP_SENT, extra={"followup_job_id": job.job_id})
-
-    def _resend_followups(self, record: Mapping[str, Any]) -> None:
-        """Resend a finished job's follow-ups that may not have gone out (a crash in between)."""
-        result = record.get("result") or {}
-        for job_id in result.get("followups", []):
-            followup = self.ledger.get(job_id)
-            body = followup_message(followup or {})
-            if body is not None:
-                job = parse_job(body, data_bucket=self.settings.data_bucket)
-                self.clients.sqs.send_message(
-                    QueueUrl=queue_for(job.type, self.settings), MessageBody=body
-                )
-                log.info(Event.JOB_FOLLOWUP_RESENT, extra={"followup_job_id": job_id})
-
-    # -- SQS batch calls ---------------------------------------------------------------------
-    def _delete(self, messages: Sequence[Received]) -> None:
-        for start in range(0, len(messages), SQS_BATCH_LIMIT):
-            chunk = messages[start : start + SQS_BATCH_LIMIT]
-            try:
-                response = self.clients.sqs.delete_message_batch(
-                    QueueUrl=self.queue_url,
-                    Entries=[
-                        {"Id": str(i), "ReceiptHandle": m.receipt} for i, m in enumerate(chunk)
-                    ],
-                )
-            except (ClientError, BotoCoreError) as error:
-                # the jobs are finished in the ledger: redeliveries are recognised and deleted
-                log.warning(Event.DELETE_FAILED, extra={"error": str(error)})
-                continue
-            for failure in response.get("Failed", []):
-                # the job is finished in the ledger; a redelivery is recognised and deleted then
-                log.warning(Event.DELETE_FAILED, extra={"failure": failure})
-
-    def _change_visibility(self, changes: Sequence[tuple[Received, int]]) -> None:
-        for start in range(0, len(changes), SQS_BATCH_LIMIT):
-            chunk = changes[start : start + SQS_BATCH_LIMIT]
-            try:
-                response = self.clients.sqs.change_message_visibility_batch(
-                    QueueUrl=self.queue_url,
-                    Entries=[
-                        {"Id": str(i), "ReceiptHandle": m.receipt, "VisibilityTimeout": seconds}
-                        for i, (m, seconds) in enumerate(chunk)
-                    ],
-                )
-            except (ClientError, BotoCoreError) as error:
-                log.warning(Event.VISIBILITY_FAILED, extra={"error": str(error)})
-                continue
-            for failure in response.get("Failed", []):
-                log.warning(Event.VISIBILITY_FAILED, extra={"failure": failure})
+            self.queue.copy_to_dlq(self.dlq_url, message.body, rejected.reason)
 
     # -- heartbeat ---------------------------------------------------------------------------
     @property
     def heartbeat_interval(self) -> float:
         return max(0.5, self.visibility / 3)
 
-    def _beat(self) -> None:
-        while True:
-            self._holding.wait()
-            # sleep one interval, but wake early if the batch is released
-            deadline = time.monotonic() + self.heartbeat_interval
-            while time.monotonic() < deadline and self._holding.is_set():
-                time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
-            if not self._holding.is_set():
-                continue
-            try:
-                self.beat_once()
-            except Exception:  # a failed beat must not kill the thread; the next one retries
-                log.exception(Event.HEARTBEAT_FAILED)
-
     def beat_once(self) -> None:
         with self._lock:
             held = list(self._held.values())
             current = self._current
-        self._change_visibility([(m, self.visibility) for m in held])
+        self.queue.change_visibility([(m, self.visibility) for m in held])
         if current is not None and not self.ledger.heartbeat(
             current.job.job_id, worker_id=self.worker_id, lease_seconds=self.visibility
         ):

@@ -21,7 +21,7 @@ from mlpoc.errors import JobFailed
 from mlpoc.inference import ModelCache
 from mlpoc.registry import Registry
 from mlpoc.settings import Settings
-from mlpoc.worker.loop import JobContext
+from mlpoc.worker.context import JobContext
 
 # Above this many features, review items keep no copy of their features (item size limit).
 MAX_REVIEW_FEATURES = 4_096

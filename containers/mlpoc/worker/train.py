@@ -27,7 +27,7 @@ from mlpoc.errors import CommitConflict, DatasetError, JobFailed, TransientError
 from mlpoc.events import Event
 from mlpoc.inference import OnnxClassifier
 from mlpoc.registry import PRIMARY_METRIC, ModelVersion, Pointer, Registry
-from mlpoc.worker.loop import JobContext
+from mlpoc.worker.context import JobContext
 
 log = logging.getLogger("mlpoc.worker")
 

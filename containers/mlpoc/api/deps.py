@@ -1,0 +1,77 @@
+"""What a route needs, as FastAPI dependencies: the key check and the services. They are async,
+so they run on the event loop (no thread hand-off per request). A test swaps any of them with
+``app.dependency_overrides[get_registry] = ...``."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
+
+from mlpoc.api.serving import ModelServer
+from mlpoc.api.settings import ApiSettings
+from mlpoc.aws import Clients
+from mlpoc.errors import ApiError
+from mlpoc.ledger import Ledger
+from mlpoc.registry import Registry
+
+API_KEY = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    description="The API key (`mlpoc outputs` prints where it is; Secrets Manager on AWS)",
+)
+
+
+@dataclass(frozen=True)
+class Services:
+    """The API's clients and stores, built once by ``create_app``."""
+
+    settings: ApiSettings
+    clients: Clients
+    ledger: Ledger
+    registry: Registry
+    server: ModelServer
+
+
+async def require_key(
+    request: Request, key: Annotated[str | None, Security(API_KEY)] = None
+) -> None:
+    """Every route but /healthz: the X-API-Key header, compared in constant time."""
+    expected: bytes = request.app.state.api_key
+    if key is None or not hmac.compare_digest(key.encode(), expected):
+        raise ApiError(401, "unauthorized", "missing or wrong API key")
+
+
+async def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+async def get_settings(services: Annotated[Services, Depends(get_services)]) -> ApiSettings:
+    return services.settings
+
+
+async def get_clients(services: Annotated[Services, Depends(get_services)]) -> Clients:
+    return services.clients
+
+
+async def get_ledger(services: Annotated[Services, Depends(get_services)]) -> Ledger:
+    return services.ledger
+
+
+async def get_registry(services: Annotated[Services, Depends(get_services)]) -> Registry:
+    return services.registry
+
+
+async def get_server(services: Annotated[Services, Depends(get_services)]) -> ModelServer:
+    return services.server
+
+
+SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
+ClientsDep = Annotated[Clients, Depends(get_clients)]
+LedgerDep = Annotated[Ledger, Depends(get_ledger)]
+RegistryDep = Annotated[Registry, Depends(get_registry)]
+ServerDep = Annotated[ModelServer, Depends(get_server)]

@@ -1,0 +1,54 @@
+"""The API's bodies: what a request may carry and the one error shape every 4xx/5xx has."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mlpoc.contracts import SCHEMA_VERSION
+
+
+class ErrorDetail(BaseModel):
+    where: str = Field(description="The field, e.g. body.rows.0")
+    problem: str
+
+
+class ErrorInfo(BaseModel):
+    code: str = Field(description="One word: unauthorized, not_found, conflict, invalid_job, …")
+    message: str = Field(description="A sentence: what was wrong and what to do")
+    details: list[ErrorDetail] | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorInfo
+
+
+class JobRequest(BaseModel):
+    """A job, as the job contract (schema 1) has it; the contract's own checks (bucket, layout,
+    model name, plugin parameters) answer 422 ``invalid_job`` with the reason."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_: int = Field(SCHEMA_VERSION, alias="schema", description="The contract's version")
+    job_id: str | None = Field(None, description="Your id (default: generated); unique")
+    type: str = Field(description="train or predict")
+    model: str = Field(description="The model's name, e.g. digits")
+    dataset: str = Field(description="s3://<data bucket>/datasets/… (or inputs/ for predict)")
+    version: str = Field("current", description="predict: current or a version number")
+    params: dict[str, Any] = Field(default_factory=dict, description="train: plugin parameters")
+
+
+class PredictRequest(BaseModel):
+    model: str = Field(min_length=1, max_length=64)
+    rows: list[dict[str, float]] = Field(min_length=1)
+    ids: list[str] | None = None
+
+
+class PromoteRequest(BaseModel):
+    version: int = Field(ge=1)
+
+
+class AnnotationRequest(BaseModel):
+    item_id: str = Field(min_length=1, max_length=512)
+    label: str = Field(min_length=1, max_length=64)
