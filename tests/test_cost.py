@@ -12,9 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from mlpoc import cost, plugins, samples
+from mlpoc.assembly import Assembly
 from mlpoc.cli.app import app
 from mlpoc.errors import CostError
-from mlpoc.local.template import Assembly
 from mlpoc.settings import Settings
 from mlpoc.worker.loop import Worker
 from mlpoc.worker.train import handle_train

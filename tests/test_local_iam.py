@@ -16,8 +16,8 @@ from botocore.exceptions import ClientError
 
 from mlpoc import layout, tables
 from mlpoc.local.iam import role_policies
+from mlpoc.local.processes import Resolver
 from mlpoc.local.safety import FAKE, REGION, local_session
-from mlpoc.local.template import Resolver
 from stacks.constructs.access import TABLE_ACTIONS
 from tests.support.cdk_app import Synthesized
 from tests.support.enforced import EnforcedStack

@@ -21,10 +21,11 @@ from mlpoc.cli.target import resolve
 from mlpoc.errors import LocalError, LocalModeRefused, TargetError
 from mlpoc.local import sqs_lambda
 from mlpoc.local.deploy import LocalDeployer, supported_by_moto
+from mlpoc.local.moto_template import for_moto
+from mlpoc.local.processes import Resolver, Unresolvable, processes
 from mlpoc.local.safety import FAKE_CREDENTIALS, Credentials, check_endpoint, check_env, local_env
 from mlpoc.local.state import STATE_FILE, LocalState, ProcessState, down
 from mlpoc.local.synth import load_context, synthesize
-from mlpoc.local.template import Resolver, Unresolvable, for_moto, processes
 from tests.support.aws_stack import Stack
 from tests.support.cdk_app import ROOT, Synthesized
 

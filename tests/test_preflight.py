@@ -14,8 +14,8 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from mlpoc import platforms
+from mlpoc.assembly import Assembly
 from mlpoc.cli.preflight import BOOTSTRAP_PARAMETER, Check, Preflight
-from mlpoc.local.template import Assembly
 from tests.support.cdk_app import Synthesized
 
 MOTO_DOCKER = "64bit Amazon Linux 2023 v4.6.0 running Docker"  # what moto's Beanstalk offers

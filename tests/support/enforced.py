@@ -20,14 +20,8 @@ import boto3
 from mlpoc.aws import Clients
 from mlpoc.local.deploy import LocalDeployer
 from mlpoc.local.iam import Enforced, LocalIdentities
+from mlpoc.local.processes import LOCAL_ACCOUNT, ProcessSpec, Resolver, api_key_secret, processes
 from mlpoc.local.safety import REGION, Credentials, local_env
-from mlpoc.local.template import (
-    LOCAL_ACCOUNT,
-    ProcessSpec,
-    Resolver,
-    api_key_secret,
-    processes,
-)
 from tests.support.aws_stack import Stack
 from tests.support.cdk_app import Synthesized
 

@@ -99,10 +99,10 @@ def _preflight(
 ) -> list[Check]:
     import boto3  # noqa: PLC0415
 
+    from mlpoc.assembly import Assembly as CloudAssembly  # noqa: PLC0415
     from mlpoc.cli.preflight import Preflight  # noqa: PLC0415
     from mlpoc.local.safety import local_session  # noqa: PLC0415
     from mlpoc.local.synth import load_context, project_dir  # noqa: PLC0415
-    from mlpoc.local.template import Assembly as CloudAssembly  # noqa: PLC0415
 
     root = project_dir(None)
     context = load_context(root)
@@ -152,7 +152,7 @@ def cost(
 ) -> None:
     """The idle month and the cost of work, from the synthesized templates and prices.json."""
     from mlpoc import cost as costs  # noqa: PLC0415 - only this command needs it
-    from mlpoc.local.template import Assembly as CloudAssembly  # noqa: PLC0415
+    from mlpoc.assembly import Assembly as CloudAssembly  # noqa: PLC0415
 
     with friendly():
         found = CloudAssembly.from_dir(_synthesized(assembly))

@@ -21,7 +21,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from mlpoc import cost, platforms
-from mlpoc.local.template import Assembly
+from mlpoc.assembly import Assembly
 
 BOOTSTRAP_PARAMETER = "/cdk-bootstrap/hnb659fds/version"
 # what the synthesized templates' CheckBootstrapVersion rule asks for when it cannot be read

@@ -12,8 +12,8 @@ from typing import Any
 from moto.cloudformation.parsing import get_model_map
 
 from mlpoc.errors import DeployError
+from mlpoc.local.moto_template import LeftOut, MotoTemplate, for_moto
 from mlpoc.local.safety import REGION, check_endpoint, local_session
-from mlpoc.local.template import LeftOut, MotoTemplate, for_moto
 
 AWS_QUEUE_URL = re.compile(
     r"^https://sqs\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/(?P<account>\d{12})/(?P<name>[\w-]{1,80})$"

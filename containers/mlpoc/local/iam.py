@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlpoc.local.motoserver import enforce_iam
+from mlpoc.local.processes import ProcessSpec, Resolver, Unresolvable
 from mlpoc.local.safety import Credentials, check_endpoint, local_session
-from mlpoc.local.template import ProcessSpec, Resolver, Unresolvable
 
 OPERATOR = "mlpoc-local-operator"
 ADMIN_POLICY = {

@@ -28,22 +28,16 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import IO, Any
 
+from mlpoc.assembly import Assembly
 from mlpoc.errors import LocalError
 from mlpoc.local import motopatch, sqs_lambda
 from mlpoc.local.deploy import LocalDeployer
 from mlpoc.local.iam import LocalIdentities, NoRole
 from mlpoc.local.motoserver import EmbeddedMoto
+from mlpoc.local.processes import LOCAL_ACCOUNT, ProcessSpec, Resolver, api_key_secret, processes
 from mlpoc.local.safety import FAKE, REGION, Credentials, check_env, local_env, local_session
 from mlpoc.local.state import STATE_FILE, LocalState, ProcessState, pid_alive
 from mlpoc.local.synth import project_dir, synthesize
-from mlpoc.local.template import (
-    LOCAL_ACCOUNT,
-    Assembly,
-    ProcessSpec,
-    Resolver,
-    api_key_secret,
-    processes,
-)
 
 # Local long polls are short so that Ctrl-C stops an idle worker within seconds (AWS: 20 s).
 LOCAL_OVERRIDES = {"MLPOC_WAIT_SECONDS": "5"}
