@@ -8,11 +8,6 @@ from __future__ import annotations
 
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_lambda_destinations as destinations
-from aws_cdk import aws_lambda_event_sources as sources
-from aws_cdk import aws_secretsmanager as secretsmanager
-from aws_cdk import aws_sns_subscriptions as subscriptions
-from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
 from mlpoc.layout import RuntimeRole
@@ -21,10 +16,10 @@ from stacks.constructs.access import DataAccess
 from stacks.constructs.alerts import Alerts
 from stacks.constructs.api import ApiService
 from stacks.constructs.dashboard import PipelineDashboard
-from stacks.constructs.functions import PythonFunction
 from stacks.constructs.helper_logs import keep_helper_logs
-from stacks.constructs.nag import acknowledge
 from stacks.constructs.network import Network
+from stacks.constructs.notifier import AlertNotifier
+from stacks.constructs.upload import UploadFunction
 from stacks.constructs.workers import Workers, WorkerSpec
 from stacks.data_stack import EVENTS_LAMBDA_TIMEOUT, LOG_RETENTION, DataStack
 
@@ -72,32 +67,13 @@ class ServiceStack(Stack):
             environment=environment,
         )
 
-        self.dataset_uploaded = PythonFunction(
+        self.dataset_uploaded = UploadFunction(
             self,
             "DatasetUploaded",
-            name="dataset_uploaded",
-            description="S3 dataset upload -> job record in the ledger + train/predict job",
-            environment={
-                k: environment[k]
-                for k in (
-                    "MLPOC_DATA_BUCKET",
-                    "MLPOC_JOBS_TABLE",
-                    "MLPOC_TRAIN_QUEUE_URL",
-                    "MLPOC_PREDICT_QUEUE_URL",
-                )
-            },
+            environment=environment,
+            events_queue=data.events.queue,
             timeout=EVENTS_LAMBDA_TIMEOUT,
             log_retention=LOG_RETENTION,
-            shared_runtime=True,
-        )
-        uploaded = self.dataset_uploaded.function
-        uploaded.add_event_source(
-            sources.SqsEventSource(
-                data.events.queue,
-                batch_size=10,
-                max_batching_window=Duration.seconds(5),
-                report_batch_item_failures=True,
-            )
         )
         self._grant(data)
 
@@ -108,50 +84,15 @@ class ServiceStack(Stack):
             key=data.encryption.key,
             alert_email=config.alert_email,
         )
-        notify_environment = {}
-        secret = None
-        if config.slack_webhook_secret_name:
-            secret = secretsmanager.Secret.from_secret_name_v2(
-                self, "SlackWebhook", config.slack_webhook_secret_name
-            )
-            notify_environment["MLPOC_SLACK_SECRET_ARN"] = secret.secret_arn
-        # SNS invokes the function asynchronously: an alert it could not deliver after Lambda's
-        # retries is kept here (14 days) and raises an alarm, instead of vanishing
-        self.undelivered_alerts = sqs.Queue(
-            self,
-            "UndeliveredAlerts",
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=data.encryption.key,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        acknowledge(
-            self.undelivered_alerts,
-            "AwsSolutions-SQS3",
-            "This queue is itself the dead letter destination of the notify function's failed "
-            "asynchronous invocations; nothing consumes it, so it needs no dead-letter queue.",
-        )
-        self.notify = PythonFunction(
+        self.notify = AlertNotifier(
             self,
             "Notify",
-            name="notify",
-            description="Alerts topic -> Slack webhook (from Secrets Manager), or the log",
-            environment=notify_environment,
-            timeout=Duration.seconds(10),
+            topic=self.alerts.topic,
+            key=data.encryption.key,
+            slack_webhook_secret_name=config.slack_webhook_secret_name,
             log_retention=LOG_RETENTION,
-            shared_runtime=False,
-            on_failure=destinations.SqsDestination(self.undelivered_alerts),
         )
-        for finding in ("Action::kms:GenerateDataKey*", "Action::kms:ReEncrypt*"):
-            acknowledge(
-                self.notify.role.node.find_child("DefaultPolicy"),
-                f"AwsSolutions-IAM5[{finding}]",
-                "Added by the send grant of the undelivered-alerts queue, which the project key "
-                "encrypts: data-key generation and re-encryption with that one key.",
-            )
-        if secret is not None:
-            secret.grant_read(self.notify.function)
-        self.alerts.topic.add_subscription(subscriptions.LambdaSubscription(self.notify.function))
+        self.undelivered_alerts = self.notify.undelivered
         self._alarms(data, config)
         queues = {"train": data.train, "predict": data.predict, "events": data.events}
         self.dashboard = PipelineDashboard(
@@ -207,19 +148,6 @@ class ServiceStack(Stack):
             bucket_arns={"data": DATA_BUCKET_ARN, "models": MODEL_BUCKET_ARN},
             indexed_tables={"predictions": PREDICTIONS_TABLE_ARN},
         )
-        for task in self.workers.task_definitions.values():
-            acknowledge(
-                task,
-                "AwsSolutions-ECS2",
-                "The environment holds resource names from the stack (buckets, tables, queue "
-                "URLs) and tuning knobs, never a secret; secrets are read from Secrets Manager.",
-            )
-            acknowledge(
-                task.obtain_execution_role().node.find_child("DefaultPolicy"),
-                "AwsSolutions-IAM5[Resource::*]",
-                "ecr:GetAuthorizationToken has no resource-level permissions; the image pull "
-                "and log writes in the same policy are scoped to the repository and log group.",
-            )
 
     def _alarms(self, data: DataStack, config: Config) -> None:
         self.alerts.allow_alarms()

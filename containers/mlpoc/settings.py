@@ -34,6 +34,13 @@ RESOURCE_VARIABLES: dict[str, str] = {
     name: f"{what} (stack output {output})" for name, (what, output) in RESOURCES.items()
 }
 RESOURCE_OUTPUTS: dict[str, str] = {name: output for name, (_, output) in RESOURCES.items()}
+# what the upload function reads (it records a job and sends it; the stack sets just these)
+UPLOAD_VARIABLES = (
+    "MLPOC_DATA_BUCKET",
+    "MLPOC_JOBS_TABLE",
+    "MLPOC_TRAIN_QUEUE_URL",
+    "MLPOC_PREDICT_QUEUE_URL",
+)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -38,6 +38,7 @@ from botocore.exceptions import ClientError
 from mlpoc import env, lambda_logs, layout
 from mlpoc.contracts import MODEL_NAME_PATTERN, Job, S3Uri, queue_for
 from mlpoc.ledger import Ledger
+from mlpoc.settings import RESOURCE_VARIABLES, UPLOAD_VARIABLES
 
 logger = lambda_logs.logger("dataset_uploaded")
 processor = BatchProcessor(event_type=EventType.SQS)
@@ -47,12 +48,7 @@ PREFIX = layout.DATASETS.path
 
 
 # the variables the stack sets on this function, and what each holds
-VARIABLES = {
-    "MLPOC_DATA_BUCKET": "the data bucket name",
-    "MLPOC_JOBS_TABLE": "the jobs ledger table name",
-    "MLPOC_TRAIN_QUEUE_URL": "the train queue URL",
-    "MLPOC_PREDICT_QUEUE_URL": "the predict queue URL",
-}
+VARIABLES = {name: RESOURCE_VARIABLES[name] for name in UPLOAD_VARIABLES}
 
 
 @dataclass(frozen=True)

@@ -189,4 +189,16 @@ class Workers(Construct):
         self.services[spec.role] = service
         self.task_roles[spec.role] = task.task_role
         self.task_definitions[spec.role] = task
+        acknowledge(
+            task,
+            "AwsSolutions-ECS2",
+            "The environment holds resource names from the stack (buckets, tables, queue "
+            "URLs) and tuning knobs, never a secret; secrets are read from Secrets Manager.",
+        )
+        acknowledge(
+            task.obtain_execution_role().node.find_child("DefaultPolicy"),
+            "AwsSolutions-IAM5[Resource::*]",
+            "ecr:GetAuthorizationToken has no resource-level permissions; the image pull "
+            "and log writes in the same policy are scoped to the repository and log group.",
+        )
         self.log_groups[spec.role] = log_group

@@ -1,0 +1,46 @@
+"""The upload function: a CSV lands under ``datasets/`` → the events queue → one job record in
+the ledger and one train or predict job (``lambdas/dataset_uploaded``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aws_cdk import Duration
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
+
+from constructs import Construct
+from mlpoc.settings import UPLOAD_VARIABLES
+from stacks.constructs.functions import PythonFunction
+
+
+class UploadFunction(PythonFunction):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        environment: Mapping[str, str],
+        events_queue: sqs.IQueue,
+        timeout: Duration,
+        log_retention: logs.RetentionDays,
+    ) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            name="dataset_uploaded",
+            description="S3 dataset upload -> job record in the ledger + train/predict job",
+            environment={k: environment[k] for k in UPLOAD_VARIABLES},
+            timeout=timeout,
+            log_retention=log_retention,
+            shared_runtime=True,
+        )
+        self.function.add_event_source(
+            sources.SqsEventSource(
+                events_queue,
+                batch_size=10,
+                max_batching_window=Duration.seconds(5),
+                report_batch_item_failures=True,  # one bad upload never holds back the others
+            )
+        )
