@@ -10,7 +10,7 @@ import pytest
 
 from mlpoc import plugins
 from tests.support.aws_stack import FAKE_CREDENTIALS, Stack, create_stack
-from tests.support.cdk_app import Synthesized
+from tests.support.cdk_app import Synthesized, default_app
 from tests.support.enforced import EnforcedStack, deploy_enforced, moto_process
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -71,9 +71,9 @@ def log_dir(request: pytest.FixtureRequest) -> Path:
 
 
 @pytest.fixture(scope="session")
-def poc(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+def poc() -> Synthesized:
     """The app synthesized with cdk.json's defaults (stage poc), once per session."""
-    return Synthesized(tmp_path_factory.mktemp("cdk-poc"))
+    return default_app()
 
 
 @pytest.fixture(scope="session")

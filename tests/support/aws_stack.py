@@ -1,11 +1,10 @@
-"""A fresh set of the kit's resources in a moto server, one per test.
-
-Until the CDK data stack exists, this creates the same resources the stack declares, from the
-same key schemas (``mlpoc.tables``), so the runtime is exercised against what it will meet.
-"""
+"""A fresh set of the kit's resources in moto, one per test, created from the data stack's own
+synthesized template the way local mode creates it: the runtime is exercised against what the
+stack declares, not against a hand-written copy."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import uuid
@@ -14,9 +13,11 @@ from typing import Any
 
 import boto3
 
-from mlpoc import tables
 from mlpoc.aws import Clients
 from mlpoc.local import motoserver
+from mlpoc.local.deploy import LocalDeployer, supported_by_moto
+from mlpoc.local.moto_template import for_moto
+from tests.support.cdk_app import default_app
 
 REGION = "us-east-1"
 FAKE_CREDENTIALS = {
@@ -66,49 +67,49 @@ class Stack:
         )
 
 
+# the stack outputs behind each field of Stack
+OUTPUTS = {
+    "data_bucket": "DataBucketName", "model_bucket": "ModelBucketName",
+    "jobs_table": "JobsTableName", "models_table": "ModelsTableName",
+    "predictions_table": "PredictionsTableName", "annotations_table": "AnnotationsTableName",
+    "train_queue_url": "TrainQueueUrl", "predict_queue_url": "PredictQueueUrl",
+    "train_dlq_url": "TrainDeadLetterQueueUrl", "predict_dlq_url": "PredictDeadLetterQueueUrl",
+}  # fmt: skip
+JOB_QUEUES = ("TrainQueue", "PredictQueue")  # the logical ids' prefixes
+
+
+def stack_template(*, visibility_seconds: int, max_receive_count: int) -> dict[str, Any]:
+    """The data stack's synthesized template, as local mode creates it, with the two job queues'
+    visibility timeout and receive limit a test asks for, and no exports (so that every test
+    gets a stack of its own)."""
+    template = copy.deepcopy(default_app().data_json)
+    for output in template.get("Outputs", {}).values():
+        output.pop("Export", None)
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] == "AWS::SQS::Queue" and logical_id.startswith(JOB_QUEUES):
+            resource["Properties"]["VisibilityTimeout"] = visibility_seconds
+            resource["Properties"]["RedrivePolicy"]["maxReceiveCount"] = max_receive_count
+    return template
+
+
 def create_stack(
     endpoint: str | None, *, visibility_seconds: int = 30, max_receive_count: int = 5
 ) -> Stack:
-    """Create buckets, tables and queues (+DLQs) with unique names; endpoint None = mock_aws."""
-    suffix = uuid.uuid4().hex[:8]
-    session = boto3.session.Session(region_name=REGION)
-    s3 = session.client("s3", endpoint_url=endpoint)
-    sqs = session.client("sqs", endpoint_url=endpoint)
-    dynamodb = session.client("dynamodb", endpoint_url=endpoint)
-
-    names: dict[str, Any] = {}
-    for kind in ("data", "model"):
-        bucket = f"mlpoc-{kind}-{suffix}"
-        s3.create_bucket(Bucket=bucket)
-        names[f"{kind}_bucket"] = bucket
-    for kind, schema in (
-        ("jobs", tables.JOBS),
-        ("models", tables.MODELS),
-        ("predictions", tables.PREDICTIONS),
-        ("annotations", tables.ANNOTATIONS),
-    ):
-        table = f"mlpoc-{kind}-{suffix}"
-        dynamodb.create_table(**schema.create_table_kwargs(table))
-        names[f"{kind}_table"] = table
-    for kind in ("train", "predict"):
-        dlq_url = sqs.create_queue(
-            QueueName=f"mlpoc-{kind}-dlq-{suffix}",
-            Attributes={"MessageRetentionPeriod": str(14 * 24 * 3600)},
-        )["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
-            "Attributes"
-        ]["QueueArn"]
-        names[f"{kind}_dlq_url"] = dlq_url
-        names[f"{kind}_queue_url"] = sqs.create_queue(
-            QueueName=f"mlpoc-{kind}-{suffix}",
-            Attributes={
-                "VisibilityTimeout": str(visibility_seconds),
-                "RedrivePolicy": json.dumps(
-                    {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}
-                ),
-            },
-        )["QueueUrl"]
-    return Stack(endpoint=endpoint or "", **names)
+    """A fresh data stack from the data stack's template (what local mode creates), under a
+    name of its own; endpoint None = the moto of this process (mock_aws)."""
+    template = stack_template(
+        visibility_seconds=visibility_seconds, max_receive_count=max_receive_count
+    )
+    name = f"mlpoc-test-{uuid.uuid4().hex[:8]}"
+    if endpoint:
+        outputs = LocalDeployer(endpoint).create(name, template).outputs
+    else:
+        cloudformation = boto3.session.Session(region_name=REGION).client("cloudformation")
+        prepared = for_moto(template, supported_by_moto).template
+        cloudformation.create_stack(StackName=name, TemplateBody=json.dumps(prepared))
+        (described,) = cloudformation.describe_stacks(StackName=name)["Stacks"]
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+    return Stack(endpoint=endpoint or "", **{field: outputs[o] for field, o in OUTPUTS.items()})
 
 
 def send_jobs(stack: Stack, count: int) -> None:

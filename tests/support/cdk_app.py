@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -44,3 +46,10 @@ class Synthesized:
 
     def templates(self) -> list[Path]:
         return sorted(self.outdir.glob("*.template.json"))
+
+
+@functools.cache
+def default_app() -> Synthesized:
+    """The app with cdk.json's defaults (stage poc), synthesized once per test process: the
+    `poc` fixture, and the data template every test stack is created from."""
+    return Synthesized(Path(tempfile.mkdtemp(prefix="cdk-poc-")))
