@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,9 +98,18 @@ def enforced(poc: Synthesized) -> Iterator[EnforcedStack]:
 
 @pytest.fixture(scope="session")
 def local_assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The app synthesized the way local mode does it (assets bundled), once per session, for
-    the tests that start `mlpoc local up --assembly`."""
+    """The app synthesized the way local mode does it (assets bundled), for the tests that start
+    `mlpoc local up --assembly`: once per `make test`, shared by its runners (the first one to
+    get the lock synthesizes; the others read it; nobody writes into it)."""
     from mlpoc.local.synth import synthesize
     from mlpoc.paths import CHECKOUT
 
-    return synthesize(CHECKOUT, tmp_path_factory.mktemp("local-assembly") / "cdk.out")
+    base = tmp_path_factory.getbasetemp()
+    # under xdist each runner's base is <session>/popen-gwN: the session's folder is shared
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    outdir = shared / "local-assembly" / "cdk.out"
+    with (shared / "local-assembly.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (outdir / "manifest.json").is_file():
+            synthesize(CHECKOUT, outdir)
+    return outdir

@@ -16,6 +16,7 @@ from mlpoc.errors import SettingsError
 from mlpoc.ledger import Ledger
 from tests.support.aws_stack import Stack, create_stack
 from tests.support.pipeline import prepare, train
+from tests.support.workers import wait_for
 
 KEY = "test-api-key-0123456789"
 AUTH = {"X-API-Key": KEY}
@@ -255,8 +256,7 @@ def test_a_new_promotion_is_swapped_in_during_traffic_without_a_failed_request(
     try:
         train(trained, "train-2", promote="always", estimator="random_forest", n_estimators=20)
         server.refresh()  # what the poller does every MLPOC_MODEL_POLL_SECONDS
-        while 2 not in versions:
-            threading.Event().wait(0.05)
+        wait_for(lambda: 2 in versions, timeout=30, interval=0.05, what="a request served by v2")
     finally:
         stop.set()
         for thread in threads:

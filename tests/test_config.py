@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from mlpoc import platforms
 from mlpoc.errors import ConfigError
 from stacks.config import Config, Platform, eb_platform
 from tests.support.cdk_app import ROOT, cdk_json_context
+from tests.support.cli import uncovered_env
 
 
 def config(**overrides: Any) -> Config:
@@ -92,7 +92,7 @@ def test_app_py_stops_with_one_sentence(tmp_path: Any) -> None:
     result = subprocess.run(
         [sys.executable, "app.py"],
         cwd=ROOT,
-        env={**os.environ, "CDK_CONTEXT_JSON": json.dumps(context), "CDK_OUTDIR": str(tmp_path)},
+        env=uncovered_env(CDK_CONTEXT_JSON=json.dumps(context), CDK_OUTDIR=str(tmp_path)),
         capture_output=True,
         text=True,
         check=False,
@@ -135,13 +135,12 @@ def synth_for_account(outdir: Path, context: dict[str, Any]) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "app.py"],
         cwd=ROOT,
-        env={
-            **os.environ,
-            "CDK_DEFAULT_ACCOUNT": "111122223333",
-            "CDK_DEFAULT_REGION": "us-east-1",
-            "CDK_OUTDIR": str(outdir),
-            "CDK_CONTEXT_JSON": json.dumps(context),
-        },
+        env=uncovered_env(
+            CDK_DEFAULT_ACCOUNT="111122223333",
+            CDK_DEFAULT_REGION="us-east-1",
+            CDK_OUTDIR=str(outdir),
+            CDK_CONTEXT_JSON=json.dumps(context),
+        ),
         capture_output=True,
         text=True,
         check=False,

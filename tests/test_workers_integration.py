@@ -263,8 +263,10 @@ def test_sigterm_lets_a_short_job_finish_within_the_grace_period(
 def test_job_longer_than_the_visibility_timeout_survives_through_the_heartbeat(
     moto_endpoint: str, log_dir: Path
 ) -> None:
-    # GIVEN a 2 s visibility timeout, a 7 s job and two competing workers
-    stack = create_stack(moto_endpoint, visibility_seconds=2)
+    # GIVEN a 3 s visibility timeout, a 7 s job and two competing workers (the heartbeat
+    # extends the visibility every second: a beat would have to be 2 s late for the other
+    # worker to see the message; tests/test_heartbeat.py checks the beat itself without a clock)
+    stack = create_stack(moto_endpoint, visibility_seconds=3)
     ledger = Ledger(stack.clients().dynamodb, stack.jobs_table)
     job_id = send_train(stack, plugin="slow", sleep_seconds=7)
     workers = [start_worker("train", stack, log_dir) for _ in range(2)]

@@ -48,3 +48,9 @@ def local_up(state_dir: Path, assembly: Path, log_name: str) -> Iterator[subproc
             if process.poll() is None:
                 process.send_signal(signal.SIGINT)
                 process.wait(timeout=60)
+
+
+def uncovered_env(**extra: str) -> dict[str, str]:
+    """This environment without coverage's variables, for a subprocess that runs none of our
+    code worth measuring (cfn-lint, a synthesis): tracing it would only slow it down."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("COVERAGE")}, **extra}

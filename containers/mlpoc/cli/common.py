@@ -52,7 +52,7 @@ Project = Annotated[
 Region = Annotated[str | None, typer.Option(help="AWS region (default: your AWS config).")]
 Assembly = Annotated[
     Path | None,
-    typer.Option(help="A synthesized cdk.out to read (default: synthesize the app now)."),
+    typer.Option(help="A synthesized cdk.out to use (default: synthesize the app now)."),
 ]
 
 # a check or step: passed, failed, or does not apply to this target

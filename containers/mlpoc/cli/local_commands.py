@@ -14,6 +14,7 @@ from rich.table import Table
 from mlpoc.cli import render
 from mlpoc.cli.common import (
     DEFAULT_STATE_DIR,
+    Assembly,
     StateDir,
     app,
     console,
@@ -69,10 +70,7 @@ def local_up(
             "access control on (--no-iam: everything allowed, as before)."
         ),
     ] = True,
-    assembly: Annotated[
-        Path | None,
-        typer.Option(help="A synthesized cdk.out to run (default: synthesize the app now)."),
-    ] = None,
+    assembly: Assembly = None,
 ) -> None:
     """Start everything and run until Ctrl-C (or `mlpoc local down`)."""
     with friendly():
@@ -126,13 +124,14 @@ def local_status(state_dir: StateDir = DEFAULT_STATE_DIR) -> None:
 def demo(
     state_dir: StateDir = DEFAULT_STATE_DIR,
     keep: Annotated[bool, typer.Option(help="Leave the stack running afterwards.")] = False,
+    assembly: Assembly = None,
 ) -> None:
     """Bring the local stack up and run the whole loop on scikit-learn's digits."""
     from mlpoc.cli import demo as demo_flow  # noqa: PLC0415 - scikit-learn's digits
 
     started = time.monotonic()
     with friendly():
-        mode = _start(state_dir, None, None)
+        mode = _start(state_dir, None, None, assembly=assembly)
     try:
         assert mode.state is not None  # noqa: S101
         dep = deployment("local", state_dir, mode.state.project, None)
