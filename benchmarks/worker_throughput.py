@@ -20,11 +20,12 @@ import statistics
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from mlpoc.paths import CHECKOUT
+
+sys.path.insert(0, str(CHECKOUT))  # for tests.support
 
 
 from mlpoc import plugins, samples

@@ -12,9 +12,8 @@ import pytest
 from mlpoc import plugins
 from tests.support.aws_stack import FAKE_CREDENTIALS, Stack, create_stack
 from tests.support.cdk_app import Synthesized, default_app
+from tests.support.cli import ARTIFACTS
 from tests.support.enforced import EnforcedStack, deploy_enforced, moto_process
-
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -357,16 +357,16 @@ def test_corrections_become_a_dataset_version_and_a_train_job(
     assert record is not None and record["status"] == "QUEUED"
 
 
-def test_bodies_over_the_limit_are_refused(trained: Stack) -> None:
-    with make_client(trained, MLPOC_MAX_BODY_BYTES="1000") as small:
+def test_bodies_over_the_limit_are_refused(shared: Stack) -> None:
+    with make_client(shared, MLPOC_MAX_BODY_BYTES="1000") as small:
         response = small.post(
             "/v1/predict", headers=AUTH, json={"model": "digits", "rows": [row(0)] * 10}
         )
     assert response.status_code == 413 and response.json()["error"]["code"] == "payload_too_large"
 
 
-def test_server_errors_have_the_same_shape_and_no_trace(trained: Stack) -> None:
-    with make_client(trained, MLPOC_JOBS_TABLE="no-such-table") as broken:
+def test_server_errors_have_the_same_shape_and_no_trace(shared: Stack) -> None:
+    with make_client(shared, MLPOC_JOBS_TABLE="no-such-table") as broken:
         response = broken.get("/v1/jobs", headers=AUTH)
     assert response.status_code == 500
     assert response.json() == {
@@ -382,11 +382,11 @@ def test_cors_is_closed(reader: TestClient) -> None:
     assert "access-control-allow-origin" not in response.headers
 
 
-def test_the_api_key_must_be_configured(trained: Stack) -> None:
+def test_the_api_key_must_be_configured(shared: Stack) -> None:
     with pytest.raises(SettingsError, match="no usable API key"):
-        ApiSettings.from_env({**trained.env(), "MLPOC_API_KEY": "short"})
+        ApiSettings.from_env({**shared.env(), "MLPOC_API_KEY": "short"})
     settings = ApiSettings.from_env(
-        {**trained.env(), "MLPOC_API_KEY_SECRET_ARN": "arn:secret"},
+        {**shared.env(), "MLPOC_API_KEY_SECRET_ARN": "arn:secret"},
         read_secret=lambda arn: KEY + "\n",
     )
     assert settings.api_key == KEY

@@ -129,37 +129,45 @@ def test_a_deploy_without_a_resolved_platform_says_to_run_preflight() -> None:
     assert "mlpoc:eb-platform:account=111122223333:region=us-east-1" in found.unresolved
 
 
-def synth_for_account(outdir: Path, context: dict[str, Any]) -> dict[str, Any]:
+def synth_for_account(outdirs: dict[Path, dict[str, Any]]) -> list[dict[str, Any]]:
     """What `cdk synth`/`cdk deploy` run with AWS credentials: app.py with the CLI's account
-    and region (and cdk-nag); the service stack's template."""
-    done = subprocess.run(
-        [sys.executable, "app.py"],
-        cwd=ROOT,
-        env=uncovered_env(
-            CDK_DEFAULT_ACCOUNT="111122223333",
-            CDK_DEFAULT_REGION="us-east-1",
-            CDK_OUTDIR=str(outdir),
-            CDK_CONTEXT_JSON=json.dumps(context),
-        ),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    template: dict[str, Any] = json.loads((outdir / "mlpoc-service.template.json").read_text())
-    return template
+    and region (and cdk-nag), once per context, side by side; the service stacks' templates."""
+    running = [
+        subprocess.Popen(
+            [sys.executable, "app.py"],
+            cwd=ROOT,
+            env=uncovered_env(
+                CDK_DEFAULT_ACCOUNT="111122223333",
+                CDK_DEFAULT_REGION="us-east-1",
+                CDK_OUTDIR=str(outdir),
+                CDK_CONTEXT_JSON=json.dumps(context),
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for outdir, context in outdirs.items()
+    ]
+    templates = []
+    for process, outdir in zip(running, outdirs, strict=True):
+        _, stderr = process.communicate(timeout=240)
+        assert process.returncode == 0, stderr
+        templates.append(json.loads((outdir / "mlpoc-service.template.json").read_text()))
+    return templates
 
 
 def test_a_synth_for_an_account_without_a_platform_cannot_be_deployed(tmp_path: Path) -> None:
     # no cdk.context.json: synth goes on (make test works in a shell with AWS credentials), and
     # the template carries a rule CloudFormation checks before it creates anything
-    template = synth_for_account(tmp_path / "unresolved", cdk_json_context())
+    kept = {**cdk_json_context(), platforms.context_key("111122223333", "us-east-1"): PINNED}
+    template, kept_template = synth_for_account(
+        {tmp_path / "unresolved": cdk_json_context(), tmp_path / "kept": kept}
+    )
     (assertion,) = template["Rules"]["EbPlatformResolved"]["Assertions"]
     assert assertion["Assert"] == {"Fn::Equals": ["resolved", "unresolved"]}  # never holds
     assert "run `mlpoc preflight --target aws`" in assertion["AssertDescription"]
     # and a template for an account with a kept platform carries no such rule
-    kept = {**cdk_json_context(), platforms.context_key("111122223333", "us-east-1"): PINNED}
-    template = synth_for_account(tmp_path / "kept", kept)
+    template = kept_template
     assert "EbPlatformResolved" not in template.get("Rules", {})
     (environment,) = [
         r

@@ -20,10 +20,11 @@ from moto import mock_aws
 
 from mlpoc import samples
 from mlpoc.ledger import Ledger
+from mlpoc.paths import CHECKOUT
 from tests.support.aws_stack import Stack, create_stack
 from tests.support.lambda_context import context, event
 
-LAMBDAS = Path(__file__).resolve().parents[1] / "lambdas"
+LAMBDAS = CHECKOUT / "lambdas"
 
 
 def load(name: str) -> ModuleType:

@@ -37,7 +37,7 @@ def _echo(ctx: JobContext) -> None:
     ctx.commit({"echo": ctx.job.job_id})
 
 
-BACKLOG = 200
+BACKLOG = 100
 
 
 def test_a_backlog_costs_about_the_floor_of_sqs_and_dynamodb_calls(moto_endpoint: str) -> None:

@@ -82,12 +82,18 @@ def train_then_predict(
     log_dir: Path,
     endpoint: str | None = None,
     role_env: Callable[[str], dict[str, str]] = lambda _: {},
+    *,
+    covered: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any], WorkerProcess]:
     """Both workers running; a train job that asks for predictions afterwards. Returns the
     ledger records of the train job and of its follow-up predict job, and the train worker."""
     predict_uri = upload(stack, "datasets/digits-predict.csv", samples.prediction_csv(PREDICT_ROWS))
-    train = start_worker("train", stack, log_dir, endpoint=endpoint, **role_env("train"))
-    predict = start_worker("predict", stack, log_dir, endpoint=endpoint, **role_env("predict"))
+    train = start_worker(
+        "train", stack, log_dir, endpoint=endpoint, covered=covered, **role_env("train")
+    )
+    predict = start_worker(
+        "predict", stack, log_dir, endpoint=endpoint, covered=covered, **role_env("predict")
+    )
     try:
         job_id = send_train(stack, then_predict=predict_uri)
         record = wait_for_status(ledger, job_id, {"SUCCEEDED", "FAILED"})
@@ -112,7 +118,7 @@ def test_train_then_predict_end_to_end(
     stack: Stack, ledger: Ledger, registry: Registry, log_dir: Path
 ) -> None:
     # GIVEN both workers, WHEN a train job asks for pre-computed predictions afterwards
-    record, followup, train = train_then_predict(stack, ledger, log_dir)
+    record, followup, train = train_then_predict(stack, ledger, log_dir, covered=True)
     job_id = record["job_id"]
 
     # THEN the model is trained, stored, verified, registered and promoted ...
@@ -229,7 +235,7 @@ def test_sigterm_releases_the_job_at_once_and_exits_zero(
     stack: Stack, ledger: Ledger, log_dir: Path
 ) -> None:
     job_id = send_train(stack, plugin="slow", sleep_seconds=60)
-    worker = start_worker("train", stack, log_dir, MLPOC_STOP_GRACE_SECONDS="0.5")
+    worker = start_worker("train", stack, log_dir, covered=True, MLPOC_STOP_GRACE_SECONDS="0.5")
     wait_for_status(ledger, job_id, {"RUNNING"})
     # WHEN ECS stops the task (scale-in, deployment, Spot interruption notice)
     stopped_at = time.monotonic()
@@ -252,7 +258,7 @@ def test_sigterm_lets_a_short_job_finish_within_the_grace_period(
     stack: Stack, ledger: Ledger, log_dir: Path
 ) -> None:
     job_id = send_train(stack, plugin="slow", sleep_seconds=1)
-    worker = start_worker("train", stack, log_dir, MLPOC_STOP_GRACE_SECONDS="30")
+    worker = start_worker("train", stack, log_dir, covered=True, MLPOC_STOP_GRACE_SECONDS="30")
     wait_for_status(ledger, job_id, {"RUNNING"})
     assert worker.terminate(timeout=40) == 0
     record = ledger.get(job_id)
@@ -263,12 +269,12 @@ def test_sigterm_lets_a_short_job_finish_within_the_grace_period(
 def test_job_longer_than_the_visibility_timeout_survives_through_the_heartbeat(
     moto_endpoint: str, log_dir: Path
 ) -> None:
-    # GIVEN a 3 s visibility timeout, a 7 s job and two competing workers (the heartbeat
+    # GIVEN a 3 s visibility timeout, a 5 s job and two competing workers (the heartbeat
     # extends the visibility every second: a beat would have to be 2 s late for the other
     # worker to see the message; tests/test_heartbeat.py checks the beat itself without a clock)
     stack = create_stack(moto_endpoint, visibility_seconds=3)
     ledger = Ledger(stack.clients().dynamodb, stack.jobs_table)
-    job_id = send_train(stack, plugin="slow", sleep_seconds=7)
+    job_id = send_train(stack, plugin="slow", sleep_seconds=5)
     workers = [start_worker("train", stack, log_dir) for _ in range(2)]
     try:
         record = wait_for_status(ledger, job_id, {"SUCCEEDED", "FAILED"})

@@ -11,7 +11,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+from mlpoc.paths import CHECKOUT
+
+ARTIFACTS = CHECKOUT / "test-artifacts"
 
 
 def mlpoc(*args: str, state_dir: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:

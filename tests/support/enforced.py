@@ -22,7 +22,7 @@ from mlpoc.local.deploy import LocalDeployer
 from mlpoc.local.iam import Enforced, LocalIdentities
 from mlpoc.local.processes import LOCAL_ACCOUNT, ProcessSpec, Resolver, api_key_secret, processes
 from mlpoc.local.safety import REGION, Credentials, local_env
-from tests.support.aws_stack import Stack
+from tests.support.aws_stack import OUTPUTS, Stack
 from tests.support.cdk_app import Synthesized
 
 
@@ -82,18 +82,10 @@ class EnforcedStack:
 
     def runtime_stack(self) -> Stack:
         """The stack as the worker tests know it, its clients signed by the operator."""
-        names = {
-            "data_bucket": "DataBucketName", "model_bucket": "ModelBucketName",
-            "jobs_table": "JobsTableName", "models_table": "ModelsTableName",
-            "predictions_table": "PredictionsTableName",
-            "annotations_table": "AnnotationsTableName", "train_queue_url": "TrainQueueUrl",
-            "predict_queue_url": "PredictQueueUrl", "train_dlq_url": "TrainDeadLetterQueueUrl",
-            "predict_dlq_url": "PredictDeadLetterQueueUrl",
-        }  # fmt: skip
         return OperatorStack(
             endpoint=self.endpoint,
             operator=self.session("operator"),
-            **{field: self.outputs[output] for field, output in names.items()},
+            **{field: self.outputs[output] for field, output in OUTPUTS.items()},
         )
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from mlpoc.local.sqs_lambda import LocalLambdaContext
+from mlpoc.paths import CHECKOUT
 
-EVENTS = Path(__file__).resolve().parents[1] / "events"
+EVENTS = CHECKOUT / "tests" / "events"
 
 
 def context() -> LocalLambdaContext:

@@ -55,8 +55,13 @@ def start_worker(
     log_dir: Path,
     *,
     endpoint: str | None = None,
+    covered: bool = False,
     **env: str,
 ) -> WorkerProcess:
+    """``python -m mlpoc.worker ROLE`` against the stack. ``covered``: measured by coverage.
+    Most tests leave it off: the loop's code is measured in-process (test_worker_units,
+    test_request_counts), and a traced worker spends seconds importing scikit-learn and ONNX;
+    the tests of what only a process does (signals, the entry point) turn it on."""
     environment = {
         "PATH": os.environ.get("PATH", ""),
         "PYTHONPATH": str(ROOT),
@@ -66,7 +71,7 @@ def start_worker(
         "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
         "MLPOC_WAIT_SECONDS": "1",
         "MLPOC_PLUGINS": "tests.support.fault_plugins",
-        **{k: v for k, v in os.environ.items() if k.startswith("COVERAGE")},
+        **{k: v for k, v in os.environ.items() if covered and k.startswith("COVERAGE")},
         **stack.env(endpoint),
         **env,
     }
