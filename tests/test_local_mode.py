@@ -32,12 +32,6 @@ from tests.support.cdk_app import ROOT, Synthesized
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The app synthesized the way `mlpoc local up` does it (subprocess, asset metadata)."""
-    return synthesize(ROOT, tmp_path_factory.mktemp("local-synth") / "cdk.out")
-
-
 def template(assembly: Path, stack: str) -> dict[str, Any]:
     loaded: dict[str, Any] = json.loads((assembly / f"mlpoc-{stack}.template.json").read_text())
     return loaded
@@ -160,7 +154,8 @@ def test_the_data_stack_is_created_in_moto_with_its_outputs_and_notifications(
 
 
 # -- the service stack's processes ---------------------------------------------------------
-def test_processes_are_read_from_the_service_template(assembly: Path) -> None:
+def test_processes_are_read_from_the_service_template(local_assembly: Path) -> None:
+    assembly = local_assembly  # synthesized the way `mlpoc local up` does it (asset metadata)
     data, service = template(assembly, "data"), template(assembly, "service")
     exports = {
         o["Export"]["Name"]: f"local-{key}" for key, o in data["Outputs"].items() if "Export" in o
