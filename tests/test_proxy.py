@@ -23,6 +23,7 @@ import pytest
 
 from tests.support import nginx
 from tests.support.aws_stack import Stack
+from tests.support.workers import wait_for
 
 KEY = "proxy-test-key-" + "k" * 24
 ORIGIN = "origin-" + "o" * 40
@@ -174,15 +175,33 @@ def test_a_client_past_the_rate_gets_429_in_the_apis_error_shape(proxied: Proxie
 def test_every_request_is_logged_and_the_health_agent_gets_its_lines(proxied: Proxied) -> None:
     request(proxied.url, "/v1/models")
     request(proxied.url, "/v1/models", origin=False)
-    # the access log has one line per request
-    access = (proxied.logs / "access.log").read_text().splitlines()
-    assert any('"GET /v1/models HTTP/1.1" 200' in line for line in access)
-    assert any('"GET /v1/models HTTP/1.1" 403' in line for line in access)
+    # the access log has one line per request (nginx writes it after the answer: wait for it)
+    access = proxied.logs / "access.log"
+    for status in ("200", "403"):
+        wait_for(
+            lambda status=status: f'"GET /v1/models HTTP/1.1" {status}' in access.read_text(),
+            timeout=10,
+            interval=0.05,
+            what=f"the {status} line in the access log",
+        )
+
     # Beanstalk's health agent reads healthd/application.log.<YYYY-MM-DD-HH>: its format
-    (health,) = (proxied.logs / "healthd").glob("application.log.*")
-    assert re.fullmatch(r"application\.log\.\d{4}-\d{2}-\d{2}-\d{2}", health.name)
-    lines: list[dict[str, Any]] = [
-        m.groupdict() for m in map(HEALTHD.match, health.read_text().splitlines()) if m
-    ]
-    assert {"uri": "/v1/models", "status": "200"} in lines
-    assert {"uri": "/v1/models", "status": "403"} in lines
+    def health_lines() -> list[dict[str, Any]]:
+        return [
+            m.groupdict()
+            for health in (proxied.logs / "healthd").glob("application.log.*")
+            for m in map(HEALTHD.match, health.read_text().splitlines())
+            if m
+        ]
+
+    wanted = [{"uri": "/v1/models", "status": "200"}, {"uri": "/v1/models", "status": "403"}]
+    wait_for(
+        lambda: all(line in health_lines() for line in wanted),
+        timeout=10,
+        interval=0.05,
+        what="both requests in the health agent's log",
+    )
+    names = [h.name for h in (proxied.logs / "healthd").glob("application.log.*")]
+    assert names and all(
+        re.fullmatch(r"application\.log\.\d{4}-\d{2}-\d{2}-\d{2}", n) for n in names
+    )
