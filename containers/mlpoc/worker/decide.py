@@ -1,6 +1,9 @@
 """What becomes of one job and its SQS message: the README's "bad or unlucky job" table, as a
 pure function. No AWS call, no clock: the loop gathers the facts, :func:`decide` rules, and the
-loop carries the ruling out (ledger write, delete, release, DLQ copy).
+loop carries the ruling out (ledger write, delete, release).
+
+The first three rows are settled before a handler runs, by the contract's parser and the
+ledger's claim (``Worker._handle``); :func:`decide` rules the others.
 
 | situation                         | ledger     | message                                  |
 | --------------------------------- | ---------- | ---------------------------------------- |
@@ -33,7 +36,6 @@ class Outcome(enum.Enum):
     FAILED = "failed"
     GAVE_UP = "gave_up"  # FAILED, with "gave up after N attempts"
     RETRYABLE = "retryable"
-    REJECTED = "rejected"  # FAILED at the contract, with the DLQ copy
 
 
 class MessageAction(enum.Enum):
