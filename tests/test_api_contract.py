@@ -61,6 +61,8 @@ def probes(stack: Stack) -> list[tuple[str, str, dict[str, Any]]]:
     bodies, a body over the limit, conflicts."""
     dataset = f"s3://{stack.data_bucket}/datasets/digits/train.csv"
     job = {"job_id": "contract-1", "type": "train", "model": "digits", "dataset": dataset}
+    # the contract's version is "current" or a number: both are accepted as they are
+    predict_v1 = {**job, "job_id": "contract-p1", "type": "predict", "version": 1}
     big = {
         "content": b"{" + b" " * 5000 + b"}",
         "headers": {**AUTH, "content-type": "application/json"},
@@ -77,6 +79,7 @@ def probes(stack: Stack) -> list[tuple[str, str, dict[str, Any]]]:
             {"json": {**job, "job_id": "c2", "dataset": "s3://x/y.csv"}, "headers": AUTH},
         ),
         ("POST", "/v1/jobs", {"content": b"not json", "headers": AUTH}),
+        ("POST", "/v1/jobs", {"json": predict_v1, "headers": AUTH}),
         ("GET", "/v1/jobs", {"headers": AUTH, "params": {"limit": "many"}}),
         ("GET", "/v1/jobs/contract-1", {"headers": AUTH}),
         ("GET", "/v1/jobs/nope", {"headers": AUTH}),
@@ -154,6 +157,13 @@ def test_the_key_is_a_security_scheme_on_every_route_but_healthz(spec: dict[str,
         for method, operation in operations.items():
             expected = [] if path == "/healthz" else [{"APIKeyHeader": []}]
             assert operation.get("security", []) == expected, (method, path)
+
+
+def test_a_predict_job_may_name_its_version_as_a_number(api: TestClient, stack: Stack) -> None:
+    dataset = f"s3://{stack.data_bucket}/datasets/digits/score.csv"
+    job = {"type": "predict", "model": "digits", "dataset": dataset, "version": 1}
+    accepted = api.post("/v1/jobs", json=job, headers=AUTH)
+    assert accepted.status_code == 202, accepted.text
 
 
 def test_submitting_a_job_has_a_body_model(spec: dict[str, Any]) -> None:

@@ -35,7 +35,7 @@ class JobRequest(BaseModel):
     type: str = Field(description="train or predict")
     model: str = Field(description="The model's name, e.g. digits")
     dataset: str = Field(description="s3://<data bucket>/datasets/… (or inputs/ for predict)")
-    version: str = Field("current", description="predict: current or a version number")
+    version: str | int = Field("current", description="predict: current or a version number")
     params: dict[str, Any] = Field(default_factory=dict, description="train: plugin parameters")
 
 
