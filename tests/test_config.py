@@ -195,3 +195,30 @@ def test_a_synth_for_an_account_without_a_platform_cannot_be_deployed(tmp_path: 
 )
 def test_preflight_picks_the_newest_docker_platform(names: list[str], newest: str | None) -> None:
     assert platforms.newest_docker_al2023(names) == newest
+
+
+def test_the_stacks_need_only_the_cdk_extra(tmp_path: Path) -> None:
+    """`cdk synth` runs with the `cdk` extra alone: building the stacks imports nothing of the
+    API, the workers, the CLI or local mode (they are made unimportable here)."""
+    probe = (
+        "import sys, json, os\n"
+        "for name in ('fastapi', 'uvicorn', 'onnxruntime', 'sklearn', 'skl2onnx', 'typer', "
+        "'rich', 'moto'):\n"
+        "    sys.modules[name] = None\n"
+        "import aws_cdk as cdk\n"
+        "from stacks.builder import build\n"
+        "context = {**json.loads(os.environ['CONTEXT']), 'aws:cdk:bundling-stacks': []}\n"
+        "stacks = build(cdk.App(context=context, outdir=os.environ['OUT']))\n"
+        "print(stacks.service.stack_name)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        env=uncovered_env(CONTEXT=json.dumps(cdk_json_context()), OUT=str(tmp_path)),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("service")
