@@ -236,7 +236,7 @@ def test_predict_input_is_checked_against_the_recorded_features(reader: TestClie
 def test_a_new_promotion_is_swapped_in_during_traffic_without_a_failed_request(
     client: TestClient, trained: Stack
 ) -> None:
-    server = client.app.state.models  # type: ignore[attr-defined]
+    server = client.app.state.services.server  # type: ignore[attr-defined]
     statuses: list[int] = []
     versions: set[int] = set()
     stop = threading.Event()
@@ -268,7 +268,7 @@ def test_a_new_promotion_is_swapped_in_during_traffic_without_a_failed_request(
 def test_a_tampered_new_version_is_refused_and_the_old_one_keeps_serving(
     client: TestClient, trained: Stack
 ) -> None:
-    server = client.app.state.models  # type: ignore[attr-defined]
+    server = client.app.state.services.server  # type: ignore[attr-defined]
     assert (
         client.post("/v1/predict", headers=AUTH, json={"model": "digits", "rows": [row(0)]}).json()[
             "version"
@@ -298,7 +298,7 @@ def test_a_pinned_deployment_never_swaps(trained: Stack) -> None:
             ).json()["version"]
             == 1
         )
-        pinned.app.state.models.refresh()  # type: ignore[attr-defined]
+        pinned.app.state.services.server.refresh()  # type: ignore[attr-defined]
         assert pinned.get("/v1/health", headers=AUTH).json()["models"] == {
             "digits": {"version": 1, "pinned": True}
         }

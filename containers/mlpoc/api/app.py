@@ -72,7 +72,6 @@ def create_app(settings: ApiSettings, clients: Clients, *, start_poller: bool = 
         registry=registry,
         server=server,
     )
-    app.state.models = server
     app.state.api_key = settings.api_key.encode()
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     if settings.origin_secret:

@@ -8,6 +8,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mlpoc.contracts import SCHEMA_VERSION
 
+LIST_LIMIT = 100  # the most items a list route returns
+
+
+def list_size(asked: int) -> int:
+    """A list route's ``limit``, kept between 1 and LIST_LIMIT."""
+    return max(1, min(asked, LIST_LIMIT))
+
 
 class ErrorDetail(BaseModel):
     where: str = Field(description="The field, e.g. body.rows.0")

@@ -74,11 +74,17 @@ def friendly() -> Iterator[None]:
         raise fail(str(error)) from None
 
 
+def target_name(target: str) -> TargetName:
+    """The --target value, or exit 2 with what it may be."""
+    if target == "local":
+        return "local"
+    if target == "aws":
+        return "aws"
+    raise fail(f"--target must be local or aws, not {target!r}", 2)
+
+
 def deployment(target: str, state_dir: Path, project: str, region: str | None) -> Deployment:
-    if target not in ("local", "aws"):
-        raise fail(f"--target must be local or aws, not {target!r}", 2)
-    name: TargetName = "local" if target == "local" else "aws"
-    return resolve(name, state_dir=state_dir, project=project, region=region)
+    return resolve(target_name(target), state_dir=state_dir, project=project, region=region)
 
 
 F = TypeVar("F", bound=Callable[..., Any])

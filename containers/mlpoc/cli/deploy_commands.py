@@ -24,6 +24,7 @@ from mlpoc.cli.common import (
     fail,
     friendly,
     operates,
+    target_name,
 )
 from mlpoc.cli.target import Deployment
 from mlpoc.errors import CostError, TargetError
@@ -106,16 +107,14 @@ def _preflight(
 
     root = project_dir(None)
     context = load_context(root)
-    if target == "local":
+    if target_name(target) == "local":
         state = LocalState.load(state_dir)
         session, endpoint, region = local_session(state.credentials()), state.endpoint, state.region
-    elif target == "aws":
+    else:
         session, endpoint = boto3.session.Session(region_name=region), None
         region = session.region_name
         if region is None:
             raise TargetError("no AWS region: pass --region or set AWS_REGION")
-    else:
-        raise fail(f"--target must be local or aws, not {target!r}", 2)
     return Preflight(
         session=session,
         region=str(region),

@@ -10,9 +10,7 @@ from fastapi import APIRouter, Depends
 from mlpoc.annotations import Annotations
 from mlpoc.api.deps import Services, get_services, require_key
 from mlpoc.api.responses import errors
-from mlpoc.api.schemas import AnnotationRequest
-
-LIST_LIMIT = 100
+from mlpoc.api.schemas import AnnotationRequest, list_size
 
 router = APIRouter(
     prefix="/v1/annotations",
@@ -35,7 +33,7 @@ def review_queue(model: str, annotations: AnnotationsDep, limit: int = 24) -> di
     """The model's least confident stored predictions, for a person to confirm or correct."""
     return {
         "model": model,
-        "items": annotations.review_queue(model, max(1, min(limit, LIST_LIMIT))),
+        "items": annotations.review_queue(model, list_size(limit)),
     }
 
 

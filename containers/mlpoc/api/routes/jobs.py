@@ -11,11 +11,9 @@ from fastapi import APIRouter, Depends
 from mlpoc import jobs
 from mlpoc.api.deps import ClientsDep, LedgerDep, SettingsDep, require_key
 from mlpoc.api.responses import errors
-from mlpoc.api.schemas import JobRequest
+from mlpoc.api.schemas import JobRequest, list_size
 from mlpoc.contracts import parse_job
 from mlpoc.errors import ApiError, JobRejected
-
-LIST_LIMIT = 100
 
 router = APIRouter(
     prefix="/v1/jobs", tags=["jobs"], dependencies=[Depends(require_key)], responses=errors(401)
@@ -41,7 +39,7 @@ def submit_job(
 @router.get("", responses=errors(422))
 def list_jobs(ledger: LedgerDep, limit: int = 50) -> dict[str, Any]:
     """The newest jobs first (at most 100)."""
-    records = ledger.recent(max(1, min(limit, LIST_LIMIT)))
+    records = ledger.recent(list_size(limit))
     return {"jobs": [public_job(r) for r in records]}
 
 
