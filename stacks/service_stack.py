@@ -137,7 +137,7 @@ class ServiceStack(Stack):
             consumes={"train": data.train.queue, "predict": data.predict.queue},
             sends={
                 "train": (data.train.dead_letter_queue, data.predict.queue),
-                "predict": (data.predict.dead_letter_queue,),
+                "predict": (data.predict.dead_letter_queue, data.predict.queue),  # + shards
                 "api": (data.train.queue, data.predict.queue),
                 "upload": (data.train.queue, data.predict.queue),
             },

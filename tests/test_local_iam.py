@@ -143,7 +143,7 @@ def test_queues_the_roles_consume_and_send_to(enforced: EnforcedStack) -> None:
     for role, queue, may_receive, may_send in (
         ("train", train_url, True, False),
         ("train", predict_url, False, True),  # follow-up predict jobs
-        ("predict", predict_url, True, False),
+        ("predict", predict_url, True, True),  # the shards of a split predict job
         ("predict", train_url, False, False),
         ("api", train_url, False, True),
         ("upload", predict_url, False, True),

@@ -30,7 +30,10 @@ MODEL_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 VERSION_PATTERN = re.compile(r"^(current|[1-9][0-9]{0,8})$")
 S3_URI_PATTERN = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>.+)$")
 
-KNOWN_FIELDS = frozenset({"schema", "job_id", "type", "model", "dataset", "version", "params"})
+KNOWN_FIELDS = frozenset(
+    {"schema", "job_id", "type", "model", "dataset", "version", "params", "shard"}
+)
+SHARD_FIELDS = frozenset({"parent", "index", "total", "header", "start", "end"})
 
 JobType = Literal["train", "predict"]
 
@@ -77,6 +80,51 @@ class S3Uri:
 
 
 @dataclass(frozen=True)
+class Shard:
+    """The part of a sharded predict job one shard job runs: the lines of ``dataset`` that begin
+    in the byte range ``[start, end)``, read with the header in ``[0, header)``. Written by the
+    predict worker that split the parent job (:mod:`mlpoc.shards`), never by a person."""
+
+    parent: str
+    index: int  # 0-based
+    total: int
+    header: int  # bytes of the header line, its newline included
+    start: int
+    end: int
+
+    def to_message(self) -> dict[str, Any]:
+        return {
+            "parent": self.parent,
+            "index": self.index,
+            "total": self.total,
+            "header": self.header,
+            "start": self.start,
+            "end": self.end,
+        }
+
+    def __str__(self) -> str:
+        return f"shard {self.index + 1} of {self.total}"
+
+    @classmethod
+    def parse(cls, value: Any, job_id: str) -> Shard:
+        if not isinstance(value, dict) or set(value) != SHARD_FIELDS:
+            raise JobRejected(f"shard must be an object with {sorted(SHARD_FIELDS)}", job_id)
+        numbers = {k: v for k, v in value.items() if k != "parent"}
+        if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in numbers.values()):
+            raise JobRejected(f"shard: {sorted(numbers)} must be whole numbers >= 0", job_id)
+        parent = value["parent"]
+        if not isinstance(parent, str) or not JOB_ID_PATTERN.match(parent):
+            raise JobRejected(f"shard.parent must be a job id; got {parent!r}", job_id)
+        shard = cls(parent=parent, **numbers)
+        if not (shard.index < shard.total and shard.header <= shard.start <= shard.end):
+            raise JobRejected(
+                f"shard: needs index < total and header <= start <= end; got {shard.to_message()}",
+                job_id,
+            )
+        return shard
+
+
+@dataclass(frozen=True)
 class Job:
     job_id: str
     type: JobType
@@ -85,9 +133,15 @@ class Job:
     version: str = "current"
     params: dict[str, Any] = field(default_factory=dict)
     schema: int = SCHEMA_VERSION
+    shard: Shard | None = None
+
+    @property
+    def over_prefix(self) -> bool:
+        """A predict job over every CSV under a prefix (``s3://bucket/datasets/batch/``)."""
+        return self.dataset.key.endswith("/")
 
     def to_message(self) -> dict[str, Any]:
-        return {
+        message = {
             "schema": self.schema,
             "job_id": self.job_id,
             "type": self.type,
@@ -96,6 +150,9 @@ class Job:
             "version": self.version,
             "params": self.params,
         }
+        if self.shard is not None:
+            message["shard"] = self.shard.to_message()
+        return message
 
     def to_json(self) -> str:
         body = json.dumps(self.to_message(), separators=(",", ":"), sort_keys=True)
@@ -155,8 +212,18 @@ def dataset_refusal(uri: S3Uri, job_type: str, data_bucket: str) -> str | None:
             f"a {job_type} job's dataset must be under {names} of the data bucket (what the "
             f"{job_type} worker may read); got key {uri.key!r}"
         )
+    if uri.key.endswith("/"):
+        if job_type != "predict":
+            return (
+                f"a {job_type} job's dataset must be one .csv object; only a predict job may "
+                f"name a prefix; got key {uri.key!r}"
+            )
+        return None
     if not uri.key.lower().endswith(layout.DATASET_SUFFIX):
-        return f"dataset must be a .csv object; got key {uri.key!r}"
+        return (
+            "dataset must be a .csv object (or, for a predict job, a prefix ending in /); "
+            f"got key {uri.key!r}"
+        )
     return None
 
 
@@ -211,6 +278,12 @@ def parse_job(body: str | bytes, *, data_bucket: str) -> Job:
     if not isinstance(params, dict):
         raise JobRejected(f"params must be a JSON object; got {type(params).__name__}", job_id)
 
+    shard = None
+    if "shard" in message:
+        shard = Shard.parse(message["shard"], job_id)
+        if job_type != "predict" or dataset.key.endswith("/"):
+            raise JobRejected("shard: only a predict job over one .csv object has shards", job_id)
+
     return Job(
         job_id=job_id,
         type=job_type,
@@ -219,4 +292,5 @@ def parse_job(body: str | bytes, *, data_bucket: str) -> Job:
         version=version,
         params=params,
         schema=schema,
+        shard=shard,
     )

@@ -19,10 +19,10 @@ from botocore.exceptions import ClientError
 
 from mlpoc.contracts import S3Uri
 from mlpoc.errors import DatasetError
+from mlpoc.settings import MAX_DATASET_BYTES
 
 LABEL = "label"
 ID = "id"
-MAX_DATASET_BYTES = 512 * 1024 * 1024
 MAX_ID_CHARS = 512
 
 
@@ -39,17 +39,25 @@ class PredictionSet:
     x: np.ndarray  # float32, (rows, features) in the model's feature order
 
 
-def fetch(s3: Any, uri: S3Uri) -> str:
+def size_of(s3: Any, uri: S3Uri) -> int:
+    """The dataset object's size in bytes (one HEAD); a DatasetError when it does not exist."""
     try:
         head = s3.head_object(Bucket=uri.bucket, Key=uri.key)
     except ClientError as error:
         if error.response["Error"]["Code"] in {"404", "NoSuchKey", "NotFound"}:
             raise DatasetError(f"dataset {uri} does not exist: upload it first") from None
         raise
-    if head["ContentLength"] > MAX_DATASET_BYTES:
+    return int(head["ContentLength"])
+
+
+def fetch(s3: Any, uri: S3Uri, size: int | None = None) -> str:
+    """The dataset's text; ``size`` when the caller read it already (no second HEAD)."""
+    size = size_of(s3, uri) if size is None else size
+    if size > MAX_DATASET_BYTES:
         raise DatasetError(
-            f"dataset {uri} is {head['ContentLength']} bytes; the worker reads at most "
-            f"{MAX_DATASET_BYTES} bytes: split it into several predict jobs"
+            f"dataset {uri} is {size} bytes; the worker reads at most "
+            f"{MAX_DATASET_BYTES} bytes: split it into several files (a predict job over a "
+            "large CSV is sharded)"
         )
     data: bytes = s3.get_object(Bucket=uri.bucket, Key=uri.key)["Body"].read()
     try:

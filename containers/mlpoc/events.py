@@ -25,6 +25,7 @@ class Event(StrEnum):
     # one job
     JOB_STARTED = "job.started"
     JOB_SUCCEEDED = "job.succeeded"
+    JOB_SPLIT = "job.split"  # a predict job handed to its shard jobs (mlpoc.shards)
     JOB_FAILED = "job.failed"
     JOB_GAVE_UP = "job.gave_up"
     JOB_REJECTED = "job.rejected"

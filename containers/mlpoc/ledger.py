@@ -2,7 +2,9 @@
 
     QUEUED ──claim──▶ RUNNING ──commit──▶ SUCCEEDED
        ▲                 │ ├──fail────▶ FAILED
-       └──── RETRYABLE ◀─┘ └─(lease expires: any worker may claim again)
+       └──── RETRYABLE ◀─┘ ├─(lease expires: any worker may claim again)
+                           └─split──▶ RUNNING, no lease, shards_total ──last shard──▶ SUCCEEDED
+                                                                     └─a shard fails──▶ FAILED
 
 Every transition after the claim is a conditional write that holds only while this worker owns
 an unexpired lease, so a job succeeds at most once whatever SQS redelivers, and a worker that
@@ -152,7 +154,7 @@ class Ledger:
             if not dynamo.is_conditional_failure(error):
                 raise
             record = dynamo.deserialize(error.response.get("Item")) or {}
-            done = record.get("status") in TERMINAL
+            done = record.get("status") in TERMINAL or is_split(record)
             return Claim(ClaimOutcome.DONE if done else ClaimOutcome.BUSY, record)
         return Claim(ClaimOutcome.CLAIMED, dynamo.deserialize(response["Attributes"]) or {})
 
@@ -177,6 +179,89 @@ class Ledger:
         )
         if not ok:
             raise LeaseLost(job_id)
+
+    # -- sharded jobs (mlpoc.shards) ------------------------------------------------------
+    def create_shard(self, job: Job, *, source: str) -> bool:
+        """Record a shard QUEUED; True when it must be sent (new, or recorded but never run)."""
+        try:
+            self._dynamodb.put_item(
+                **self.create_request(job, source=source),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if not dynamo.is_conditional_failure(error):
+                raise
+            record = dynamo.deserialize(error.response.get("Item")) or {}
+            return record.get("status") == Status.QUEUED.value
+        return True
+
+    def hand_off(self, job_id: str, *, worker_id: str, total: int) -> bool:
+        """The split parent gives up its lease: it stays RUNNING until its shards finish it.
+        True also when a fast shard finished (or failed) the parent first."""
+        if self._conditional_update(
+            job_id,
+            worker_id,
+            "SET shards_total = :total, updated_at = :now REMOVE lease_owner, lease_expires_at",
+            {":total": dynamo.value(total)},
+        ):
+            return True
+        record = self.get(job_id) or {}
+        return record.get("status") in TERMINAL
+
+    def shard_done_request(self, parent: str, *, index: int, rows: int) -> dict[str, Any]:
+        """The Update, in a shard's commit transaction, that counts the shard on its parent:
+        adding to a set is idempotent, and the transaction makes the row sum count once."""
+        return {
+            "TableName": self.table,
+            "Key": {"job_id": {"S": parent}},
+            "UpdateExpression": "ADD shards_done :index, shards_rows :rows SET updated_at = :now",
+            "ConditionExpression": "attribute_exists(job_id)",
+            "ExpressionAttributeValues": {
+                ":index": {"NS": [str(index)]},
+                ":rows": {"N": str(rows)},
+                ":now": dynamo.value(self._clock()),
+            },
+        }
+
+    def finish_parent(self, parent: str) -> bool:
+        """Mark a split parent SUCCEEDED once every shard is done; True when this call did."""
+        record = self.get(parent) or {}
+        total = record.get("shards_total")
+        done = record.get("shards_done") or set()
+        if record.get("status") != Status.RUNNING.value or total is None or len(done) < total:
+            return False
+        result = {"shards": total, "rows": record.get("shards_rows", 0)}
+        return self._update_if(
+            parent,
+            update=(
+                "SET #status = :succeeded, #result = :result, finished_at = :now, "
+                "updated_at = :now REMOVE lease_owner, lease_expires_at, reason"
+            ),
+            condition="#status = :running AND shards_total = :total AND size(shards_done) = :total",
+            values={
+                ":succeeded": {"S": Status.SUCCEEDED.value},
+                ":running": {"S": Status.RUNNING.value},
+                ":total": dynamo.value(total),
+                ":result": dynamo.value(result),
+            },
+            names={"#result": "result"},
+        )
+
+    def fail_parent(self, parent: str, *, reason: str) -> bool:
+        """A shard failed for good: its parent fails too (whoever holds it), with the reason."""
+        return self._update_if(
+            parent,
+            update=(
+                "SET #status = :failed, reason = :reason, finished_at = :now, updated_at = :now "
+                "REMOVE lease_owner, lease_expires_at"
+            ),
+            condition="#status = :running",
+            values={
+                ":failed": {"S": Status.FAILED.value},
+                ":running": {"S": Status.RUNNING.value},
+                ":reason": {"S": _clip(reason)},
+            },
+        )
 
     def commit_request(
         self, job_id: str, *, worker_id: str, result: Mapping[str, Any]
@@ -271,7 +356,13 @@ class Ledger:
         )
 
     def _update_if(
-        self, job_id: str, *, update: str, condition: str, values: dict[str, Any]
+        self,
+        job_id: str,
+        *,
+        update: str,
+        condition: str,
+        values: dict[str, Any],
+        names: Mapping[str, str] | None = None,
     ) -> bool:
         """One conditional UpdateItem (``:now`` is supplied); False when the condition fails."""
         try:
@@ -280,7 +371,7 @@ class Ledger:
                 Key={"job_id": {"S": job_id}},
                 UpdateExpression=update,
                 ConditionExpression=condition,
-                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeNames={"#status": "status", **(names or {})},
                 ExpressionAttributeValues={**values, ":now": dynamo.value(self._clock())},
             )
         except ClientError as error:
@@ -334,6 +425,23 @@ class Ledger:
 
 def _clip(reason: str) -> str:
     return reason if len(reason) <= MAX_REASON_CHARS else reason[: MAX_REASON_CHARS - 1] + "…"
+
+
+def is_split(record: Mapping[str, Any]) -> bool:
+    """A parent whose shards are running: RUNNING, with no lease of its own."""
+    return (
+        record.get("status") == Status.RUNNING.value
+        and "shards_total" in record
+        and "lease_owner" not in record
+    )
+
+
+def shard_progress(record: Mapping[str, Any]) -> str | None:
+    """ "3/12" for a split job (shards done out of total), None for any other job."""
+    total = record.get("shards_total")
+    if total is None:
+        return None
+    return f"{len(record.get('shards_done') or ())}/{total}"
 
 
 def followup_message(record: Mapping[str, Any]) -> str | None:

@@ -16,6 +16,8 @@ from mlpoc.contracts import QUEUE_OUTPUTS, queue_for
 from mlpoc.env import integer, listed, number, required
 
 Role = Literal["train", "predict", "api"]
+DEFAULT_SHARD_BYTES = 16 * 1024 * 1024
+MAX_DATASET_BYTES = 512 * 1024 * 1024  # what one worker reads of one dataset (or one shard)
 
 
 # name -> (what it is, the stack output that holds it): the error message says both, and the CLI
@@ -66,6 +68,8 @@ class Settings:
     review_threshold: float
     # Rows per onnxruntime call in the predict worker.
     predict_chunk_rows: int
+    # A predict dataset larger than this is split into shard jobs of about this size.
+    shard_bytes: int
     # Extra plugin modules to import (comma-separated dotted paths).
     plugins: tuple[str, ...]
     log_level: str
@@ -99,6 +103,9 @@ class Settings:
             stop_grace_seconds=number(env, "MLPOC_STOP_GRACE_SECONDS", 25.0, 0.0, 7_200.0),
             review_threshold=number(env, "MLPOC_REVIEW_THRESHOLD", 0.8, 0.0, 1.0),
             predict_chunk_rows=integer(env, "MLPOC_PREDICT_CHUNK_ROWS", 2_000, 1, 1_000_000),
+            shard_bytes=integer(
+                env, "MLPOC_SHARD_BYTES", DEFAULT_SHARD_BYTES, 1_024, MAX_DATASET_BYTES
+            ),
             plugins=listed(env, "MLPOC_PLUGINS"),
             log_level=env.get("MLPOC_LOG_LEVEL", "INFO").upper(),
         )

@@ -36,7 +36,7 @@ from stacks.constructs.nag import acknowledge
 TABLE_ACTIONS: dict[str, dict[RuntimeRole, tuple[str, ...]]] = {
     "jobs": {
         "train": ("GetItem", "PutItem", "UpdateItem"),  # claim … commit; follow-up records
-        "predict": ("GetItem", "UpdateItem"),  # claim … commit
+        "predict": ("GetItem", "PutItem", "UpdateItem"),  # claim … commit; shard records
         "upload": ("PutItem", "UpdateItem"),  # create the job's record, or record a refusal
         "api": ("GetItem", "PutItem", "Scan"),  # submit, look up, list recent jobs
     },

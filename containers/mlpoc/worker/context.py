@@ -1,5 +1,6 @@
 """What a job's handler sees of the worker loop: the job, its ledger record, the clients, and
-the one way to finish it (:meth:`JobContext.commit`)."""
+the two ways to finish it: :meth:`JobContext.commit`, or :meth:`JobContext.split` into shard
+jobs that finish it (:mod:`mlpoc.shards`)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from botocore.exceptions import ClientError
 from mlpoc import dynamo
 from mlpoc.aws import Clients
 from mlpoc.contracts import Job, parse_job, queue_for
-from mlpoc.errors import CommitConflict, LeaseLost
+from mlpoc.errors import CommitConflict, JobRejected, LeaseLost
 from mlpoc.events import Event
-from mlpoc.ledger import Ledger, followup_message
+from mlpoc.ledger import Ledger, Status, followup_message, is_split
 from mlpoc.settings import Settings
+from mlpoc.shards import shard_job_id
 
 log = logging.getLogger("mlpoc.worker")
 
@@ -36,6 +38,7 @@ class JobContext:
     lease_lost: threading.Event = field(default_factory=threading.Event)
     committed: bool = False
     followups: list[Job] = field(default_factory=list)
+    split_into: int | None = None
 
     @property
     def attempt(self) -> int:
@@ -86,6 +89,31 @@ class JobContext:
         self.committed = True
         self.followups = followups
 
+    def split(self, shards: Sequence[Job]) -> None:
+        """Hand the job to its shard jobs: record how many, record and send each (again only
+        if never run), then give up the lease. The last shard to finish marks the job done."""
+        self.check_lease()
+        self.note(shards_total=len(shards))
+        pending = [
+            shard for shard in shards if self.ledger.create_shard(shard, source=self.job.job_id)
+        ]
+        queue_url = queue_for("predict", self.settings)
+        for start in range(0, len(pending), 10):
+            entries = [
+                {"Id": str(i), "MessageBody": shard.to_json()}
+                for i, shard in enumerate(pending[start : start + 10])
+            ]
+            response = self.clients.sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+            if response.get("Failed"):
+                raise RuntimeError(f"SQS refused shard messages: {response['Failed']}")
+        self.check_lease()
+        if not self.ledger.hand_off(self.job.job_id, worker_id=self.worker_id, total=len(shards)):
+            raise LeaseLost(self.job.job_id)
+        self.ledger.finish_parent(self.job.job_id)  # every shard may be done already
+        self.committed = True
+        self.split_into = len(shards)
+        log.info(Event.JOB_SPLIT, extra={"shards": len(shards), "sent": len(pending)})
+
 
 Handler = Callable[[JobContext], None]
 
@@ -100,7 +128,15 @@ def send_followups(sqs: Any, settings: Settings, jobs: Sequence[Job]) -> None:
 def resend_followups(
     sqs: Any, settings: Settings, ledger: Ledger, record: Mapping[str, Any]
 ) -> None:
-    """Resend a finished job's follow-ups that may not have gone out (a crash in between)."""
+    """Finish what a crash may have cut short after a job's commit: resend its follow-ups (or,
+    for a split job, its shards) that never went out; count a finished shard on its parent."""
+    if is_split(record):
+        _resend_shards(sqs, settings, ledger, record)
+        return
+    message = record.get("message")
+    parent = _parent_of(message, settings) if isinstance(message, str) else None
+    if parent is not None and record.get("status") == Status.SUCCEEDED.value:
+        ledger.finish_parent(parent)
     result = record.get("result") or {}
     for job_id in result.get("followups", []):
         body = followup_message(ledger.get(job_id) or {})
@@ -108,3 +144,23 @@ def resend_followups(
             job = parse_job(body, data_bucket=settings.data_bucket)
             sqs.send_message(QueueUrl=queue_for(job.type, settings), MessageBody=body)
             log.info(Event.JOB_FOLLOWUP_RESENT, extra={"followup_job_id": job_id})
+
+
+def _parent_of(message: str, settings: Settings) -> str | None:
+    try:
+        job = parse_job(message, data_bucket=settings.data_bucket)
+    except JobRejected:
+        return None
+    return job.shard.parent if job.shard is not None else None
+
+
+def _resend_shards(sqs: Any, settings: Settings, ledger: Ledger, record: Mapping[str, Any]) -> None:
+    """A split job's message came again: send the shards still QUEUED (their first send may
+    have been lost), and finish the job if its last shard's own finish was cut short."""
+    for index in range(int(record["shards_total"])):
+        shard_id = shard_job_id(str(record["job_id"]), index)
+        body = followup_message(ledger.get(shard_id) or {})
+        if body is not None:
+            sqs.send_message(QueueUrl=queue_for("predict", settings), MessageBody=body)
+            log.info(Event.JOB_FOLLOWUP_RESENT, extra={"followup_job_id": shard_id})
+    ledger.finish_parent(str(record["job_id"]))

@@ -263,7 +263,8 @@ class Worker:
             if error is not None:
                 log.warning(Event.JOB_ERROR_AFTER_COMMIT, exc_info=error)
             send_followups(self.clients.sqs, self.settings, ctx.followups)
-            log.info(Event.JOB_SUCCEEDED, extra={**took, "attempt": ctx.attempt})
+            if ctx.split_into is None:  # a split job is done when its shards are
+                log.info(Event.JOB_SUCCEEDED, extra={**took, "attempt": ctx.attempt})
             result.succeeded += 1
             return "delete"
         if ruling.outcome is Outcome.UNCHANGED:  # the lease was lost: the owner decides
@@ -273,6 +274,7 @@ class Worker:
         reason = str(ruling.reason)
         if ruling.outcome is Outcome.FAILED:
             if self.ledger.fail(job.job_id, worker_id=self.worker_id, reason=reason):
+                self._fail_parent(job, reason)
                 log.info(Event.JOB_FAILED, extra={**took, "reason": reason})
                 result.failed += 1
                 return "delete"
@@ -282,7 +284,8 @@ class Worker:
             # bucket layout: say so loudly, in words that name the role, action and resource
             log.error(Event.JOB_ACCESS_DENIED, extra={"reason": ruling.access_denied})
         if ruling.outcome is Outcome.GAVE_UP:
-            self.ledger.fail(job.job_id, worker_id=self.worker_id, reason=reason)
+            if self.ledger.fail(job.job_id, worker_id=self.worker_id, reason=reason):
+                self._fail_parent(job, reason)
             log.error(Event.JOB_GAVE_UP, extra={**took, "reason": reason})
             result.failed += 1
             return 0
@@ -294,6 +297,13 @@ class Worker:
         )
         result.retried += 1
         return ruling.release_after
+
+    def _fail_parent(self, job: Job, reason: str) -> None:
+        """A shard that failed for good fails its parent, naming the shard."""
+        if job.shard is not None:
+            self.ledger.fail_parent(
+                job.shard.parent, reason=f"{job.shard} ({job.job_id}) failed: {reason}"
+            )
 
     def _run_handler(self, ctx: JobContext, message: Received) -> BaseException | None:
         """Run the handler in a thread so SIGTERM's grace period can be enforced around it."""

@@ -1,5 +1,9 @@
 """The predict job: resolve the version, verify and load it, predict in chunks, store results.
 
+A dataset over ``shard_bytes`` (``params.shard_bytes`` or ``MLPOC_SHARD_BYTES``), or a prefix of
+CSVs, is not run here: it is split into shard jobs pinned to the resolved version, which any
+predict worker runs (:mod:`mlpoc.shards`).
+
 Each row becomes one item of the predictions table ``{model, item_id, version, label,
 confidence, job_id, ...}``; rows below the review threshold (``params.review_threshold`` or
 ``MLPOC_REVIEW_THRESHOLD``) also carry ``review`` and their features, which puts them in the
@@ -14,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from mlpoc import datasets
+from mlpoc import datasets, shards
 from mlpoc.aws import Clients
 from mlpoc.dynamo import BatchWriter
 from mlpoc.errors import JobFailed
@@ -45,17 +49,30 @@ class PredictHandler:
         ):
             raise JobFailed(f"params.review_threshold must be from 0 to 1; got {threshold!r}")
         version = Registry(clients.dynamodb, settings.models_table).resolve(job.model, job.version)
+        if job.shard is not None:
+            text, lines = shards.read_shard(clients.s3, job.dataset, job.shard)
+            where = f"{job.dataset} ({job.shard}, bytes {job.shard.start}-{job.shard.end})"
+            owner = job.shard.parent
+        else:
+            shard_bytes = shards.shard_bytes_for(job, settings.shard_bytes)
+            size = None if job.over_prefix else datasets.size_of(clients.s3, job.dataset)
+            if size is None or size > shard_bytes:
+                pieces = shards.plan(clients.s3, job.dataset, shard_bytes)
+                ctx.split(shards.shard_jobs(job, pieces, version.version))
+                return
+            text, lines = datasets.fetch(clients.s3, job.dataset, size), 1
+            where, owner = str(job.dataset), job.job_id
         classifier = self.cache.get(version)
-        data = datasets.parse_prediction(
-            datasets.fetch(clients.s3, job.dataset), str(job.dataset), version.features
-        )
+        data = datasets.parse_prediction(text, where, version.features) if lines else None
         writer = BatchWriter(clients.dynamodb)
         keep_features = len(version.features) <= MAX_REVIEW_FEATURES
         now = round(time.time(), 3)
         for_review = 0
         chunk = settings.predict_chunk_rows
-        for start in range(0, len(data.ids), chunk):
+        ids = data.ids if data is not None else []
+        for start in range(0, len(ids), chunk):
             ctx.check_lease()
+            assert data is not None  # noqa: S101 - ids come from it
             x = data.x[start : start + chunk]
             predictions = classifier.predict(x)
             for offset, (label, confidence) in enumerate(
@@ -63,11 +80,11 @@ class PredictHandler:
             ):
                 item: dict[str, Any] = {
                     "model": job.model,
-                    "item_id": data.ids[start + offset],
+                    "item_id": ids[start + offset],
                     "version": version.version,
                     "label": label,
                     "confidence": round(confidence, 6),
-                    "job_id": job.job_id,
+                    "job_id": owner,
                     "dataset": str(job.dataset),
                     "predicted_at": now,
                 }
@@ -78,11 +95,23 @@ class PredictHandler:
                         item["features"] = _feature_list(x[offset])
                 writer.put(settings.predictions_table, item)
         writer.flush()
+        result = {
+            "model_version": version.version,
+            "rows": len(ids),
+            "for_review": for_review,
+            "batch_write_calls": writer.calls,
+        }
+        if job.shard is None:
+            ctx.commit(result)
+            return
         ctx.commit(
-            {
-                "model_version": version.version,
-                "rows": len(data.ids),
-                "for_review": for_review,
-                "batch_write_calls": writer.calls,
-            }
+            result,
+            extra=[
+                {
+                    "Update": ctx.ledger.shard_done_request(
+                        job.shard.parent, index=job.shard.index, rows=len(ids)
+                    )
+                }
+            ],
         )
+        ctx.ledger.finish_parent(job.shard.parent)
