@@ -69,10 +69,11 @@ test: lint typecheck synth $(BROWSER) $(NGINX) ## everything CI runs: lint, type
 test-fast: $(INSTALLED) ## the unit tests only (no subprocesses, no large backlogs)
 	$(PY) -m pytest $(PYTEST_PARALLEL) -m "not integration and not perf"
 
-bench: $(INSTALLED) ## worker throughput, inference and API latency, demo time, against baselines
+bench: $(INSTALLED) ## worker throughput, inference and API latency, demo time, sharding, against baselines
 	$(PY) benchmarks/worker_throughput.py
 	$(PY) benchmarks/api_latency.py
 	$(PY) benchmarks/demo_time.py
+	$(PY) benchmarks/sharded_predictions.py
 
 deploy: $(INSTALLED) $(NODE_INSTALLED) ## deploy both stacks to the current AWS account (needs Docker to build the image)
 	npx cdk deploy --all --require-approval broadening

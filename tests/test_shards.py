@@ -12,8 +12,11 @@ from typing import Any
 
 import pytest
 from moto import mock_aws
+from rich.console import Console
 
 from mlpoc import samples, shards
+from mlpoc.api.routes.jobs import public_job
+from mlpoc.cli import render
 from mlpoc.contracts import Job, S3Uri, Shard, parse_job
 from mlpoc.errors import DatasetError, JobFailed, JobRejected
 from mlpoc.ledger import Ledger, shard_progress
@@ -250,6 +253,14 @@ def test_a_parent_redelivered_mid_split_resends_only_unsent_shards(stack: Stack)
     assert parent is not None
     assert parent["status"] == "RUNNING"
     assert shard_progress(parent) == f"0/{parent['shards_total']}"
+    # AND the lists show the parent with its progress, not its shards (unless asked)
+    total = parent["shards_total"]
+    assert [r["job_id"] for r in ledger.recent(50)] == ["mid", "train-1"]
+    assert len(ledger.recent(50, shards=True)) == total + 2
+    assert public_job(parent)["shards"] == {"done": 0, "total": total}
+    console = Console(width=200, record=True)
+    console.print(render.jobs_table(ledger.recent(50)))
+    assert f"RUNNING 0/{total} shards" in console.export_text()
     # WHEN its message comes again (a crash before the delete)
     send_predict(stack, "mid", "datasets/score.csv", shard_bytes=16_384)
     drain(stack)

@@ -96,6 +96,7 @@ class Ledger:
                     "requested_version": job.version,
                     "message": job.to_json(),
                     "source": source,
+                    "parent": job.shard.parent if job.shard is not None else None,
                     "attempts": 0,
                     "created_at": now,
                     "updated_at": now,
@@ -388,9 +389,14 @@ class Ledger:
         return dynamo.deserialize(response.get("Item"))
 
     # -- internals ---------------------------------------------------------------------------
-    def recent(self, limit: int) -> list[dict[str, Any]]:
-        """The newest ``limit`` records (a full scan: fine at a PoC's thousands of jobs)."""
-        records = list(dynamo.items(self._dynamodb.scan, TableName=self.table))
+    def recent(self, limit: int, *, shards: bool = False) -> list[dict[str, Any]]:
+        """The newest ``limit`` records (a full scan: fine at a PoC's thousands of jobs); the
+        shard jobs of split jobs only when asked (their parent shows their progress)."""
+        records = [
+            r
+            for r in dynamo.items(self._dynamodb.scan, TableName=self.table)
+            if shards or "parent" not in r
+        ]
         records.sort(key=lambda r: float(r.get("created_at", 0)), reverse=True)
         return records[:limit]
 

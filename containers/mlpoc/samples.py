@@ -49,3 +49,14 @@ def prediction_csv(rows: slice | None = None, *, id_prefix: str = "digit-") -> s
     writer.writerow(["id", *FEATURES])
     writer.writerows([f"{id_prefix}{start + i}", *map(int, row)] for i, row in enumerate(x))
     return out.getvalue()
+
+
+def batch_csv(rows: int, *, id_prefix: str = "row-") -> str:
+    """A prediction CSV of ``rows`` rows (the digits over and over, ids ``row-0`` …): the large
+    batch of the sharding test and benchmark."""
+    x, _ = digits()
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["id", *FEATURES])
+    writer.writerows([f"{id_prefix}{i}", *map(int, x[i % len(x)])] for i in range(rows))
+    return out.getvalue()

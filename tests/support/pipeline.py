@@ -58,3 +58,15 @@ def prepare(stack: Stack) -> Stack:
          "params": params},
     )  # fmt: skip
     return stack
+
+
+def scan(dynamodb: Any, table: str) -> list[dict[str, Any]]:
+    """Every item of a table (DynamoDB's raw attribute maps), page by page."""
+    items: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"TableName": table}
+    while True:
+        page = dynamodb.scan(**kwargs)
+        items.extend(page["Items"])
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

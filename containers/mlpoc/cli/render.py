@@ -13,6 +13,7 @@ from rich.table import Table
 from mlpoc import layout
 from mlpoc.cli import ops
 from mlpoc.cli.common import console, errors
+from mlpoc.ledger import shard_progress
 from mlpoc.local.state import LocalState
 
 if TYPE_CHECKING:
@@ -145,9 +146,11 @@ def jobs_table(records: list[dict[str, Any]]) -> Table:
         )
         detail = r.get("reason") or json.dumps(r.get("result", ""))
         status = str(r.get("status", "?"))
+        progress = shard_progress(r)  # a split job: shards done out of total
+        shown = f"{status} {progress} shards" if progress else status
         table.add_row(
             str(r["job_id"]), str(r.get("type", "")), str(r.get("model", "")),
-            f"[{colours.get(status, 'white')}]{status}[/]", str(r.get("attempts", 0)),
+            f"[{colours.get(status, 'white')}]{shown}[/]", str(r.get("attempts", 0)),
             f"{took:.1f}" if took else "", created, str(detail)[:80],
         )  # fmt: skip
     return table

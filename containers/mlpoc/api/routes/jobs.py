@@ -37,9 +37,9 @@ def submit_job(
 
 
 @router.get("", responses=errors(422))
-def list_jobs(ledger: LedgerDep, limit: int = 50) -> dict[str, Any]:
-    """The newest jobs first (at most 100)."""
-    records = ledger.recent(list_size(limit))
+def list_jobs(ledger: LedgerDep, limit: int = 50, shards: bool = False) -> dict[str, Any]:
+    """The newest jobs first (at most 100); ``shards=true`` lists split jobs' shards too."""
+    records = ledger.recent(list_size(limit), shards=shards)
     return {"jobs": [public_job(r) for r in records]}
 
 
@@ -54,6 +54,10 @@ def get_job(job_id: str, ledger: LedgerDep) -> dict[str, Any]:
 def public_job(record: dict[str, Any]) -> dict[str, Any]:
     keep = (
         "job_id", "status", "type", "model", "dataset", "requested_version", "attempts",
-        "reason", "result", "created_at", "started_at", "finished_at", "source",
+        "reason", "result", "created_at", "started_at", "finished_at", "source", "parent",
     )  # fmt: skip
-    return {k: record[k] for k in keep if k in record}
+    public = {k: record[k] for k in keep if k in record}
+    if "shards_total" in record:  # a split predict job: its progress
+        done = len(record.get("shards_done") or ())
+        public["shards"] = {"done": done, "total": record["shards_total"]}
+    return public

@@ -132,7 +132,8 @@ async function jobs() {
   const list = await api("GET", "/v1/jobs?limit=50");
   document.getElementById("jobs").replaceChildren(...list.jobs.map((job) => el("tr", { "data-job": job.job_id },
     el("td", {}, job.job_id), el("td", {}, job.type || ""), el("td", {}, job.model || ""),
-    el("td", {}, el("span", { class: `badge ${job.status}` }, job.status)),
+    el("td", {}, el("span", { class: `badge ${job.status}` }, job.status),
+      job.shards ? el("span", { class: "shards" }, ` ${job.shards.done}/${job.shards.total} shards`) : ""),
     el("td", {}, job.attempts ?? ""), el("td", {}, when(job.created_at)),
     el("td", { class: "reason" }, job.reason || (job.result && job.result.metrics ? `accuracy ${(job.result.metrics.accuracy * 100).toFixed(1)}%` : "")),
   )));
