@@ -74,6 +74,7 @@ bench: $(INSTALLED) ## worker throughput, inference and API latency, demo time, 
 	$(PY) benchmarks/api_latency.py
 	$(PY) benchmarks/demo_time.py
 	$(PY) benchmarks/sharded_predictions.py
+	$(PY) benchmarks/first_job.py
 
 deploy: $(INSTALLED) $(NODE_INSTALLED) ## deploy both stacks to the current AWS account (needs Docker to build the image)
 	npx cdk deploy --all --require-approval broadening

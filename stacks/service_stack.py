@@ -11,6 +11,7 @@ from aws_cdk import aws_iam as iam
 
 from constructs import Construct
 from mlpoc.layout import RuntimeRole
+from mlpoc.scaling import CLUSTER_VARIABLE, SERVICE_VARIABLES
 from stacks.config import Config
 from stacks.constructs.access import DataAccess
 from stacks.constructs.alerts import Alerts
@@ -58,24 +59,32 @@ class ServiceStack(Stack):
             ],
             log_retention=LOG_RETENTION,
         )
+        # the producers also get the worker services, to raise one from zero on a submit
+        producers = {
+            **environment,
+            CLUSTER_VARIABLE: self.workers.cluster.cluster_name,
+            **{v: self.workers.services[q].service_name for q, v in SERVICE_VARIABLES.items()},
+        }
         self.api = ApiService(
             self,
             "Api",
             config=config,
             vpc=self.network.vpc,
             image=self.workers.image,
-            environment=environment,
+            environment=producers,
         )
 
         self.dataset_uploaded = UploadFunction(
             self,
             "DatasetUploaded",
-            environment=environment,
+            environment=producers,
             events_queue=data.events.queue,
             timeout=EVENTS_LAMBDA_TIMEOUT,
             log_retention=LOG_RETENTION,
         )
         self._grant(data)
+        self.workers.grant_nudge(self.api.instance_role)
+        self.workers.grant_nudge(self.dataset_uploaded.role)
 
         self.alerts = Alerts(
             self,

@@ -93,17 +93,8 @@ def test_workers_scale_from_zero_on_the_first_message_on_visible_plus_in_flight(
     assert sorted(
         (t["Properties"]["MinCapacity"], t["Properties"]["MaxCapacity"]) for t in targets
     ) == [(0, 4), (0, 4)]
-    policies = [
-        p["Properties"] for p in of_type(poc, "AWS::ApplicationAutoScaling::ScalingPolicy").values()
-    ]
-    upper = [
-        p
-        for p in policies
-        if p["StepScalingPolicyConfiguration"]["StepAdjustments"][0].get(
-            "MetricIntervalLowerBound", -1
-        )
-        == 0
-    ]
+    policies = of_type(poc, "AWS::ApplicationAutoScaling::ScalingPolicy")
+    upper = [p["Properties"] for i, p in policies.items() if "QueueDepthUpperPolicy" in i]
     assert len(upper) == 2
     for policy in upper:
         config = policy["StepScalingPolicyConfiguration"]
@@ -112,18 +103,19 @@ def test_workers_scale_from_zero_on_the_first_message_on_visible_plus_in_flight(
         assert config["StepAdjustments"][0] == {
             "MetricIntervalLowerBound": 0, "MetricIntervalUpperBound": 9, "ScalingAdjustment": 1,
         }  # fmt: skip
+    # no scale-in on the queue's depth alone: that alarm would stay in ALARM while the service
+    # idles at zero and undo every scale-from-zero nudge (see the idle test below)
+    assert not [i for i in policies if "QueueDepthLower" in i]
     alarms = [
         a["Properties"]
         for a in of_type(poc, "AWS::CloudWatch::Alarm").values()
         if "Metrics" in a["Properties"]
     ]
-    scale_out = [
-        a
-        for a in alarms
-        if a["ComparisonOperator"] == "GreaterThanOrEqualToThreshold" and a["Threshold"] == 1
-    ]
+    scale_out = [a for a in alarms if a.get("AlarmDescription") == "Upper threshold scaling alarm"]
     assert len(scale_out) == 2
     for alarm in scale_out:
+        assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+        assert alarm["Threshold"] == 1
         expressions = [m.get("Expression") for m in alarm["Metrics"]]
         assert "visible + inflight" in expressions
         names = {
@@ -133,6 +125,67 @@ def test_workers_scale_from_zero_on_the_first_message_on_visible_plus_in_flight(
             "ApproximateNumberOfMessagesVisible",
             "ApproximateNumberOfMessagesNotVisible",
         }
+
+
+def test_workers_scale_in_to_zero_only_while_tasks_idle(poc: Synthesized) -> None:
+    """The scale-in alarm is in ALARM only while the service runs tasks (their CPU metric has
+    data) with an empty queue, so it is OK again once the service is at zero, and a
+    scale-from-zero nudge is not undone a minute later."""
+    policies = of_type(poc, "AWS::ApplicationAutoScaling::ScalingPolicy")
+    alarms = of_type(poc, "AWS::CloudWatch::Alarm")
+    for role in ("Train", "Predict"):
+        (policy_id,) = [i for i in policies if i.startswith(f"Workers{role}ScaleIn")]
+        assert policies[policy_id]["Properties"]["StepScalingPolicyConfiguration"] == {
+            "AdjustmentType": "ExactCapacity",
+            "Cooldown": 60,
+            "StepAdjustments": [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 0}],
+        }
+        (alarm,) = [
+            a["Properties"] for i, a in alarms.items() if i.startswith(f"Workers{role}Idle")
+        ]
+        assert alarm["AlarmActions"] == [{"Ref": policy_id}]
+        assert (alarm["ComparisonOperator"], alarm["Threshold"]) == (
+            "GreaterThanOrEqualToThreshold", 1,
+        )  # fmt: skip
+        assert (alarm["EvaluationPeriods"], alarm["TreatMissingData"]) == (2, "notBreaching")
+        metrics = {m["Id"]: m for m in alarm["Metrics"]}
+        assert metrics["expr_1"]["Expression"] == (
+            "IF(FILL(tasks, 0) > 0, IF(FILL(depth, 0) <= 0, 1, 0), 0)"
+        )
+        assert metrics["tasks"]["MetricStat"]["Metric"]["Namespace"] == "AWS/ECS"
+        assert metrics["tasks"]["MetricStat"]["Stat"] == "SampleCount"
+        assert metrics["depth"]["Expression"] == "visible + inflight"
+
+
+def test_the_producers_may_raise_a_worker_service_from_zero_and_nothing_more(
+    poc: Synthesized,
+) -> None:
+    services = sorted(of_type(poc, "AWS::ECS::Service"))
+    nudges = [
+        (policy_id, statement)
+        for policy_id, policy in of_type(poc, "AWS::IAM::Policy").items()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if any(str(a).startswith("ecs:") for a in _listed(statement["Action"]))
+        and "UpdateService" in str(statement["Action"])
+    ]
+    assert {i.split("Role")[0] for i, _ in nudges} == {"ApiInstance", "DatasetUploaded"}
+    for _, statement in nudges:
+        assert statement["Action"] == ["ecs:DescribeServices", "ecs:UpdateService"]
+        assert sorted(r["Ref"] for r in statement["Resource"]) == services
+    # AND both producers are told which services those are
+    (function,) = [
+        f
+        for i, f in of_type(poc, "AWS::Lambda::Function").items()
+        if i.startswith("DatasetUploaded")
+    ]
+    variables = function["Properties"]["Environment"]["Variables"]
+    assert {"MLPOC_WORKER_CLUSTER", "MLPOC_TRAIN_SERVICE", "MLPOC_PREDICT_SERVICE"} <= set(
+        variables
+    )
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
 
 
 def statements(synth: Synthesized) -> list[dict[str, Any]]:

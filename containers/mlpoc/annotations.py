@@ -20,6 +20,7 @@ from mlpoc import datasets, dynamo, jobs, layout, tables
 from mlpoc.aws import Clients
 from mlpoc.contracts import Job, S3Uri
 from mlpoc.errors import Refused, RegistryError
+from mlpoc.jobs import Nudge
 from mlpoc.ledger import Ledger
 from mlpoc.registry import Registry
 from mlpoc.settings import Settings
@@ -31,6 +32,7 @@ class Annotations:
     clients: Clients
     ledger: Ledger
     registry: Registry
+    nudge: Nudge | None = None
 
     def review_queue(self, model: str, limit: int) -> list[dict[str, Any]]:
         """The model's least confident stored predictions that nobody has corrected yet."""
@@ -116,7 +118,9 @@ class Annotations:
             dataset=S3Uri(bucket, key),
             params={"plugin": base.plugin},
         )
-        jobs.enqueue(self.ledger, self.clients.sqs, self.runtime, job, source="api")
+        jobs.enqueue(
+            self.ledger, self.clients.sqs, self.runtime, job, source="api", nudge=self.nudge
+        )
         return {
             "job_id": job.job_id,
             "status": "QUEUED",

@@ -1,24 +1,49 @@
-"""Submitting a job: the one way every producer (API, CLI) records and enqueues it."""
+"""Submitting a job: the one way every producer (API, CLI, upload function) records, enqueues
+and, on AWS, starts a worker for it (the scale-from-zero nudge, :mod:`mlpoc.scaling`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from mlpoc.contracts import Job, QueueUrls, queue_for
 from mlpoc.errors import Refused
 from mlpoc.ledger import Ledger
 
+# called with the job's queue (its type) once the job is sent: raises its service from zero
+Nudge = Callable[[str], object]
 
-def submit(ledger: Ledger, sqs: Any, *, queue_url: str, job: Job, source: str) -> bool:
-    """Record the job QUEUED, then send it; False (nothing sent) when its id exists already."""
+
+def submit(
+    ledger: Ledger,
+    sqs: Any,
+    *,
+    queue_url: str,
+    job: Job,
+    source: str,
+    nudge: Nudge | None = None,
+) -> bool:
+    """Record the job QUEUED, send it, nudge its service; False (nothing sent) when its id
+    exists already."""
     if not ledger.create(job, source=source):
         return False
     sqs.send_message(QueueUrl=queue_url, MessageBody=job.to_json())
+    if nudge is not None:
+        nudge(job.type)
     return True
 
 
-def enqueue(ledger: Ledger, sqs: Any, urls: QueueUrls, job: Job, *, source: str) -> None:
+def enqueue(
+    ledger: Ledger,
+    sqs: Any,
+    urls: QueueUrls,
+    job: Job,
+    *,
+    source: str,
+    nudge: Nudge | None = None,
+) -> None:
     """Submit the job to the queue that carries its type; a :class:`Refused` ``conflict`` when
     its id exists already."""
-    if not submit(ledger, sqs, queue_url=queue_for(job.type, urls), job=job, source=source):
+    queue_url = queue_for(job.type, urls)
+    if not submit(ledger, sqs, queue_url=queue_url, job=job, source=source, nudge=nudge):
         raise Refused("conflict", f"job {job.job_id!r} exists already")

@@ -20,6 +20,7 @@ import io
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
@@ -38,6 +39,7 @@ from botocore.exceptions import ClientError
 from mlpoc import env, lambda_logs, layout
 from mlpoc.contracts import MODEL_NAME_PATTERN, Job, S3Uri, queue_for
 from mlpoc.ledger import Ledger
+from mlpoc.scaling import WorkerServices, nudger
 from mlpoc.settings import RESOURCE_VARIABLES, UPLOAD_VARIABLES
 
 logger = lambda_logs.logger("dataset_uploaded")
@@ -75,6 +77,7 @@ class Deps:
     s3: Any
     sqs: Any
     ledger: Ledger
+    nudge: Callable[[str], object] | None = None  # the scale-from-zero nudge (on AWS)
 
 
 @functools.cache
@@ -82,11 +85,13 @@ def deps() -> Deps:
     """Clients are created on the first invocation, never at import."""
     settings = UploadSettings.from_env()
     config = Config(retries={"mode": "standard", "max_attempts": 10})
+    services = WorkerServices.from_env(os.environ)
     return Deps(
         settings=settings,
         s3=boto3.client("s3", config=config),
         sqs=boto3.client("sqs", config=config),
         ledger=Ledger(boto3.client("dynamodb", config=config), settings.jobs_table),
+        nudge=nudger(services, boto3.client("ecs", config=config) if services else None),
     )
 
 
@@ -143,6 +148,8 @@ def on_upload(deps: Deps, bucket: str, key: str, sequencer: str) -> dict[str, An
     # sent even when the record existed: a retry after a crash between the two must not lose
     # the job, and the workers' ledger turns a second copy into a no-op
     deps.sqs.send_message(QueueUrl=queue, MessageBody=job.to_json())
+    if deps.nudge is not None:
+        deps.nudge(job_type)
     logger.info(
         "upload.enqueued",
         extra={"job_id": job_id, "type": job_type, "model": model, "new": created},

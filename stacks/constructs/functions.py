@@ -33,6 +33,7 @@ SHARED_MODULES = (
     "errors.py",
     "layout.py",
     "ledger.py",
+    "scaling.py",
     "settings.py",
 )
 

@@ -11,6 +11,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
+from mlpoc.scaling import CLUSTER_VARIABLE, SERVICE_VARIABLES
 from mlpoc.settings import UPLOAD_VARIABLES
 from stacks.constructs.functions import PythonFunction
 
@@ -31,7 +32,11 @@ class UploadFunction(PythonFunction):
             construct_id,
             name="dataset_uploaded",
             description="S3 dataset upload -> job record in the ledger + train/predict job",
-            environment={k: environment[k] for k in UPLOAD_VARIABLES},
+            environment={
+                k: environment[k]
+                for k in (*UPLOAD_VARIABLES, CLUSTER_VARIABLE, *SERVICE_VARIABLES.values())
+                if k in environment
+            },
             timeout=timeout,
             log_retention=log_retention,
             shared_runtime=True,

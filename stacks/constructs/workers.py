@@ -1,7 +1,9 @@
 """The train and predict workers: one image, two queue-driven Fargate services.
 
-Each service runs 0 tasks while its queue is empty and scales on the number of messages
-*visible or in flight* (so a running job keeps its task), from zero on the first message.
+Each service runs 0 tasks while its queue is empty and scales out on the number of messages
+*visible or in flight* (so a running job keeps its task), from zero on the first message. It
+scales in to zero once its tasks have run with an empty queue for ``IDLE_MINUTES``; the submit
+paths raise a service at zero to one task at once (the nudge, :mod:`mlpoc.scaling`).
 Fargate Spot by default, with on-demand capacity in the strategy so a Spot shortage slows the
 queue instead of stopping it. Tasks protect themselves from scale-in while they hold a job
 (the worker calls the ECS agent's task-protection endpoint).
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from aws_cdk import Duration, IgnoreMode, RemovalPolicy, Stack
 from aws_cdk import aws_applicationautoscaling as autoscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
@@ -31,6 +34,8 @@ STOP_TIMEOUT = Duration.seconds(120)
 STOP_GRACE_SECONDS = 100
 # queue depth (visible + in flight) -> number of tasks; EXACT_CAPACITY, capped by max tasks
 DEPTH_STEPS = ((1, 1), (10, 2), (50, 4))
+# tasks that run this long with an empty queue are scaled in to zero
+IDLE_MINUTES = 2
 CLUSTER_ID = "WorkerCluster"
 
 
@@ -170,22 +175,19 @@ class Workers(Construct):
             period=Duration.minutes(1),
             label=f"{spec.role} queue depth",
         )
+        # out: the queue's depth sets the task count (from zero on the first message)
         scaling.scale_on_metric(
             "QueueDepth",
             metric=depth,
             adjustment_type=autoscaling.AdjustmentType.EXACT_CAPACITY,
             scaling_steps=[
-                autoscaling.ScalingInterval(upper=0, change=0),
-                *(
-                    autoscaling.ScalingInterval(
-                        lower=lower, change=min(tasks, config.worker_max_tasks)
-                    )
-                    for lower, tasks in DEPTH_STEPS
-                ),
+                autoscaling.ScalingInterval(lower=lower, change=min(tasks, config.worker_max_tasks))
+                for lower, tasks in DEPTH_STEPS
             ],
             cooldown=Duration.minutes(1),
             evaluation_periods=1,
         )
+        self._scale_in_when_idle(spec, service, scaling, depth)
         self.services[spec.role] = service
         self.task_roles[spec.role] = task.task_role
         self.task_definitions[spec.role] = task
@@ -202,3 +204,61 @@ class Workers(Construct):
             "and log writes in the same policy are scoped to the repository and log group.",
         )
         self.log_groups[spec.role] = log_group
+
+    def _scale_in_when_idle(
+        self,
+        spec: WorkerSpec,
+        service: ecs.FargateService,
+        scaling: ecs.ScalableTaskCount,
+        depth: cloudwatch.MathExpression,
+    ) -> None:
+        """In: to zero once tasks run with an empty queue for IDLE_MINUTES.
+
+        The alarm is in ALARM only while the service has tasks (their CPU metric has data):
+        once it is at zero, the alarm returns to OK. An alarm left in ALARM would re-apply
+        "zero tasks" every minute (Application Auto Scaling repeats a step policy while its
+        alarm stays in ALARM) and undo the submit paths' scale-from-zero nudge
+        (:mod:`mlpoc.scaling`) before the queue's metrics catch up.
+        """
+        idle = cloudwatch.MathExpression(
+            expression="IF(FILL(tasks, 0) > 0, IF(FILL(depth, 0) <= 0, 1, 0), 0)",
+            using_metrics={
+                "tasks": service.metric_cpu_utilization(
+                    period=Duration.minutes(1), statistic="SampleCount"
+                ),
+                "depth": depth,
+            },
+            period=Duration.minutes(1),
+            label=f"{spec.role} tasks idle",
+        )
+        action = autoscaling.StepScalingAction(
+            self,
+            f"{spec.role.capitalize()}ScaleIn",
+            scaling_target=scaling.node.find_child("Target"),  # type: ignore[arg-type]
+            adjustment_type=autoscaling.AdjustmentType.EXACT_CAPACITY,
+            cooldown=Duration.minutes(1),
+        )
+        action.add_adjustment(adjustment=0, lower_bound=0)
+        alarm = cloudwatch.Alarm(
+            self,
+            f"{spec.role.capitalize()}IdleAlarm",
+            metric=idle,
+            threshold=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=IDLE_MINUTES,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description=(
+                f"{spec.role} tasks ran {IDLE_MINUTES} min with an empty queue: scale to zero"
+            ),
+        )
+        alarm.add_alarm_action(cloudwatch_actions.ApplicationScalingAction(action))
+
+    def grant_nudge(self, grantee: iam.IGrantable) -> None:
+        """The scale-from-zero nudge (:mod:`mlpoc.scaling`): read and set the desired count of
+        the worker services, and nothing else."""
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["ecs:DescribeServices", "ecs:UpdateService"],
+                resources=[service.service_arn for service in self.services.values()],
+            )
+        )

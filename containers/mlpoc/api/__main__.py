@@ -7,7 +7,7 @@ import sys
 
 import uvicorn
 
-from mlpoc import logs
+from mlpoc import aws, logs
 from mlpoc.api.app import create_app
 from mlpoc.api.settings import ApiSettings
 from mlpoc.aws import Clients
@@ -21,7 +21,8 @@ def main() -> int:
         sys.stderr.write(f"mlpoc api: {error}\n")
         return 2
     logs.configure(settings.runtime.log_level)
-    app = create_app(settings, Clients.create())
+    ecs = aws.client("ecs") if settings.worker_services is not None else None
+    app = create_app(settings, Clients.create(), ecs=ecs)
     uvicorn.run(
         app,
         # in the container, compose sets MLPOC_API_HOST=0.0.0.0; anywhere else: loopback only

@@ -27,6 +27,7 @@ from mlpoc.api.settings import ApiSettings
 from mlpoc.aws import Clients
 from mlpoc.ledger import Ledger
 from mlpoc.registry import Registry
+from mlpoc.scaling import nudger
 
 ROUTERS = (
     jobs.router,
@@ -37,7 +38,11 @@ ROUTERS = (
 )
 
 
-def create_app(settings: ApiSettings, clients: Clients, *, start_poller: bool = True) -> FastAPI:
+def create_app(
+    settings: ApiSettings, clients: Clients, *, start_poller: bool = True, ecs: Any = None
+) -> FastAPI:
+    """``ecs``: the client of the scale-from-zero nudge (on AWS, when the stack names the
+    worker services); None: no nudge."""
     runtime = settings.runtime
     registry = Registry(clients.dynamodb, runtime.models_table)
     server = ModelServer(
@@ -71,6 +76,7 @@ def create_app(settings: ApiSettings, clients: Clients, *, start_poller: bool = 
         ledger=Ledger(clients.dynamodb, runtime.jobs_table),
         registry=registry,
         server=server,
+        nudge=nudger(settings.worker_services, ecs) if ecs is not None else None,
     )
     app.state.api_key = settings.api_key.encode()
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)

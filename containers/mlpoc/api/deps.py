@@ -15,6 +15,7 @@ from mlpoc.api.serving import ModelServer
 from mlpoc.api.settings import ApiSettings
 from mlpoc.aws import Clients
 from mlpoc.errors import ApiError
+from mlpoc.jobs import Nudge
 from mlpoc.ledger import Ledger
 from mlpoc.registry import Registry
 
@@ -34,6 +35,7 @@ class Services:
     ledger: Ledger
     registry: Registry
     server: ModelServer
+    nudge: Nudge | None = None  # after a submit, on AWS: start a worker if none runs
 
 
 async def require_key(
@@ -58,6 +60,10 @@ async def get_clients(services: Annotated[Services, Depends(get_services)]) -> C
     return services.clients
 
 
+async def get_nudge(services: Annotated[Services, Depends(get_services)]) -> Nudge | None:
+    return services.nudge
+
+
 async def get_ledger(services: Annotated[Services, Depends(get_services)]) -> Ledger:
     return services.ledger
 
@@ -75,3 +81,4 @@ ClientsDep = Annotated[Clients, Depends(get_clients)]
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 ServerDep = Annotated[ModelServer, Depends(get_server)]
+NudgeDep = Annotated[Nudge | None, Depends(get_nudge)]

@@ -17,6 +17,7 @@ from typing import Any
 from mlpoc.aws import client
 from mlpoc.env import integer, number, switch
 from mlpoc.errors import SettingsError
+from mlpoc.scaling import WorkerServices
 from mlpoc.settings import Settings
 
 MIN_KEY_CHARS = 16
@@ -32,6 +33,7 @@ class ApiSettings:
     max_rows: int
     docs: bool = True  # /docs, /redoc, /openapi.json
     origin_secret: str | None = None  # the X-Origin-Verify value CloudFront sends
+    worker_services: WorkerServices | None = None  # on AWS: the scale-from-zero nudge's services
 
     @classmethod
     def from_env(
@@ -51,6 +53,7 @@ class ApiSettings:
             max_rows=integer(env, "MLPOC_MAX_PREDICT_ROWS", 1000, 1, 100_000),
             docs=switch(env, "MLPOC_API_DOCS", default=True),
             origin_secret=_origin_secret(env, read_secret or _secrets_manager),
+            worker_services=WorkerServices.from_env(env),
         )
 
 

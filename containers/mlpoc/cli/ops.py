@@ -24,6 +24,7 @@ from mlpoc.contracts import (
 from mlpoc.errors import JobRejected, TargetError
 from mlpoc.ledger import TERMINAL
 from mlpoc.registry import ModelVersion, Pointer
+from mlpoc.scaling import CLUSTER_OUTPUT, SERVICE_OUTPUTS, WorkerServices, nudger
 from mlpoc.settings import RESOURCE_OUTPUTS
 
 # operator-facing queue name -> (queue output, dead-letter queue output)
@@ -80,9 +81,24 @@ def submit(
     except JobRejected as rejected:
         raise TargetError(f"not a valid job: {rejected.reason}") from None
     queue = dep.output(QUEUE_OUTPUTS[job_type])
-    if not jobs.submit(dep.ledger(), dep.client("sqs"), queue_url=queue, job=job, source="cli"):
+    nudge = nudger(worker_services(dep), dep.client("ecs"))
+    submitted = jobs.submit(
+        dep.ledger(), dep.client("sqs"), queue_url=queue, job=job, source="cli", nudge=nudge
+    )
+    if not submitted:
         raise TargetError(f"a job with id {job.job_id!r} exists already; pick another --job-id")
     return job
+
+
+def worker_services(dep: Deployment) -> WorkerServices | None:
+    """The worker services behind the queues, from the service stack's outputs (on AWS; local
+    mode's workers are processes that always poll: no nudge)."""
+    if dep.endpoint is not None or CLUSTER_OUTPUT not in dep.outputs:
+        return None
+    return WorkerServices(
+        dep.output(CLUSTER_OUTPUT),
+        {q: dep.outputs[o] for q, o in SERVICE_OUTPUTS.items() if o in dep.outputs},
+    )
 
 
 def environment(dep: Deployment) -> dict[str, str]:

@@ -22,7 +22,9 @@ router = APIRouter(
 
 async def get_annotations(services: Annotated[Services, Depends(get_services)]) -> Annotations:
     runtime = services.settings.runtime
-    return Annotations(runtime, services.clients, services.ledger, services.registry)
+    return Annotations(
+        runtime, services.clients, services.ledger, services.registry, services.nudge
+    )
 
 
 AnnotationsDep = Annotated[Annotations, Depends(get_annotations)]

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 
 from mlpoc import jobs
-from mlpoc.api.deps import ClientsDep, LedgerDep, SettingsDep, require_key
+from mlpoc.api.deps import ClientsDep, LedgerDep, NudgeDep, SettingsDep, require_key
 from mlpoc.api.responses import errors
 from mlpoc.api.schemas import JobRequest, list_size
 from mlpoc.contracts import parse_job
@@ -22,9 +22,14 @@ router = APIRouter(
 
 @router.post("", status_code=202, responses=errors(409, 413, 422))
 def submit_job(
-    body: JobRequest, settings: SettingsDep, clients: ClientsDep, ledger: LedgerDep
+    body: JobRequest,
+    settings: SettingsDep,
+    clients: ClientsDep,
+    ledger: LedgerDep,
+    nudge: NudgeDep,
 ) -> dict[str, Any]:
-    """Record the job QUEUED and send it to its queue."""
+    """Record the job QUEUED and send it to its queue (on AWS, a worker service with no task
+    is raised to one at once)."""
     message = body.model_dump(by_alias=True)
     message["job_id"] = message["job_id"] or f"api-{uuid.uuid4().hex[:16]}"
     runtime = settings.runtime
@@ -32,7 +37,7 @@ def submit_job(
         job = parse_job(json.dumps(message), data_bucket=runtime.data_bucket)
     except JobRejected as rejected:
         raise ApiError(422, "invalid_job", rejected.reason) from None
-    jobs.enqueue(ledger, clients.sqs, runtime, job, source="api")
+    jobs.enqueue(ledger, clients.sqs, runtime, job, source="api", nudge=nudge)
     return {"job_id": job.job_id, "status": "QUEUED"}
 
 
