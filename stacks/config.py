@@ -29,6 +29,11 @@ FARGATE_SIZES: dict[int, tuple[int, ...]] = {
 }
 PROJECT_PATTERN = re.compile(r"^[a-z][a-z0-9-]{1,18}[a-z0-9]$")
 INSTANCE_PATTERN = re.compile(r"^[a-z][a-z0-9-]*\d[a-z0-9-]*\.[a-z0-9]+$")
+# NVIDIA GPU families on x86_64 (the GPU image is built for amd64): g4dn, g5, g6, g6e, p4d, …;
+# an ARM one (g5g) is refused
+GPU_INSTANCE_PATTERN = re.compile(r"^[gp]\d+[a-z]*(?<!g)\.\d*x?large$")
+GPU_INSTANCE_RULE = 'a list of x86_64 GPU instance types such as ["g4dn.xlarge", "g5.xlarge"]'
+MAX_GPU_TYPES = 20
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 SECRET_NAME_PATTERN = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
 PROJECT_RULE = "3-20 lowercase letters, digits or -, starting with a letter"
@@ -52,6 +57,10 @@ class Config:
     slack_webhook_secret_name: str | None
     eb_solution_stack: str
     max_receive_count: int
+    # the optional GPU training pool (ECS on EC2 Spot, from zero): off by default
+    gpu: bool = False
+    gpu_instance_types: tuple[str, ...] = ()
+    gpu_max_instances: int = 0
 
     @property
     def retain_data(self) -> bool:
@@ -79,6 +88,9 @@ class Config:
             ),
             eb_solution_stack=read("eb_solution_stack", _eb_docker_al2023),
             max_receive_count=read("max_receive_count", _int_range(5, 1000)),
+            gpu=read("gpu", _boolean),
+            gpu_instance_types=read("gpu_instance_types", _gpu_instance_types),
+            gpu_max_instances=read("gpu_max_instances", _int_range(1, 20)),
         )
 
 
@@ -148,6 +160,20 @@ def _boolean(name: str, value: Any) -> bool:
     if text in {"true", "false"}:
         return text == "true"
     raise ConfigError(f"{name} must be true or false; got {value!r}")
+
+
+def _gpu_instance_types(name: str, value: Any) -> tuple[str, ...]:
+    if (
+        not isinstance(value, list)
+        or not 1 <= len(value) <= MAX_GPU_TYPES
+        or not all(isinstance(v, str) and GPU_INSTANCE_PATTERN.match(v) for v in value)
+        or len(set(value)) != len(value)
+    ):
+        raise ConfigError(
+            f"{name} must be {GPU_INSTANCE_RULE}: 1-{MAX_GPU_TYPES} distinct types (several "
+            f"let Spot pick the cheapest with capacity); got {value!r}"
+        )
+    return tuple(value)
 
 
 def _pattern(pattern: re.Pattern[str], expected: str) -> Callable[[str, Any], str]:

@@ -13,6 +13,7 @@ from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
 from mlpoc import layout
+from mlpoc.contracts import QUEUE_OUTPUTS
 from stacks.config import Config
 from stacks.constructs.encryption import ProjectKey
 from stacks.constructs.helper_logs import keep_helper_logs
@@ -63,6 +64,8 @@ class DataStack(Stack):
         self.train = job_queue("Train", TRAIN_VISIBILITY)
         self.predict = job_queue("Predict", PREDICT_VISIBILITY)
         self.events = job_queue("Events", EVENTS_VISIBILITY)
+        # the GPU training pool's jobs (mlpoc:gpu): train jobs with "resources": "gpu"
+        self.gpu = job_queue("Gpu", TRAIN_VISIBILITY) if config.gpu else None
 
         self._notify_dataset_uploads()
         keep_helper_logs(self, retention=LOG_RETENTION, removal=keep)
@@ -141,5 +144,8 @@ class DataStack(Stack):
             "EventsDeadLetterQueueUrl": self.events.dead_letter_queue.queue_url,
             "KeyArn": self.encryption.key.key_arn,
         }
+        if self.gpu is not None:
+            values[QUEUE_OUTPUTS["gpu"]] = self.gpu.queue.queue_url
+            values["GpuDeadLetterQueueUrl"] = self.gpu.dead_letter_queue.queue_url
         for name, value in values.items():
             CfnOutput(self, name, value=value)

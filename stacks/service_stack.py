@@ -7,16 +7,19 @@ Data access is granted in one place, `constructs/access.py`, from the bucket lay
 from __future__ import annotations
 
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 
 from constructs import Construct
 from mlpoc.layout import RuntimeRole
 from mlpoc.scaling import CLUSTER_VARIABLE, SERVICE_VARIABLES
+from mlpoc.settings import GPU_QUEUE_VARIABLE
 from stacks.config import Config
 from stacks.constructs.access import DataAccess
 from stacks.constructs.alerts import Alerts
 from stacks.constructs.api import ApiService
 from stacks.constructs.dashboard import PipelineDashboard
+from stacks.constructs.gpu_pool import CW_AGENT_NAMESPACE, GPU_UTILIZATION, GpuPool
 from stacks.constructs.helper_logs import keep_helper_logs
 from stacks.constructs.network import Network
 from stacks.constructs.notifier import AlertNotifier
@@ -59,11 +62,29 @@ class ServiceStack(Stack):
             ],
             log_retention=LOG_RETENTION,
         )
+        self.gpu = (
+            GpuPool(
+                self,
+                "Gpu",
+                config=config,
+                vpc=self.network.vpc,
+                cluster=self.workers.cluster,
+                queue=data.gpu.queue,
+                task_role=self.workers.task_roles["train"],  # the train worker's code and grants
+                environment=environment,
+                log_retention=LOG_RETENTION,
+            )
+            if data.gpu is not None
+            else None
+        )
+        services: dict[str, ecs.BaseService] = dict(self.workers.services)
+        if self.gpu is not None:
+            services["gpu"] = self.gpu.service
         # the producers also get the worker services, to raise one from zero on a submit
         producers = {
             **environment,
             CLUSTER_VARIABLE: self.workers.cluster.cluster_name,
-            **{v: self.workers.services[q].service_name for q, v in SERVICE_VARIABLES.items()},
+            **{SERVICE_VARIABLES[q]: service.service_name for q, service in services.items()},
         }
         self.api = ApiService(
             self,
@@ -83,7 +104,8 @@ class ServiceStack(Stack):
             log_retention=LOG_RETENTION,
         )
         self._grant(data)
-        self.workers.grant_nudge(self.api.instance_role)
+        extra = [self.gpu.service] if self.gpu is not None else []
+        self.workers.grant_nudge(self.api.instance_role, *extra)
         self.workers.grant_nudge(self.dataset_uploaded.role)
 
         self.alerts = Alerts(
@@ -151,6 +173,10 @@ class ServiceStack(Stack):
                 "upload": (data.train.queue, data.predict.queue),
             },
         )
+        if data.gpu is not None:  # the GPU pool runs the train worker's code under its role
+            data.gpu.queue.grant_consume_messages(roles["train"])
+            data.gpu.dead_letter_queue.grant_send_messages(roles["train"])
+            data.gpu.queue.grant_send_messages(roles["api"])
         DataAccess.acknowledge_grants(
             roles,
             data_stack=data,
@@ -170,6 +196,15 @@ class ServiceStack(Stack):
         self.alerts.task_failures(self.workers.cluster.cluster_arn)
         self.alerts.budget(config.project, config.budget_usd)
         self.alerts.api_errors(self.api.environment.ref)
+        if self.gpu is not None and data.gpu is not None:
+            self.alerts.dead_letters("Gpu", data.gpu.dead_letter_queue)
+            self.alerts.oldest_message("Gpu", data.gpu.queue, Duration.hours(2))
+            self.alerts.spot_interruptions()
+            self.alerts.gpu_idle(
+                self.gpu.instances.auto_scaling_group_name,
+                namespace=CW_AGENT_NAMESPACE,
+                metric=GPU_UTILIZATION,
+            )
 
     def _outputs(self) -> None:
         values = {
@@ -190,6 +225,10 @@ class ServiceStack(Stack):
                 f"{self.region}#dashboards:name={self.dashboard.dashboard.dashboard_name}"
             ),
         }
+        if self.gpu is not None:
+            values["GpuServiceName"] = self.gpu.service.service_name
+            values["GpuLogGroup"] = self.gpu.log_group.log_group_name
+            values["GpuAutoScalingGroupName"] = self.gpu.instances.auto_scaling_group_name
         for name, value in values.items():
             CfnOutput(self, name, value=value)
 
@@ -205,4 +244,5 @@ def resource_environment(data: DataStack) -> dict[str, str]:
         "MLPOC_ANNOTATIONS_TABLE": data.tables.annotations.table_name,
         "MLPOC_TRAIN_QUEUE_URL": data.train.queue.queue_url,
         "MLPOC_PREDICT_QUEUE_URL": data.predict.queue.queue_url,
+        **({GPU_QUEUE_VARIABLE: data.gpu.queue.queue_url} if data.gpu is not None else {}),
     }

@@ -170,7 +170,9 @@ def test_submitting_a_job_has_a_body_model(spec: dict[str, Any]) -> None:
     body = spec["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]["application/json"]
     assert body["schema"] == {"$ref": "#/components/schemas/JobRequest"}
     fields = spec["components"]["schemas"]["JobRequest"]["properties"]
-    assert {"schema", "job_id", "type", "model", "dataset", "version", "params"} == set(fields)
+    assert {
+        "schema", "job_id", "type", "model", "dataset", "version", "params", "resources"
+    } == set(fields)  # fmt: skip
 
 
 def test_a_wrong_method_is_405_with_every_allowed_method(api: TestClient) -> None:

@@ -157,7 +157,7 @@ def test_the_cli_nudges_on_aws_only(stack: Stack) -> None:
     session = boto3.session.Session(region_name=REGION)
     aws = Deployment("aws", REGION, outputs, session, endpoint=None, api_url=None)
     assert ops.worker_services(aws) == WorkerServices(
-        "c", {"train": "train-svc", "predict": "predict-svc"}
+        "c", {"train": "train-svc", "predict": "predict-svc", "gpu": "gpu-svc"}
     )
     local = Deployment(
         "local", REGION, outputs, session, endpoint="http://127.0.0.1:1", api_url=None

@@ -48,7 +48,7 @@ def send(stack: Stack, *job_ids: str, queue: str | None = None) -> None:
                 {
                     "schema": 1,
                     "job_id": job_id,
-                    "type": "predict",
+                    "type": "train" if queue == stack.train_queue_url else "predict",
                     "model": "m",
                     "dataset": f"s3://{stack.data_bucket}/datasets/d.csv",
                 }

@@ -31,21 +31,32 @@ VERSION_PATTERN = re.compile(r"^(current|[1-9][0-9]{0,8})$")
 S3_URI_PATTERN = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>.+)$")
 
 KNOWN_FIELDS = frozenset(
-    {"schema", "job_id", "type", "model", "dataset", "version", "params", "shard"}
+    {"schema", "job_id", "type", "model", "dataset", "version", "params", "shard", "resources"}
 )
+RESOURCES = ("cpu", "gpu")
 SHARD_FIELDS = frozenset({"parent", "index", "total", "header", "start", "end"})
 
 JobType = Literal["train", "predict"]
 
-# The queue that carries each job type, by the stack output that holds its URL.
-QUEUE_OUTPUTS: dict[str, str] = {"train": "TrainQueueUrl", "predict": "PredictQueueUrl"}
+# The queue that carries each kind of job, by the stack output that holds its URL: one per job
+# type, and the GPU pool's for train jobs with "resources": "gpu" (only with mlpoc:gpu on).
+QUEUE_OUTPUTS: dict[str, str] = {
+    "train": "TrainQueueUrl",
+    "predict": "PredictQueueUrl",
+    "gpu": "GpuQueueUrl",
+}
+NO_GPU_POOL = (
+    'this stack has no GPU pool, so a job with "resources": "gpu" cannot run: deploy the pool '
+    '(set "mlpoc:gpu": true in cdk.json, or -c mlpoc:gpu=true), or leave "resources" out to '
+    "train on the CPU workers"
+)
 # The message attribute a worker sets on a message it copies to the dead-letter queue: why.
 REASON_ATTRIBUTE = "mlpoc-reason"
 
 
 class QueueUrls(Protocol):
-    """Anything that knows both job queues' URLs (the workers', the API's, a function's
-    settings)."""
+    """Anything that knows the job queues' URLs (the workers', the API's, a function's
+    settings); the GPU queue's is None on a stack without the GPU pool."""
 
     @property
     def train_queue_url(self) -> str: ...
@@ -53,14 +64,43 @@ class QueueUrls(Protocol):
     @property
     def predict_queue_url(self) -> str: ...
 
+    @property
+    def gpu_queue_url(self) -> str | None: ...
 
-def queue_for(job_type: str, urls: QueueUrls) -> str:
-    """The URL of the queue that carries ``job_type``: the one place that says so."""
-    if job_type == "train":
+
+def queue_for(queue: str, urls: QueueUrls) -> str:
+    """The URL of ``queue`` (``train``, ``predict`` or ``gpu``; see :func:`queue_of`): the one
+    place that says so. A :class:`JobRejected` for the GPU queue of a stack without one."""
+    if queue == "train":
         return urls.train_queue_url
-    if job_type == "predict":
+    if queue == "predict":
         return urls.predict_queue_url
-    raise ValueError(f"no queue carries jobs of type {job_type!r}: one of {', '.join(JOB_TYPES)}")
+    if queue == "gpu":
+        if not urls.gpu_queue_url:
+            raise JobRejected(NO_GPU_POOL)
+        return urls.gpu_queue_url
+    raise ValueError(f"no queue {queue!r}: one of {', '.join(QUEUE_OUTPUTS)}")
+
+
+def queue_of(job: Job) -> str:
+    """The queue that carries ``job``: its type's, or the GPU pool's for a GPU train job."""
+    return "gpu" if job.resources == "gpu" else job.type
+
+
+def misrouted(job: Job, consumed: str, *, gpu_pool: bool) -> str | None:
+    """Why a worker consuming queue ``consumed`` must not run ``job``, or None when it may.
+    The GPU pool's worker also runs CPU train jobs (a GPU trains what a CPU does)."""
+    wanted = queue_of(job)
+    if wanted == consumed or (consumed == "gpu" and job.type == "train"):
+        return None
+    if wanted == "gpu":
+        if not gpu_pool:
+            return NO_GPU_POOL
+        return (
+            'a job with "resources": "gpu" belongs on the GPU queue (stack output '
+            f"{QUEUE_OUTPUTS['gpu']}); POST /v1/jobs and `mlpoc train --gpu` send it there"
+        )
+    return f"a {job.type} job belongs on the {job.type} queue, not the {consumed} queue"
 
 
 @dataclass(frozen=True)
@@ -134,6 +174,7 @@ class Job:
     params: dict[str, Any] = field(default_factory=dict)
     schema: int = SCHEMA_VERSION
     shard: Shard | None = None
+    resources: str = "cpu"  # "gpu": the GPU pool's queue (train jobs only)
 
     @property
     def over_prefix(self) -> bool:
@@ -152,6 +193,8 @@ class Job:
         }
         if self.shard is not None:
             message["shard"] = self.shard.to_message()
+        if self.resources != "cpu":
+            message["resources"] = self.resources
         return message
 
     def to_json(self) -> str:
@@ -278,6 +321,16 @@ def parse_job(body: str | bytes, *, data_bucket: str) -> Job:
     if not isinstance(params, dict):
         raise JobRejected(f"params must be a JSON object; got {type(params).__name__}", job_id)
 
+    resources = message.get("resources", "cpu")
+    if resources not in RESOURCES:
+        raise JobRejected(f"resources must be one of {list(RESOURCES)}; got {resources!r}", job_id)
+    if resources == "gpu" and job_type != "train":
+        raise JobRejected(
+            'resources "gpu" is for train jobs: the GPU pool trains, and predictions run on '
+            "the predict workers",
+            job_id,
+        )
+
     shard = None
     if "shard" in message:
         shard = Shard.parse(message["shard"], job_id)
@@ -293,4 +346,5 @@ def parse_job(body: str | bytes, *, data_bucket: str) -> Job:
         params=params,
         schema=schema,
         shard=shard,
+        resources=resources,
     )

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from mlpoc.contracts import Job, QueueUrls, queue_for
-from mlpoc.errors import Refused
+from mlpoc.contracts import Job, QueueUrls, queue_for, queue_of
+from mlpoc.errors import JobRejected, Refused
 from mlpoc.ledger import Ledger
 
 # called with the job's queue (its type) once the job is sent: raises its service from zero
@@ -29,7 +29,7 @@ def submit(
         return False
     sqs.send_message(QueueUrl=queue_url, MessageBody=job.to_json())
     if nudge is not None:
-        nudge(job.type)
+        nudge(queue_of(job))
     return True
 
 
@@ -42,8 +42,11 @@ def enqueue(
     source: str,
     nudge: Nudge | None = None,
 ) -> None:
-    """Submit the job to the queue that carries its type; a :class:`Refused` ``conflict`` when
-    its id exists already."""
-    queue_url = queue_for(job.type, urls)
+    """Submit the job to the queue that carries it; a :class:`Refused` ``conflict`` when its id
+    exists already, ``no_gpu_pool`` for a GPU job on a stack without the pool."""
+    try:
+        queue_url = queue_for(queue_of(job), urls)
+    except JobRejected as rejected:
+        raise Refused("no_gpu_pool", rejected.reason) from None
     if not submit(ledger, sqs, queue_url=queue_url, job=job, source=source, nudge=nudge):
         raise Refused("conflict", f"job {job.job_id!r} exists already")

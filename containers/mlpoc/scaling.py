@@ -3,11 +3,11 @@ runs it from zero tasks to one at once.
 
 Without it, the first job on an idle stack waits for the queue's CloudWatch metrics (SQS
 publishes them once a minute, and only while a queue is active: a quiet queue's first
-datapoints come late) and for the scale-out alarm, before ECS even starts a task. The nudge is one DescribeServices and, only
-when the service wants zero tasks, one UpdateService to one. Queue-depth scaling then takes
-over: more tasks for a backlog, and back to zero once the tasks are idle (the stack's scale-in
-alarm fires only while tasks run with an empty queue, so it never undoes the nudge; see
-``stacks/constructs/workers.py``).
+datapoints come late) and for the scale-out alarm, before ECS even starts a task. The nudge is
+one DescribeServices and, only when the service wants zero tasks, one UpdateService to one.
+Queue-depth scaling then takes over: more tasks for a backlog, and back to zero once the tasks
+are idle (the stack's scale-in alarm fires only while tasks run with an empty queue, so it
+never undoes the nudge; see ``stacks/constructs/workers.py``).
 
 The producers are the API, the upload function and the CLI; the stack sets the cluster and
 service names on the first two and grants them just these two actions on just these services.
@@ -32,9 +32,14 @@ CLUSTER_VARIABLE = "MLPOC_WORKER_CLUSTER"
 SERVICE_VARIABLES: dict[str, str] = {
     "train": "MLPOC_TRAIN_SERVICE",
     "predict": "MLPOC_PREDICT_SERVICE",
+    "gpu": "MLPOC_GPU_SERVICE",  # only with the GPU pool (mlpoc:gpu)
 }
 CLUSTER_OUTPUT = "ClusterName"
-SERVICE_OUTPUTS: dict[str, str] = {"train": "TrainServiceName", "predict": "PredictServiceName"}
+SERVICE_OUTPUTS: dict[str, str] = {
+    "train": "TrainServiceName",
+    "predict": "PredictServiceName",
+    "gpu": "GpuServiceName",
+}
 
 
 @dataclass(frozen=True)

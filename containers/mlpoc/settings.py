@@ -14,8 +14,10 @@ from typing import Literal
 
 from mlpoc.contracts import QUEUE_OUTPUTS, queue_for
 from mlpoc.env import integer, listed, number, required
+from mlpoc.errors import SettingsError
 
-Role = Literal["train", "predict", "api"]
+# "gpu": the GPU pool's worker, a train worker on the GPU queue (locally: a CPU stand-in)
+Role = Literal["train", "predict", "gpu", "api"]
 DEFAULT_SHARD_BYTES = 16 * 1024 * 1024
 MAX_DATASET_BYTES = 512 * 1024 * 1024  # what one worker reads of one dataset (or one shard)
 
@@ -36,6 +38,9 @@ RESOURCE_VARIABLES: dict[str, str] = {
     name: f"{what} (stack output {output})" for name, (what, output) in RESOURCES.items()
 }
 RESOURCE_OUTPUTS: dict[str, str] = {name: output for name, (_, output) in RESOURCES.items()}
+# set only on a stack with the GPU pool (mlpoc:gpu): the GPU queue's URL (stack output
+# GpuQueueUrl)
+GPU_QUEUE_VARIABLE = "MLPOC_GPU_QUEUE_URL"
 # what the upload function reads (it records a job and sends it; the stack sets just these)
 UPLOAD_VARIABLES = (
     "MLPOC_DATA_BUCKET",
@@ -56,6 +61,8 @@ class Settings:
     annotations_table: str
     train_queue_url: str
     predict_queue_url: str
+    # The GPU pool's queue; None on a stack without the pool (mlpoc:gpu off).
+    gpu_queue_url: str | None
     # How many messages one receive asks for. A heavy training job may want 1.
     prefetch: int
     # Long-poll wait; 20 s is SQS's maximum and the cheapest idle loop.
@@ -79,6 +86,10 @@ class Settings:
         """The queue this worker consumes."""
         return queue_for(self.role, self)
 
+    @property
+    def has_gpu_pool(self) -> bool:
+        return bool(self.gpu_queue_url)
+
     @classmethod
     def from_env(cls, role: Role, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
@@ -87,6 +98,11 @@ class Settings:
             RESOURCE_VARIABLES,
             fix="Set them from the stack outputs, or run the worker through `mlpoc local up`.",
         )
+        if role == "gpu" and not env.get(GPU_QUEUE_VARIABLE):
+            raise SettingsError(
+                f"{GPU_QUEUE_VARIABLE} is not set: the GPU worker consumes the GPU queue (stack "
+                f"output {QUEUE_OUTPUTS['gpu']}, on a stack deployed with mlpoc:gpu true)"
+            )
         return cls(
             role=role,
             data_bucket=found["MLPOC_DATA_BUCKET"],
@@ -97,7 +113,8 @@ class Settings:
             annotations_table=found["MLPOC_ANNOTATIONS_TABLE"],
             train_queue_url=found["MLPOC_TRAIN_QUEUE_URL"],
             predict_queue_url=found["MLPOC_PREDICT_QUEUE_URL"],
-            prefetch=integer(env, "MLPOC_PREFETCH", 1 if role == "train" else 10, 1, 10),
+            gpu_queue_url=env.get(GPU_QUEUE_VARIABLE) or None,
+            prefetch=integer(env, "MLPOC_PREFETCH", 10 if role == "predict" else 1, 1, 10),
             wait_seconds=integer(env, "MLPOC_WAIT_SECONDS", 20, 0, 20),
             visibility_seconds=integer(env, "MLPOC_VISIBILITY_SECONDS", 0, 0, 43_200),
             stop_grace_seconds=number(env, "MLPOC_STOP_GRACE_SECONDS", 25.0, 0.0, 7_200.0),

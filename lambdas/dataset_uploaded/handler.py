@@ -59,6 +59,7 @@ class UploadSettings:
     jobs_table: str
     train_queue_url: str
     predict_queue_url: str
+    gpu_queue_url: str | None = None  # uploads never ask for a GPU
 
     @classmethod
     def from_env(cls) -> UploadSettings:

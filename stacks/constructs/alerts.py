@@ -142,6 +142,53 @@ class Alerts(Construct):
         )
         return rule
 
+    def spot_interruptions(self) -> events.Rule:
+        """EC2's two-minute Spot interruption warnings (the GPU pool's instances). The event
+        names the instance only, so the rule takes every Spot warning of this account and
+        region: a PoC account's Spot instances are the pool's."""
+        rule = events.Rule(
+            self,
+            "SpotInterruptions",
+            description="EC2 Spot interruption warnings (the GPU pool)",
+            event_pattern=events.EventPattern(
+                source=["aws.ec2"], detail_type=["EC2 Spot Instance Interruption Warning"]
+            ),
+        )
+        rule.add_target(TopicTarget(self.topic))
+        self._allow(
+            "AllowSpotInterruptionRule",
+            "events.amazonaws.com",
+            {
+                "StringEquals": {"aws:SourceAccount": Stack.of(self).account},
+                "ArnEquals": {"aws:SourceArn": rule.rule_arn},
+            },
+        )
+        return rule
+
+    def gpu_idle(self, group_name: str, *, namespace: str, metric: str) -> cloudwatch.Alarm:
+        """A GPU instance that ran 30 minutes with its GPU idle: a job that does not use the
+        GPU (a CPU plugin sent with "resources": "gpu"), or an instance left behind."""
+        return self._alarm(
+            cloudwatch.Metric(
+                namespace=namespace,
+                metric_name=metric,
+                dimensions_map={"AutoScalingGroupName": group_name},
+                period=Duration.minutes(5),
+                statistic="Maximum",
+            ).create_alarm(
+                self,
+                "GpuIdle",
+                alarm_description=(
+                    "A GPU instance ran 30 min with its GPU under 5 % busy: train GPU jobs with a "
+                    "plugin that uses the GPU, or send CPU jobs without resources gpu"
+                ),
+                threshold=5,
+                comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+                evaluation_periods=6,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+        )
+
     def api_errors(self, environment_name: str) -> None:
         """5xx answers of the API (Elastic Beanstalk's enhanced-health metric, per minute)."""
         self._alarm(

@@ -159,35 +159,13 @@ class Workers(Construct):
             min_healthy_percent=0,  # a stopped worker releases its job: nothing to keep up
             max_healthy_percent=200,
         )
-        scaling = service.auto_scale_task_count(
-            min_capacity=0, max_capacity=config.worker_max_tasks
+        scale_with_queue(
+            self,
+            name=spec.role,
+            service=service,
+            queue=spec.queue,
+            max_tasks=config.worker_max_tasks,
         )
-        depth = cloudwatch.MathExpression(
-            expression="visible + inflight",
-            using_metrics={
-                "visible": spec.queue.metric_approximate_number_of_messages_visible(
-                    period=Duration.minutes(1), statistic="Maximum"
-                ),
-                "inflight": spec.queue.metric_approximate_number_of_messages_not_visible(
-                    period=Duration.minutes(1), statistic="Maximum"
-                ),
-            },
-            period=Duration.minutes(1),
-            label=f"{spec.role} queue depth",
-        )
-        # out: the queue's depth sets the task count (from zero on the first message)
-        scaling.scale_on_metric(
-            "QueueDepth",
-            metric=depth,
-            adjustment_type=autoscaling.AdjustmentType.EXACT_CAPACITY,
-            scaling_steps=[
-                autoscaling.ScalingInterval(lower=lower, change=min(tasks, config.worker_max_tasks))
-                for lower, tasks in DEPTH_STEPS
-            ],
-            cooldown=Duration.minutes(1),
-            evaluation_periods=1,
-        )
-        self._scale_in_when_idle(spec, service, scaling, depth)
         self.services[spec.role] = service
         self.task_roles[spec.role] = task.task_role
         self.task_definitions[spec.role] = task
@@ -205,60 +183,88 @@ class Workers(Construct):
         )
         self.log_groups[spec.role] = log_group
 
-    def _scale_in_when_idle(
-        self,
-        spec: WorkerSpec,
-        service: ecs.FargateService,
-        scaling: ecs.ScalableTaskCount,
-        depth: cloudwatch.MathExpression,
-    ) -> None:
-        """In: to zero once tasks run with an empty queue for IDLE_MINUTES.
-
-        The alarm is in ALARM only while the service has tasks (their CPU metric has data):
-        once it is at zero, the alarm returns to OK. An alarm left in ALARM would re-apply
-        "zero tasks" every minute (Application Auto Scaling repeats a step policy while its
-        alarm stays in ALARM) and undo the submit paths' scale-from-zero nudge
-        (:mod:`mlpoc.scaling`) before the queue's metrics catch up.
-        """
-        idle = cloudwatch.MathExpression(
-            expression="IF(FILL(tasks, 0) > 0, IF(FILL(depth, 0) <= 0, 1, 0), 0)",
-            using_metrics={
-                "tasks": service.metric_cpu_utilization(
-                    period=Duration.minutes(1), statistic="SampleCount"
-                ),
-                "depth": depth,
-            },
-            period=Duration.minutes(1),
-            label=f"{spec.role} tasks idle",
-        )
-        action = autoscaling.StepScalingAction(
-            self,
-            f"{spec.role.capitalize()}ScaleIn",
-            scaling_target=scaling.node.find_child("Target"),  # type: ignore[arg-type]
-            adjustment_type=autoscaling.AdjustmentType.EXACT_CAPACITY,
-            cooldown=Duration.minutes(1),
-        )
-        action.add_adjustment(adjustment=0, lower_bound=0)
-        alarm = cloudwatch.Alarm(
-            self,
-            f"{spec.role.capitalize()}IdleAlarm",
-            metric=idle,
-            threshold=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            evaluation_periods=IDLE_MINUTES,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            alarm_description=(
-                f"{spec.role} tasks ran {IDLE_MINUTES} min with an empty queue: scale to zero"
-            ),
-        )
-        alarm.add_alarm_action(cloudwatch_actions.ApplicationScalingAction(action))
-
-    def grant_nudge(self, grantee: iam.IGrantable) -> None:
+    def grant_nudge(self, grantee: iam.IGrantable, *extra: ecs.BaseService) -> None:
         """The scale-from-zero nudge (:mod:`mlpoc.scaling`): read and set the desired count of
-        the worker services, and nothing else."""
+        the worker services (and the GPU pool's), and nothing else."""
+        services = [*self.services.values(), *extra]
         grantee.grant_principal.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["ecs:DescribeServices", "ecs:UpdateService"],
-                resources=[service.service_arn for service in self.services.values()],
+                resources=[service.service_arn for service in services],
             )
         )
+
+
+def scale_with_queue(
+    scope: Construct,
+    *,
+    name: str,
+    service: ecs.BaseService,
+    queue: sqs.IQueue,
+    max_tasks: int,
+) -> None:
+    """Out on the queue's depth (visible + in flight), from zero on the first message; in to
+    zero once the tasks have run IDLE_MINUTES with an empty queue.
+
+    The scale-in alarm is in ALARM only while the service has tasks (their CPU metric has
+    data): once the service is at zero it returns to OK. An alarm left in ALARM would re-apply
+    "zero tasks" every minute (Application Auto Scaling repeats a step policy while its alarm
+    stays in ALARM) and undo the submit paths' scale-from-zero nudge (:mod:`mlpoc.scaling`)
+    before the queue's metrics catch up.
+    """
+    scaling = service.auto_scale_task_count(min_capacity=0, max_capacity=max_tasks)
+    depth = cloudwatch.MathExpression(
+        expression="visible + inflight",
+        using_metrics={
+            "visible": queue.metric_approximate_number_of_messages_visible(
+                period=Duration.minutes(1), statistic="Maximum"
+            ),
+            "inflight": queue.metric_approximate_number_of_messages_not_visible(
+                period=Duration.minutes(1), statistic="Maximum"
+            ),
+        },
+        period=Duration.minutes(1),
+        label=f"{name} queue depth",
+    )
+    scaling.scale_on_metric(
+        "QueueDepth",
+        metric=depth,
+        adjustment_type=autoscaling.AdjustmentType.EXACT_CAPACITY,
+        scaling_steps=[
+            autoscaling.ScalingInterval(lower=lower, change=min(tasks, max_tasks))
+            for lower, tasks in DEPTH_STEPS
+        ],
+        cooldown=Duration.minutes(1),
+        evaluation_periods=1,
+    )
+    idle = cloudwatch.MathExpression(
+        expression="IF(FILL(tasks, 0) > 0, IF(FILL(depth, 0) <= 0, 1, 0), 0)",
+        using_metrics={
+            "tasks": service.metric_cpu_utilization(
+                period=Duration.minutes(1), statistic="SampleCount"
+            ),
+            "depth": depth,
+        },
+        period=Duration.minutes(1),
+        label=f"{name} tasks idle",
+    )
+    title = name.capitalize()
+    action = autoscaling.StepScalingAction(
+        scope,
+        f"{title}ScaleIn",
+        scaling_target=scaling.node.find_child("Target"),  # type: ignore[arg-type]
+        adjustment_type=autoscaling.AdjustmentType.EXACT_CAPACITY,
+        cooldown=Duration.minutes(1),
+    )
+    action.add_adjustment(adjustment=0, lower_bound=0)
+    alarm = cloudwatch.Alarm(
+        scope,
+        f"{title}IdleAlarm",
+        metric=idle,
+        threshold=1,
+        comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        evaluation_periods=IDLE_MINUTES,
+        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        alarm_description=f"{name} tasks ran {IDLE_MINUTES} min with an empty queue: scale to zero",
+    )
+    alarm.add_alarm_action(cloudwatch_actions.ApplicationScalingAction(action))

@@ -33,6 +33,7 @@ REFUSED_STATUS = {
     "conflict": 409,
     "no_model": 409,
     "no_corrections": 409,
+    "no_gpu_pool": 422,
 }
 
 

@@ -44,6 +44,9 @@ class JobRequest(BaseModel):
     dataset: str = Field(description="s3://<data bucket>/datasets/… (or inputs/ for predict)")
     version: str | int = Field("current", description="predict: current or a version number")
     params: dict[str, Any] = Field(default_factory=dict, description="train: plugin parameters")
+    resources: str = Field(
+        "cpu", description='train: "gpu" runs it on the GPU pool (a stack with mlpoc:gpu)'
+    )
 
 
 class PredictRequest(BaseModel):

@@ -72,10 +72,20 @@ def train(
     param: Annotated[list[str], typer.Option(help="Job parameter key=value (repeatable).")] = [],  # noqa: B006
     job_id: JobId = None,
     wait: Wait = False,
+    gpu: Annotated[
+        bool, typer.Option(help='On the GPU pool ("resources": "gpu"; needs mlpoc:gpu).')
+    ] = False,
 ) -> None:
     """Queue a training job (CSV with a `label` column)."""
     _submit_and_wait(
-        dep, "train", wait, model=model, dataset=dataset, params=_params(param), job_id=job_id
+        dep,
+        "train",
+        wait,
+        model=model,
+        dataset=dataset,
+        params=_params(param),
+        job_id=job_id,
+        gpu=gpu,
     )
 
 

@@ -14,12 +14,14 @@ from mlpoc import jobs, layout
 from mlpoc.cli.target import Deployment
 from mlpoc.contracts import (
     MODEL_NAME_PATTERN,
+    NO_GPU_POOL,
     QUEUE_OUTPUTS,
     REASON_ATTRIBUTE,
     Job,
     JobType,
     S3Uri,
     parse_job,
+    queue_of,
 )
 from mlpoc.errors import JobRejected, TargetError
 from mlpoc.ledger import TERMINAL
@@ -61,6 +63,7 @@ def submit(
     version: str = "current",
     params: dict[str, Any] | None = None,
     job_id: str | None = None,
+    gpu: bool = False,
 ) -> Job:
     if not MODEL_NAME_PATTERN.match(model):
         raise TargetError(
@@ -75,12 +78,16 @@ def submit(
         "dataset": str(dataset_uri(dep, model, dataset)),
         "version": version,
         "params": params or {},
+        **({"resources": "gpu"} if gpu else {}),
     }
     try:
         job = parse_job(json.dumps(message), data_bucket=dep.output("DataBucketName"))
     except JobRejected as rejected:
         raise TargetError(f"not a valid job: {rejected.reason}") from None
-    queue = dep.output(QUEUE_OUTPUTS[job_type])
+    queue_output = QUEUE_OUTPUTS[queue_of(job)]
+    if queue_output not in dep.outputs and queue_of(job) == "gpu":
+        raise TargetError(NO_GPU_POOL)
+    queue = dep.output(queue_output)
     nudge = nudger(worker_services(dep), dep.client("ecs"))
     submitted = jobs.submit(
         dep.ledger(), dep.client("sqs"), queue_url=queue, job=job, source="cli", nudge=nudge

@@ -45,6 +45,11 @@ LOCAL_OVERRIDES = {"MLPOC_WAIT_SECONDS": "5"}
 LOCAL_API_OVERRIDES = {"MLPOC_API_DOCS": "on"}
 STOP_SECONDS = 10.0
 API_START_SECONDS = 60.0
+# what local mode says of the GPU pool's worker (a stack synthesized with mlpoc:gpu)
+GPU_STAND_IN = (
+    "the GPU pool runs here as a CPU stand-in: the gpu worker is the same code on the GPU queue, "
+    "with no GPU and no EC2 instances, so GPU jobs run end to end on the CPU"
+)
 
 
 def free_port() -> int:
@@ -151,7 +156,7 @@ class LocalMode:
                 for r in stack.left_out
             ],
             wired=stack.wired,
-            notes=stack.notes,
+            notes=[*stack.notes, *(GPU_STAND_IN for s in specs if s.name == "gpu")],
             env_left_out={s.name: s.left_out for s in specs if s.left_out},
             iam=self.iam,
             operator=(

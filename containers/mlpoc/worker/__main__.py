@@ -1,4 +1,5 @@
-"""``python -m mlpoc.worker train|predict``: the container's entry point for both workers."""
+"""``python -m mlpoc.worker train|predict|gpu``: the container's entry point for the workers.
+``gpu`` is a train worker on the GPU pool's queue (the GPU image; locally a CPU stand-in)."""
 
 from __future__ import annotations
 
@@ -17,15 +18,16 @@ from mlpoc.worker.loop import Worker
 from mlpoc.worker.predict import PredictHandler
 from mlpoc.worker.train import handle_train
 
-USAGE = "usage: python -m mlpoc.worker train|predict"
+USAGE = "usage: python -m mlpoc.worker train|predict|gpu"
+ROLES: dict[str, Role] = {"train": "train", "predict": "predict", "gpu": "gpu"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 1 or args[0] not in ("train", "predict"):
+    if len(args) != 1 or args[0] not in ROLES:
         sys.stderr.write(USAGE + "\n")
         return 2
-    role: Role = "train" if args[0] == "train" else "predict"
+    role = ROLES[args[0]]
     try:
         settings = Settings.from_env(role)
     except SettingsError as error:
@@ -38,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"mlpoc worker: {error}\n")
         return 2
     clients = Clients.create()
-    handler: Handler = handle_train if role == "train" else PredictHandler(settings, clients)
+    handler: Handler = PredictHandler(settings, clients) if role == "predict" else handle_train
     worker = Worker(settings=settings, clients=clients, handler=handler)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: worker.request_stop())

@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 
 from mlpoc import dynamo
 from mlpoc.aws import Clients
-from mlpoc.contracts import Job, parse_job, queue_for
+from mlpoc.contracts import Job, parse_job, queue_for, queue_of
 from mlpoc.errors import CommitConflict, JobRejected, LeaseLost
 from mlpoc.events import Event
 from mlpoc.ledger import Ledger, Status, followup_message, is_split
@@ -121,7 +121,7 @@ Handler = Callable[[JobContext], None]
 def send_followups(sqs: Any, settings: Settings, jobs: Sequence[Job]) -> None:
     """Send a committed job's follow-ups (their QUEUED records were part of the commit)."""
     for job in jobs:
-        sqs.send_message(QueueUrl=queue_for(job.type, settings), MessageBody=job.to_json())
+        sqs.send_message(QueueUrl=queue_for(queue_of(job), settings), MessageBody=job.to_json())
         log.info(Event.JOB_FOLLOWUP_SENT, extra={"followup_job_id": job.job_id})
 
 
@@ -142,7 +142,7 @@ def resend_followups(
         body = followup_message(ledger.get(job_id) or {})
         if body is not None:
             job = parse_job(body, data_bucket=settings.data_bucket)
-            sqs.send_message(QueueUrl=queue_for(job.type, settings), MessageBody=body)
+            sqs.send_message(QueueUrl=queue_for(queue_of(job), settings), MessageBody=body)
             log.info(Event.JOB_FOLLOWUP_RESENT, extra={"followup_job_id": job_id})
 
 

@@ -27,7 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from mlpoc import backoff, logs
 from mlpoc.aws import Clients
-from mlpoc.contracts import Job, parse_job
+from mlpoc.contracts import Job, misrouted, parse_job
 from mlpoc.errors import JobRejected
 from mlpoc.events import Event
 from mlpoc.ledger import ClaimOutcome, Ledger
@@ -208,6 +208,9 @@ class Worker:
         """Run one message; return "delete", a visibility timeout to release with, or None."""
         try:
             job = parse_job(message.body, data_bucket=self.settings.data_bucket)
+            refusal = misrouted(job, self.settings.role, gpu_pool=self.settings.has_gpu_pool)
+            if refusal is not None:
+                raise JobRejected(refusal, job.job_id)
         except JobRejected as rejected:
             self._reject(message, rejected)
             result.rejected += 1
