@@ -31,7 +31,9 @@ DEFAULT_US_EAST_1 = {
     "enhanced-health metrics (2)": 2 * 0.30,
     "KMS keys x1": 1.00,
     "Secrets Manager secrets x2": 2 * 0.40,  # the API key, the CloudFront origin header
-    "CloudWatch alarms x12": 12 * 0.10,
+    # billed per alarm metric: 8 alarms of one metric, the two scale-out alarms on visible +
+    # in-flight (2 each), the two idle scale-in alarms on tasks, visible and in-flight (3 each)
+    "CloudWatch alarms x12 (18 alarm metrics)": (8 + 2 * 2 + 2 * 3) * 0.10,
     "CloudWatch dashboards x1": 3.00,
     "CloudWatch Logs (API, VPC flow logs; volume assumed)": 0.5 * (0.50 + 0.03),
     "SQS polling by Lambda's event source x1": 5 * (3600 / 20) * H / 1e6 * 0.40,
@@ -61,8 +63,8 @@ def bigger_api(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
 def test_the_default_idle_month_in_us_east_1(poc: Synthesized) -> None:
     report = cost.report(assembly_of(poc), "us-east-1")
     assert lines(report) == pytest.approx(DEFAULT_US_EAST_1, abs=1e-6)
-    assert report.idle_total == pytest.approx(24.06, abs=0.005)
-    # always-free: 10 of the 12 alarms, both metrics, the dashboard, the polls, logs, storage
+    assert report.idle_total == pytest.approx(24.66, abs=0.005)
+    # always-free: 10 of the 18 alarm metrics, both metrics, the dashboard, the polls, logs, storage
     free = 10 * 0.10 + 2 * 0.30 + 3.00 + 5 * 180 * H / 1e6 * 0.40 + 0.5 * 0.50 + 0.25
     assert report.idle_free_tier == pytest.approx(sum(DEFAULT_US_EAST_1.values()) - free, abs=0.01)
     assert report.idle_free_tier < 20
@@ -208,12 +210,12 @@ def test_the_cli_prints_the_report_and_a_one_line_summary(poc: Synthesized) -> N
     runner = CliRunner()
     full = runner.invoke(app, ["cost", "--assembly", str(poc.outdir), "--region", "us-east-1"])
     assert full.exit_code == 0, full.output
-    assert "24.06" in full.output
+    assert "24.66" in full.output
     assert "not priced:" in full.output
     assert "ml.t2.medium" in full.output
     line = runner.invoke(app, ["cost", "--assembly", str(poc.outdir), "--summary"])
     assert line.exit_code == 0
-    assert line.output.startswith("mlpoc cost: idle 24.06 USD/month in us-east-1 (18.7")
+    assert line.output.startswith("mlpoc cost: idle 24.66 USD/month in us-east-1 (19.3")
     unknown = runner.invoke(app, ["cost", "--assembly", str(poc.outdir), "--region", "xx-1"])
     assert unknown.exit_code == 1
     assert "no prices for region xx-1" in unknown.output

@@ -16,8 +16,9 @@ from mlpoc.errors import SynthError
 @dataclass(frozen=True)
 class Assembly:
     templates: dict[str, dict[str, Any]]  # stack name -> template
-    docker_images: int = 0
+    docker_images: int = 0  # the CPU image (and any other but the GPU one)
     region: str | None = None  # when the stacks were synthesized for one
+    gpu_images: int = 0  # docker build target "gpu": the GPU pool's image
 
     @classmethod
     def from_dir(cls, path: Path) -> Assembly:
@@ -28,7 +29,7 @@ class Assembly:
                 f"{path} is not a synthesized assembly ({error}); run make synth"
             ) from None
         templates: dict[str, dict[str, Any]] = {}
-        images = 0
+        images = gpu_images = 0
         regions = set()
         for name, artifact in manifest["artifacts"].items():
             if artifact["type"] == "aws:cloudformation:stack":
@@ -37,11 +38,16 @@ class Assembly:
                 regions.add(artifact["environment"].rsplit("/", 1)[-1])
             elif artifact["type"] == "cdk:asset-manifest":
                 assets = json.loads((path / artifact["properties"]["file"]).read_text())
-                images += len(assets.get("dockerImages", {}))
+                for image in assets.get("dockerImages", {}).values():
+                    if image.get("source", {}).get("dockerBuildTarget") == "gpu":
+                        gpu_images += 1
+                    else:
+                        images += 1
         if not templates:
             raise SynthError(f"{path} holds no stack templates; run make synth")
         known = regions - {"unknown-region"}
-        return cls(templates, images, known.pop() if len(known) == 1 else None)
+        region = known.pop() if len(known) == 1 else None
+        return cls(templates, images, region, gpu_images)
 
     def resources(self) -> Iterator[tuple[str, dict[str, Any]]]:
         for template in self.templates.values():

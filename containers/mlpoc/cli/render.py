@@ -180,6 +180,8 @@ def print_cost(result: Any) -> None:
     console.print(cost_table("Per 1,000 train jobs", result.train, result.total(result.train)))
     predictions = result.total(result.predictions)
     console.print(cost_table("Per 1,000,000 stored predictions", result.predictions, predictions))
+    if result.gpu:
+        console.print(cost_table("GPU pool, per instance-hour while a GPU job runs", result.gpu))
     alt = result.alternative
     priced = "not priced" if alt.usd is None else f"[bold]{alt.usd:.2f} USD[/] a month"
     console.print(f"For comparison: {alt.item}: {alt.detail} = {priced}")

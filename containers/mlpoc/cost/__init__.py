@@ -24,7 +24,7 @@ from typing import Any
 from mlpoc.assembly import Assembly
 from mlpoc.cost.idle import Idle, unknown_types
 from mlpoc.cost.lines import ALTERNATIVE, USAGE_ONLY, Line, usd
-from mlpoc.cost.work import TRAIN_JOB_CALLS, per_predictions, per_train_jobs
+from mlpoc.cost.work import TRAIN_JOB_CALLS, per_gpu_hour, per_predictions, per_train_jobs
 from mlpoc.errors import CostError
 
 __all__ = ["TRAIN_JOB_CALLS", "Line", "Report", "load_prices", "region_prices", "report"]
@@ -41,6 +41,7 @@ class Report:
     predictions: list[Line]
     alternative: Line
     assumptions: dict[str, Any] = field(default_factory=dict)
+    gpu: list[Line] = field(default_factory=list)  # the GPU pool, per instance-hour
 
     @property
     def idle_total(self) -> float:
@@ -100,4 +101,5 @@ def report(assembly: Assembly, region: str, table: Mapping[str, Any] | None = No
         predictions=per_predictions(assembly, prices, a),
         alternative=alternative,
         assumptions=dict(a),
+        gpu=per_gpu_hour(assembly, prices, a),
     )

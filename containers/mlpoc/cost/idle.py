@@ -28,6 +28,7 @@ class Idle:
         self.counted()
         self.logs_and_polling()
         self.storage()
+        self.gpu_pool()
         self.per_use_services()
 
     def beanstalk(self, env: Mapping[str, Any]) -> None:
@@ -139,12 +140,20 @@ class Idle:
 
         add("AWS::KMS::Key", "KMS keys", self.p["kms_key_month"])
         add("AWS::SecretsManager::Secret", "Secrets Manager secrets", self.p["secret_month"])
-        add(
-            "AWS::CloudWatch::Alarm",
-            "CloudWatch alarms",
-            self.p["alarm_month"],
-            self.free["alarms"],
-        )
+        # CloudWatch bills an alarm per metric it evaluates: a metric-math alarm (the scaling
+        # alarms on visible + in-flight messages) counts each metric of its expression
+        alarms = self.assembly.of_type("AWS::CloudWatch::Alarm")
+        if alarms:
+            n = sum(alarm_metrics(r) for _, r in alarms)
+            rate = self.p["alarm_month"]
+            self.lines.append(
+                Line(
+                    f"CloudWatch alarms x{len(alarms)} ({n} alarm metrics)",
+                    f"{n} x {rate} USD",
+                    usd(n * rate),
+                    free=usd(min(n, self.free["alarms"]) * rate),
+                )
+            )
         add(
             "AWS::CloudWatch::Dashboard",
             "CloudWatch dashboards",
@@ -237,6 +246,13 @@ class Idle:
                     usd(gb * rate),
                 )
             )
+        if self.assembly.gpu_images:
+            gb = self.assembly.gpu_images * float(self.a["gpu_image_gb"])
+            rate = self.p["ecr_gb_month"]
+            self.lines.append(
+                Line("GPU container image in ECR (size assumed)", f"{gb} GB x {rate} USD",
+                     usd(gb * rate))
+            )  # fmt: skip
         if self.assembly.docker_images:
             gb, rate = (
                 self.assembly.docker_images * float(self.a["image_gb"]),
@@ -247,6 +263,25 @@ class Idle:
                     "container image in ECR (size assumed)",
                     f"{gb} GB x {rate} USD",
                     usd(gb * rate),
+                )
+            )
+
+    def gpu_pool(self) -> None:
+        """The GPU pool's instances: an Auto Scaling group of minimum 0 costs nothing at zero
+        (its per-hour prices are the report's GPU section)."""
+        for _, group in self.assembly.of_type("AWS::AutoScaling::AutoScalingGroup"):
+            props = group["Properties"]
+            if str(props.get("MinSize")) != "0":
+                self.unpriced.append(
+                    f"an Auto Scaling group of minimum {props.get('MinSize')}: its instances "
+                    "run all month; not priced here"
+                )
+                continue
+            self.lines.append(
+                Line(
+                    "GPU pool instances (Auto Scaling group, minimum 0)",
+                    "none while no GPU job runs; per hour below",
+                    0.0,
                 )
             )
 
@@ -267,6 +302,14 @@ class Idle:
                     "ECS Container Insights: custom metrics billed per hour while worker tasks "
                     "run (none while idle); not priced here"
                 )
+
+
+def alarm_metrics(alarm: Mapping[str, Any]) -> int:
+    """How many metrics an alarm evaluates (what CloudWatch bills it by)."""
+    metrics = alarm["Properties"].get("Metrics")
+    if not metrics:
+        return 1
+    return sum(1 for m in metrics if "MetricStat" in m) or 1
 
 
 def unknown_types(assembly: Assembly) -> list[str]:

@@ -30,6 +30,7 @@ FREE = frozenset({
     "AWS::Lambda::Permission", "AWS::Lambda::LayerVersion", "AWS::Lambda::EventInvokeConfig",
     "AWS::ElasticBeanstalk::Application",
     "AWS::ElasticBeanstalk::ApplicationVersion", "AWS::CDK::Metadata",
+    "AWS::EC2::LaunchTemplate", "AWS::ECS::CapacityProvider",
 })  # fmt: skip
 # Priced by a rule below.
 PRICED = frozenset({
@@ -37,6 +38,7 @@ PRICED = frozenset({
     "AWS::EC2::VPCEndpoint", "AWS::KMS::Key", "AWS::SecretsManager::Secret",
     "AWS::CloudWatch::Alarm", "AWS::CloudWatch::Dashboard", "AWS::Lambda::EventSourceMapping",
     "AWS::CloudFront::Distribution", "AWS::Budgets::Budget", "AWS::ECS::Cluster",
+    "AWS::AutoScaling::AutoScalingGroup",
 })  # fmt: skip
 
 

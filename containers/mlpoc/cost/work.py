@@ -141,3 +141,28 @@ def per_predictions(assembly: Assembly, p: Mapping[str, Any], a: Mapping[str, An
         ),
         Line("S3 requests", f"{jobs:,} GET (datasets)", usd(jobs / 1e3 * p["s3_get_thousand"])),
     ]
+
+
+def per_gpu_hour(assembly: Assembly, p: Mapping[str, Any], a: Mapping[str, Any]) -> list[Line]:
+    """Each GPU type of the pool, per instance-hour: the on-demand list price and the Spot
+    estimate (an assumed discount: Spot prices move). The pool is all Spot; on-demand is what
+    the same hour would cost without it."""
+    lines: list[Line] = []
+    discount = float(a["gpu_spot_discount"])
+    for _, group in assembly.of_type("AWS::AutoScaling::AutoScalingGroup"):
+        policy = group["Properties"].get("MixedInstancesPolicy", {})
+        for override in policy.get("LaunchTemplate", {}).get("Overrides", []):
+            kind = override.get("InstanceType")
+            rate = p.get("gpu_hour", {}).get(kind)
+            if rate is None:
+                lines.append(Line(f"{kind}, one hour", "no price in prices.json", None))
+                continue
+            lines.append(Line(f"{kind}, one on-demand hour", f"list price {rate} USD", usd(rate)))
+            lines.append(
+                Line(
+                    f"{kind}, one Spot hour (the pool's)",
+                    f"{rate} USD x (1 - {discount:.0%}) assumed",
+                    usd(rate * (1 - discount)),
+                )
+            )
+    return lines

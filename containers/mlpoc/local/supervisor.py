@@ -59,6 +59,11 @@ def free_port() -> int:
         return port
 
 
+def local_notes(notes: list[str], specs: list[ProcessSpec]) -> list[str]:
+    """What local mode says of the stack beyond moto's notes: the GPU pool's CPU stand-in."""
+    return [*notes, *(GPU_STAND_IN for spec in specs if spec.name == "gpu")]
+
+
 class LocalMode:
     """One running local stack. ``start()``, then ``wait()`` or ``stop()``."""
 
@@ -156,7 +161,7 @@ class LocalMode:
                 for r in stack.left_out
             ],
             wired=stack.wired,
-            notes=[*stack.notes, *(GPU_STAND_IN for s in specs if s.name == "gpu")],
+            notes=local_notes(stack.notes, specs),
             env_left_out={s.name: s.left_out for s in specs if s.left_out},
             iam=self.iam,
             operator=(
