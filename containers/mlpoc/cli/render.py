@@ -169,7 +169,7 @@ def print_cost(result: Any) -> None:
     title = f"Idle month in {result.region} (prices of {result.as_of})"
     console.print(cost_table(title, result.idle, result.idle_total))
     console.print(
-        f"With AWS's always-free allowances (10 alarms, 10 metrics, 3 dashboards, 1 M SQS "
+        f"With AWS's always-free allowances (10 alarm metrics, 10 metrics, 3 dashboards, 1 M SQS "
         f"requests, 5 GB logs, 25 GB DynamoDB) unused elsewhere in the account: "
         f"[bold]{result.idle_free_tier:.2f} USD[/]"
     )
