@@ -23,38 +23,42 @@ ROWS = 10_000
 SHARD_BYTES = 150_000  # the 10,000-row CSV is about 1.5 MB: 11 shards
 
 
-def running_shard_of(ledger: Ledger, parent: str, worker: WorkerProcess) -> dict[str, Any] | None:
-    """A shard of ``parent`` that ``worker`` holds right now (RUNNING under its lease)."""
-    for record in ledger.recent(100):
-        if (
-            record.get("source") == parent
-            and record.get("status") == "RUNNING"
-            and f"-{worker.process.pid}-" in str(record.get("lease_owner"))
-        ):
-            return record
+def running_shard(
+    ledger: Ledger, parent: str, workers: list[WorkerProcess]
+) -> tuple[dict[str, Any], WorkerProcess] | None:
+    """A shard of ``parent`` that one of ``workers`` holds right now (RUNNING under its lease)."""
+    for record in ledger.recent(100, shards=True):
+        if record.get("parent") != parent or record.get("status") != "RUNNING":
+            continue
+        for worker in workers:
+            if f"-{worker.process.pid}-" in str(record.get("lease_owner")):
+                return record, worker
     return None
 
 
-def kill_mid_shard(ledger: Ledger, parent: str, worker: WorkerProcess) -> str:
-    """SIGKILL ``worker`` while it holds a shard it has not committed; the shard's id.
+def kill_mid_shard(
+    ledger: Ledger, parent: str, workers: list[WorkerProcess]
+) -> tuple[str, WorkerProcess]:
+    """SIGKILL a worker while it holds a shard it has not committed; the shard and the worker.
 
     The worker is frozen first (SIGSTOP) and the shard read again: a frozen process sends
     nothing, so a shard still RUNNING under its lease then is one it never finished."""
 
-    def frozen_mid_shard() -> str | None:
-        held = running_shard_of(ledger, parent, worker)
+    def frozen_mid_shard() -> tuple[str, WorkerProcess] | None:
+        held = running_shard(ledger, parent, workers)
         if held is None:
             return None
+        record, worker = held
         os.kill(worker.process.pid, signal.SIGSTOP)
-        again = ledger.get(held["job_id"]) or {}
-        if again.get("status") == "RUNNING" and again.get("lease_owner") == held["lease_owner"]:
-            return str(held["job_id"])
-        os.kill(worker.process.pid, signal.SIGCONT)  # it finished in between: try the next one
+        again = ledger.get(record["job_id"]) or {}
+        if again.get("status") == "RUNNING" and again.get("lease_owner") == record["lease_owner"]:
+            return str(record["job_id"]), worker
+        os.kill(worker.process.pid, signal.SIGCONT)  # it finished in between: try again
         return None
 
-    shard_id = wait_for(frozen_mid_shard, timeout=60, interval=0.02, what="a shard mid-run")
-    worker.kill()
-    return shard_id
+    shard_id, victim = wait_for(frozen_mid_shard, timeout=60, interval=0.02, what="a shard mid-run")
+    victim.kill()
+    return shard_id, victim
 
 
 def test_a_sharded_job_survives_a_worker_killed_mid_shard(
@@ -70,18 +74,19 @@ def test_a_sharded_job_survives_a_worker_killed_mid_shard(
     ledger = Ledger(clients.dynamodb, stack.jobs_table)
     workers = [start_worker("predict", stack, log_dir, MLPOC_PREFETCH="1") for _ in range(3)]
     try:
-        # WHEN a predict job over it is sent, and one worker dies mid-shard
+        for worker in workers:  # all polling before the job is sent: each can take shards
+            wait_for(lambda w=worker: w.events("worker.started"), timeout=120, what="a worker")
+        # WHEN a predict job over it is sent, and a worker dies mid-shard
         body = {"schema": 1, "job_id": "batch-10k", "type": "predict", "model": "digits",
                 "dataset": f"s3://{stack.data_bucket}/{key}",
                 "params": {"shard_bytes": SHARD_BYTES, "review_threshold": 0}}  # fmt: skip
         clients.sqs.send_message(QueueUrl=stack.predict_queue_url, MessageBody=json.dumps(body))
-        killed = kill_mid_shard(ledger, "batch-10k", workers[0])
+        killed, victim = kill_mid_shard(ledger, "batch-10k", workers)
         parent = wait_for_status(ledger, "batch-10k", {"SUCCEEDED", "FAILED"}, timeout=120)
     finally:
-        for worker in workers[1:]:
-            assert worker.terminate() == 0
-        if workers[0].process.poll() is None:
-            workers[0].kill()
+        for worker in workers:
+            if worker.process.poll() is None:
+                assert worker.terminate() == 0
 
     # THEN the parent succeeded once, with at least 8 shards, each counted once
     assert parent["status"] == "SUCCEEDED", parent
@@ -114,8 +119,9 @@ def test_a_sharded_job_survives_a_worker_killed_mid_shard(
     ][stack.predictions_table]
     assert len(got) == len(sample)
     assert {i["job_id"]["S"] for i in got} == {"batch-10k"}
-    # AND at least two workers ran shards to the end
+    # AND at least two workers ran shards to the end (the victim's SIGKILL lost it nothing)
     finishers = [
         w for w in workers if any(".shard-" in e["job_id"] for e in w.events("job.succeeded"))
     ]
     assert len(finishers) >= 2
+    assert victim.process.returncode == -signal.SIGKILL
