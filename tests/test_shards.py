@@ -21,6 +21,7 @@ from mlpoc.contracts import Job, S3Uri, Shard, parse_job
 from mlpoc.errors import DatasetError, JobFailed, JobRejected
 from mlpoc.ledger import Ledger, shard_progress
 from mlpoc.settings import Settings
+from mlpoc.worker.context import JobContext
 from mlpoc.worker.loop import Worker
 from mlpoc.worker.predict import PredictHandler
 from tests.support import pipeline
@@ -286,6 +287,44 @@ def test_a_shard_that_fails_for_good_fails_its_parent_and_names_it(stack: Stack)
     assert parent["reason"].startswith("shard ")
     assert "(bad.shard-000" in parent["reason"]
     assert "is not a number" in parent["reason"]
+
+
+def test_a_parent_failed_by_a_shard_finishes_once_that_shard_succeeds_on_a_redrive(
+    stack: Stack,
+) -> None:
+    # GIVEN a split job whose second shard failed (say, a bug since fixed)
+    rows = upload_rows(stack, "datasets/score.csv", slice(1000, 1400))
+    send_predict(stack, "revive", "datasets/score.csv", shard_bytes=16_384)
+    clients = stack.clients()
+    settings = replace(Settings.from_env("predict", stack.env()), wait_seconds=0, prefetch=3)
+    handler = PredictHandler(settings, clients)
+
+    def broken(ctx: JobContext) -> None:
+        if ctx.job.shard is not None and ctx.job.shard.index == 1:
+            raise JobFailed("a bug in the plugin")
+        handler(ctx)
+
+    worker = Worker(settings=settings, clients=clients, handler=broken)
+    while worker.process_batch().received:
+        pass
+    ledger = Ledger(clients.dynamodb, stack.jobs_table)
+    parent = ledger.get("revive")
+    assert parent is not None
+    assert (parent["status"], parent["failed_by_shard"]) == ("FAILED", 1)
+    # WHEN the shard is made claimable and sent again (what `mlpoc dlq redrive` does)
+    shard_id = shards.shard_job_id("revive", 1)
+    shard = ledger.get(shard_id)
+    assert shard is not None
+    assert ledger.requeue(shard_id, reason="redriven after the fix")
+    clients.sqs.send_message(QueueUrl=stack.predict_queue_url, MessageBody=shard["message"])
+    drain(stack)
+    # THEN the parent is whole: SUCCEEDED with every row
+    parent = ledger.get("revive")
+    assert parent is not None
+    assert parent["status"] == "SUCCEEDED"
+    assert parent["result"] == {"shards": parent["shards_total"], "rows": rows}
+    assert "failed_by_shard" not in parent
+    assert len(stored(stack)) == rows
 
 
 def test_shard_bytes_is_validated() -> None:

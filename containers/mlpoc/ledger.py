@@ -225,42 +225,53 @@ class Ledger:
         }
 
     def finish_parent(self, parent: str) -> bool:
-        """Mark a split parent SUCCEEDED once every shard is done; True when this call did."""
+        """Mark a split parent SUCCEEDED once every shard is done; True when this call did.
+
+        A parent that only its shards failed (``failed_by_shard``) finishes too: once the failed
+        shard ran again and succeeded (``mlpoc dlq redrive`` after a fix), the job is whole."""
         record = self.get(parent) or {}
         total = record.get("shards_total")
         done = record.get("shards_done") or set()
-        if record.get("status") != Status.RUNNING.value or total is None or len(done) < total:
+        revivable = record.get("status") == Status.FAILED.value and "failed_by_shard" in record
+        if total is None or len(done) < total:
+            return False
+        if record.get("status") != Status.RUNNING.value and not revivable:
             return False
         result = {"shards": total, "rows": record.get("shards_rows", 0)}
         return self._update_if(
             parent,
             update=(
                 "SET #status = :succeeded, #result = :result, finished_at = :now, "
-                "updated_at = :now REMOVE lease_owner, lease_expires_at, reason"
+                "updated_at = :now REMOVE lease_owner, lease_expires_at, reason, failed_by_shard"
             ),
-            condition="#status = :running AND shards_total = :total AND size(shards_done) = :total",
+            condition=(
+                "(#status = :running OR (#status = :failed AND attribute_exists(failed_by_shard))) "
+                "AND shards_total = :total AND size(shards_done) = :total"
+            ),
             values={
                 ":succeeded": {"S": Status.SUCCEEDED.value},
                 ":running": {"S": Status.RUNNING.value},
+                ":failed": {"S": Status.FAILED.value},
                 ":total": dynamo.value(total),
                 ":result": dynamo.value(result),
             },
             names={"#result": "result"},
         )
 
-    def fail_parent(self, parent: str, *, reason: str) -> bool:
+    def fail_parent(self, parent: str, *, shard: int, reason: str) -> bool:
         """A shard failed for good: its parent fails too (whoever holds it), with the reason."""
         return self._update_if(
             parent,
             update=(
-                "SET #status = :failed, reason = :reason, finished_at = :now, updated_at = :now "
-                "REMOVE lease_owner, lease_expires_at"
+                "SET #status = :failed, reason = :reason, failed_by_shard = :shard, "
+                "finished_at = :now, updated_at = :now REMOVE lease_owner, lease_expires_at"
             ),
             condition="#status = :running",
             values={
                 ":failed": {"S": Status.FAILED.value},
                 ":running": {"S": Status.RUNNING.value},
                 ":reason": {"S": _clip(reason)},
+                ":shard": dynamo.value(shard),
             },
         )
 

@@ -305,7 +305,9 @@ class Worker:
         """A shard that failed for good fails its parent, naming the shard."""
         if job.shard is not None:
             self.ledger.fail_parent(
-                job.shard.parent, reason=f"{job.shard} ({job.job_id}) failed: {reason}"
+                job.shard.parent,
+                shard=job.shard.index,
+                reason=f"{job.shard} ({job.job_id}) failed: {reason}",
             )
 
     def _run_handler(self, ctx: JobContext, message: Received) -> BaseException | None:
