@@ -27,7 +27,7 @@ from mlpoc.errors import JobRejected, TargetError
 from mlpoc.ledger import TERMINAL
 from mlpoc.registry import ModelVersion, Pointer
 from mlpoc.scaling import CLUSTER_OUTPUT, SERVICE_OUTPUTS, WorkerServices, nudger
-from mlpoc.settings import RESOURCE_OUTPUTS
+from mlpoc.settings import GPU_QUEUE_VARIABLE, RESOURCE_OUTPUTS
 
 # operator-facing queue name -> (queue output, dead-letter queue output)
 QUEUES = {
@@ -112,6 +112,8 @@ def environment(dep: Deployment) -> dict[str, str]:
     """Variables for a shell: the resource names, and locally the endpoint and the operator's
     keys (the admin identity local mode created in moto)."""
     env = {name: dep.output(output) for name, output in RESOURCE_OUTPUTS.items()}
+    if QUEUE_OUTPUTS["gpu"] in dep.outputs:  # a stack with the GPU pool
+        env[GPU_QUEUE_VARIABLE] = dep.outputs[QUEUE_OUTPUTS["gpu"]]
     # AWS_DEFAULT_REGION too: AWS CLI v1 and older SDKs read only that one
     env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = dep.region
     if dep.endpoint is not None and dep.local_credentials is not None:
