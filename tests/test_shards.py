@@ -166,8 +166,7 @@ def upload_rows(stack: Stack, key: str, rows: slice) -> int:
 
 
 def stored(stack: Stack) -> list[dict[str, Any]]:
-    dynamodb = stack.clients().dynamodb
-    return dynamodb.scan(TableName=stack.predictions_table)["Items"]
+    return pipeline.scan(stack.clients().dynamodb, stack.predictions_table)
 
 
 def test_a_large_csv_is_split_and_its_shards_finish_the_parent(stack: Stack) -> None:

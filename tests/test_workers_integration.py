@@ -18,6 +18,7 @@ import pytest
 from mlpoc import artifacts, samples
 from mlpoc.ledger import Ledger
 from mlpoc.registry import Registry
+from tests.support import pipeline
 from tests.support.aws_stack import Stack, create_stack
 from tests.support.enforced import EnforcedStack
 from tests.support.fault_proxy import FaultPlan, FaultProxy
@@ -65,15 +66,7 @@ def queue_depth(stack: Stack, queue_url: str) -> int:
 
 
 def predictions(stack: Stack) -> list[dict[str, Any]]:
-    dynamodb = stack.clients().dynamodb
-    items: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"TableName": stack.predictions_table}
-    while True:
-        page = dynamodb.scan(**kwargs)
-        items.extend(page["Items"])
-        if "LastEvaluatedKey" not in page:
-            return items
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return pipeline.scan(stack.clients().dynamodb, stack.predictions_table)
 
 
 def train_then_predict(
