@@ -255,3 +255,25 @@ def test_the_bundled_upload_function_imports_without_the_worker_dependencies(
     assert model == "digits"
     assert module == str(tmp_path / "mlpoc" / "__init__.py")  # the bundled copy, not the repo
     assert powertools == str(tmp_path / "aws_lambda_powertools" / "__init__.py")
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (
+            "spot_interruption",
+            ":warning: *Spot interruption* in two minutes: instance i-0b662ef9931388ba0 in "
+            "us-east-1. A GPU job on it is released (SIGTERM) and runs again on another instance.",
+        ),
+        (
+            "ecs_task_stopped",
+            ":x: *Worker task stopped* (service:mlpoc-service-GpuService): Essential container "
+            "in task exited; exit codes [137]",
+        ),
+    ],
+)
+def test_eventbridge_events_reach_slack_as_one_line(name: str, expected: str) -> None:
+    # GIVEN an event of a rule that targets the alerts topic, as SNS delivers its message
+    message = json.dumps(event(name))
+    # THEN the notify function writes one readable line, not the raw JSON
+    assert load("notify").format_message(None, message) == expected

@@ -42,12 +42,36 @@ def webhook_url(secret_arn: str, secretsmanager: Any | None = None) -> str:
     return str(url)
 
 
+def format_event(event: dict[str, Any]) -> str | None:
+    """An EventBridge event the alerts topic receives, as one readable line (None: unknown)."""
+    detail = event.get("detail") or {}
+    kind = event.get("detail-type")
+    if kind == "EC2 Spot Instance Interruption Warning":
+        return (
+            f":warning: *Spot interruption* in two minutes: instance "
+            f"{detail.get('instance-id', '?')} in {event.get('region', '?')}. A GPU job on it is "
+            "released (SIGTERM) and runs again on another instance."
+        )
+    if kind == "ECS Task State Change":
+        exits = [c.get("exitCode") for c in detail.get("containers", [])]
+        return (
+            f":x: *Worker task stopped* ({detail.get('group', '?')}): "
+            f"{detail.get('stoppedReason', 'no reason given')}; exit codes {exits}"
+        )
+    return None
+
+
 def format_message(subject: str | None, message: str) -> str:
-    """A CloudWatch alarm (JSON) as one readable line; anything else (budgets) as sent."""
+    """A CloudWatch alarm or an EventBridge event (JSON) as one readable line; anything else
+    (budgets) as sent."""
     try:
         alarm = json.loads(message)
     except json.JSONDecodeError:
         alarm = None
+    if isinstance(alarm, dict) and "detail-type" in alarm:
+        line = format_event(alarm)
+        if line is not None:
+            return line
     if isinstance(alarm, dict) and "AlarmName" in alarm:
         state = alarm.get("NewStateValue", "?")
         icon = {"ALARM": ":rotating_light:", "OK": ":white_check_mark:"}.get(
