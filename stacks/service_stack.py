@@ -9,6 +9,7 @@ from __future__ import annotations
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
 
 from constructs import Construct
 from mlpoc.layout import RuntimeRole
@@ -126,6 +127,10 @@ class ServiceStack(Stack):
         self.undelivered_alerts = self.notify.undelivered
         self._alarms(data, config)
         queues = {"train": data.train, "predict": data.predict, "events": data.events}
+        worker_logs: list[logs.ILogGroup] = list(self.workers.log_groups.values())
+        if data.gpu is not None and self.gpu is not None:
+            queues["gpu"] = data.gpu
+            worker_logs.append(self.gpu.log_group)
         self.dashboard = PipelineDashboard(
             self,
             "Pipeline",
@@ -133,8 +138,8 @@ class ServiceStack(Stack):
             queues={name: q.queue for name, q in queues.items()},
             dead_letter_queues={name: q.dead_letter_queue for name, q in queues.items()},
             cluster=self.workers.cluster,
-            services=self.workers.services,
-            worker_logs=list(self.workers.log_groups.values()),
+            services=services,
+            worker_logs=worker_logs,
             api_environment_name=self.api.environment.ref,
         )
         keep_helper_logs(

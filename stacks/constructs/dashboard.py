@@ -47,7 +47,7 @@ class PipelineDashboard(Construct):
         queues: dict[str, sqs.IQueue],
         dead_letter_queues: dict[str, sqs.IQueue],
         cluster: ecs.ICluster,
-        services: dict[str, ecs.FargateService],
+        services: dict[str, ecs.BaseService],
         worker_logs: list[logs.ILogGroup],
         api_environment_name: str,
     ) -> None:
