@@ -367,3 +367,13 @@ def test_a_gpu_job_runs_end_to_end_on_the_cpu_stand_in(
     version = Registry(clients.dynamodb, stack.models_table).resolve("digits", "current")
     assert version.job_id == job_id
     assert not worker.events("job.access_denied")
+
+
+def test_the_dashboard_shows_the_pool(gpu: Synthesized, poc: Synthesized) -> None:
+    def body(synth: Synthesized) -> str:
+        return json.dumps(one(synth.service_json, "AWS::CloudWatch::Dashboard")["DashboardBody"])
+
+    (service_id,) = [i for i in of_type(gpu.service_json, "AWS::ECS::Service") if "Gpu" in i]
+    assert service_id in body(gpu)  # its running tasks
+    assert "GpuQueue" in body(gpu)  # its queue's depth and age (an export of the data stack)
+    assert "Gpu" not in body(poc)
