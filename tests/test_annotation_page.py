@@ -7,11 +7,13 @@ test-artifacts/screenshots/.
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,9 @@ from mlpoc import samples
 from mlpoc.api.app import create_app
 from mlpoc.api.settings import ApiSettings
 from mlpoc.ledger import Ledger
+from mlpoc.settings import Settings
+from mlpoc.worker.loop import Worker
+from mlpoc.worker.predict import PredictHandler
 from tests.conftest import ARTIFACTS
 from tests.support.aws_stack import Stack
 from tests.support.pipeline import prepare
@@ -117,3 +122,28 @@ def test_a_person_corrects_three_labels_and_retrains(
     browser.save_screenshot(str(SHOTS / "4-jobs.png"))
     record = Ledger(stack.clients().dynamodb, stack.jobs_table).get(job_id)
     assert record is not None and "/dataset-versions/digits/" in record["dataset"]
+    # AND a sharded predict job, once split, shows there with its progress and not its shards
+    split_a_predict_job(stack, "big-batch")
+
+    def progress(b: webdriver.Chrome) -> str | None:
+        rows = b.find_elements(By.CSS_SELECTOR, 'tr[data-job="big-batch"]')  # refreshed every 2 s
+        return rows[0].text if rows and "shards" in rows[0].text else None
+
+    text = wait.until(progress)
+    assert "RUNNING" in text and " 0/6 shards" in text
+    assert not browser.find_elements(By.CSS_SELECTOR, 'tr[data-job^="big-batch.shard"]')
+    browser.save_screenshot(str(SHOTS / "5-sharded-job.png"))
+
+
+def split_a_predict_job(stack: Stack, job_id: str) -> None:
+    """A 600-row predict job in shards of 16 KB, split by a predict worker (its shards queued)."""
+    clients = stack.clients()
+    key = "datasets/digits/batch.csv"
+    clients.s3.put_object(Bucket=stack.data_bucket, Key=key, Body=samples.batch_csv(600).encode())
+    dataset = f"s3://{stack.data_bucket}/{key}"
+    body = {"schema": 1, "job_id": job_id, "type": "predict", "model": "digits",
+            "dataset": dataset, "params": {"shard_bytes": 16_384}}  # fmt: skip
+    clients.sqs.send_message(QueueUrl=stack.predict_queue_url, MessageBody=json.dumps(body))
+    settings = replace(Settings.from_env("predict", stack.env()), wait_seconds=0, prefetch=1)
+    worker = Worker(settings=settings, clients=clients, handler=PredictHandler(settings, clients))
+    assert worker.process_batch().succeeded == 1

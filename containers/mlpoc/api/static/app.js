@@ -128,6 +128,13 @@ async function models() {
 }
 
 // -- jobs -----------------------------------------------------------------------------------
+function outcome(result) {
+  if (!result) return "";
+  if (result.metrics) return `accuracy ${(result.metrics.accuracy * 100).toFixed(1)}%`;
+  if (result.rows !== undefined) return `${result.rows} predictions${result.shards ? ` in ${result.shards} shards` : ""}`;
+  return "";
+}
+
 async function jobs() {
   const list = await api("GET", "/v1/jobs?limit=50");
   document.getElementById("jobs").replaceChildren(...list.jobs.map((job) => el("tr", { "data-job": job.job_id },
@@ -135,7 +142,7 @@ async function jobs() {
     el("td", {}, el("span", { class: `badge ${job.status}` }, job.status),
       job.shards ? el("span", { class: "shards" }, ` ${job.shards.done}/${job.shards.total} shards`) : ""),
     el("td", {}, job.attempts ?? ""), el("td", {}, when(job.created_at)),
-    el("td", { class: "reason" }, job.reason || (job.result && job.result.metrics ? `accuracy ${(job.result.metrics.accuracy * 100).toFixed(1)}%` : "")),
+    el("td", { class: "reason" }, job.reason || outcome(job.result)),
   )));
 }
 
