@@ -182,7 +182,8 @@ def test_a_large_csv_is_split_and_its_shards_finish_the_parent(stack: Stack) -> 
     assert parent["status"] == "SUCCEEDED"
     total = parent["shards_total"]
     assert total >= 6
-    assert parent["result"] == {"shards": total, "rows": rows}
+    reviewed = sum(1 for item in stored(stack) if "review" in item)
+    assert parent["result"] == {"shards": total, "rows": rows, "for_review": reviewed}
     assert shard_progress(parent) == f"{total}/{total}"
     items = stored(stack)
     assert len(items) == rows
@@ -212,7 +213,7 @@ def test_a_prefix_fans_out_by_file(stack: Stack) -> None:
     parent = Ledger(stack.clients().dynamodb, stack.jobs_table).get("batch")
     assert parent is not None
     assert parent["status"] == "SUCCEEDED"
-    assert parent["result"] == {"shards": 2, "rows": a + b}
+    assert (parent["result"]["shards"], parent["result"]["rows"]) == (2, a + b)
     assert len(stored(stack)) == a + b
 
 
@@ -321,7 +322,7 @@ def test_a_parent_failed_by_a_shard_finishes_once_that_shard_succeeds_on_a_redri
     parent = ledger.get("revive")
     assert parent is not None
     assert parent["status"] == "SUCCEEDED"
-    assert parent["result"] == {"shards": parent["shards_total"], "rows": rows}
+    assert (parent["result"]["shards"], parent["result"]["rows"]) == (parent["shards_total"], rows)
     assert "failed_by_shard" not in parent
     assert len(stored(stack)) == rows
 

@@ -209,17 +209,23 @@ class Ledger:
         record = self.get(job_id) or {}
         return record.get("status") in TERMINAL
 
-    def shard_done_request(self, parent: str, *, index: int, rows: int) -> dict[str, Any]:
+    def shard_done_request(
+        self, parent: str, *, index: int, rows: int, for_review: int
+    ) -> dict[str, Any]:
         """The Update, in a shard's commit transaction, that counts the shard on its parent:
-        adding to a set is idempotent, and the transaction makes the row sum count once."""
+        adding to a set is idempotent, and the transaction makes the sums count once."""
         return {
             "TableName": self.table,
             "Key": {"job_id": {"S": parent}},
-            "UpdateExpression": "ADD shards_done :index, shards_rows :rows SET updated_at = :now",
+            "UpdateExpression": (
+                "ADD shards_done :index, shards_rows :rows, shards_for_review :review "
+                "SET updated_at = :now"
+            ),
             "ConditionExpression": "attribute_exists(job_id)",
             "ExpressionAttributeValues": {
                 ":index": {"NS": [str(index)]},
                 ":rows": {"N": str(rows)},
+                ":review": {"N": str(for_review)},
                 ":now": dynamo.value(self._clock()),
             },
         }
@@ -237,7 +243,11 @@ class Ledger:
             return False
         if record.get("status") != Status.RUNNING.value and not revivable:
             return False
-        result = {"shards": total, "rows": record.get("shards_rows", 0)}
+        result = {
+            "shards": total,
+            "rows": record.get("shards_rows", 0),
+            "for_review": record.get("shards_for_review", 0),
+        }
         return self._update_if(
             parent,
             update=(

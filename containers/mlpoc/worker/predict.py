@@ -109,7 +109,10 @@ class PredictHandler:
             extra=[
                 {
                     "Update": ctx.ledger.shard_done_request(
-                        job.shard.parent, index=job.shard.index, rows=len(ids)
+                        job.shard.parent,
+                        index=job.shard.index,
+                        rows=len(ids),
+                        for_review=for_review,
                     )
                 }
             ],
