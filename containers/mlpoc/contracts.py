@@ -12,6 +12,7 @@ ledger can record the failure under the sender's own id).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
@@ -133,14 +134,7 @@ class Shard:
     end: int
 
     def to_message(self) -> dict[str, Any]:
-        return {
-            "parent": self.parent,
-            "index": self.index,
-            "total": self.total,
-            "header": self.header,
-            "start": self.start,
-            "end": self.end,
-        }
+        return dataclasses.asdict(self)
 
     def __str__(self) -> str:
         return f"shard {self.index + 1} of {self.total}"

@@ -24,6 +24,8 @@ from mlpoc.settings import MAX_DATASET_BYTES
 LABEL = "label"
 ID = "id"
 MAX_ID_CHARS = 512
+# what S3 answers for a missing object (HEAD has no body, so no NoSuchKey)
+NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ def size_of(s3: Any, uri: S3Uri) -> int:
     try:
         head = s3.head_object(Bucket=uri.bucket, Key=uri.key)
     except ClientError as error:
-        if error.response["Error"]["Code"] in {"404", "NoSuchKey", "NotFound"}:
+        if error.response["Error"]["Code"] in NOT_FOUND:
             raise DatasetError(f"dataset {uri} does not exist: upload it first") from None
         raise
     return int(head["ContentLength"])

@@ -196,14 +196,14 @@ class Ledger:
             return record.get("status") == Status.QUEUED.value
         return True
 
-    def hand_off(self, job_id: str, *, worker_id: str, total: int) -> bool:
+    def hand_off(self, job_id: str, *, worker_id: str) -> bool:
         """The split parent gives up its lease: it stays RUNNING until its shards finish it.
         True also when a fast shard finished (or failed) the parent first."""
         if self._conditional_update(
             job_id,
             worker_id,
-            "SET shards_total = :total, updated_at = :now REMOVE lease_owner, lease_expires_at",
-            {":total": dynamo.value(total)},
+            "SET updated_at = :now REMOVE lease_owner, lease_expires_at",
+            {},
         ):
             return True
         record = self.get(job_id) or {}

@@ -19,7 +19,7 @@ alarm starts a task a few minutes later.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,7 +77,7 @@ class WorkerServices:
         return True
 
 
-def nudger(services: WorkerServices | None, ecs: Any) -> Any:
+def nudger(services: WorkerServices | None, ecs: Any) -> Callable[[str], bool] | None:
     """What :func:`mlpoc.jobs.submit` calls after a send (None: no nudge)."""
     if services is None:
         return None

@@ -19,6 +19,7 @@ from mlpoc.errors import SettingsError
 # "gpu": the GPU pool's worker, a train worker on the GPU queue (locally: a CPU stand-in)
 Role = Literal["train", "predict", "gpu", "api"]
 DEFAULT_SHARD_BYTES = 16 * 1024 * 1024
+MIN_SHARD_BYTES = 1_024
 MAX_DATASET_BYTES = 512 * 1024 * 1024  # what one worker reads of one dataset (or one shard)
 
 
@@ -121,7 +122,7 @@ class Settings:
             review_threshold=number(env, "MLPOC_REVIEW_THRESHOLD", 0.8, 0.0, 1.0),
             predict_chunk_rows=integer(env, "MLPOC_PREDICT_CHUNK_ROWS", 2_000, 1, 1_000_000),
             shard_bytes=integer(
-                env, "MLPOC_SHARD_BYTES", DEFAULT_SHARD_BYTES, 1_024, MAX_DATASET_BYTES
+                env, "MLPOC_SHARD_BYTES", DEFAULT_SHARD_BYTES, MIN_SHARD_BYTES, MAX_DATASET_BYTES
             ),
             plugins=listed(env, "MLPOC_PLUGINS"),
             log_level=env.get("MLPOC_LOG_LEVEL", "INFO").upper(),

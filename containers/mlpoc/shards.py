@@ -35,9 +35,9 @@ from botocore.exceptions import ClientError
 from mlpoc import datasets, layout
 from mlpoc.contracts import JOB_ID_PATTERN, Job, S3Uri, Shard
 from mlpoc.errors import DatasetError, JobFailed
+from mlpoc.settings import MIN_SHARD_BYTES
 
 MAX_SHARDS = 1_000
-MIN_SHARD_BYTES = 1_024
 HEADER_PROBE_BYTES = 64 * 1024
 MAX_HEADER_BYTES = 1024 * 1024
 READ_CHUNK_BYTES = 256 * 1024
@@ -153,7 +153,7 @@ def _get(s3: Any, bucket: str, key: str, byte_range: str) -> Any:
         return s3.get_object(Bucket=bucket, Key=key, Range=byte_range)["Body"]
     except ClientError as error:
         code = error.response["Error"]["Code"]
-        if code in {"404", "NoSuchKey", "NotFound"}:
+        if code in datasets.NOT_FOUND:
             raise DatasetError(f"dataset s3://{bucket}/{key} does not exist any more") from None
         if code == "InvalidRange":
             raise DatasetError(

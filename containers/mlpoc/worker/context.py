@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 from mlpoc import dynamo
 from mlpoc.aws import Clients
 from mlpoc.contracts import Job, parse_job, queue_for, queue_of
-from mlpoc.errors import CommitConflict, JobRejected, LeaseLost
+from mlpoc.errors import CommitConflict, LeaseLost
 from mlpoc.events import Event
 from mlpoc.ledger import Ledger, Status, followup_message, is_split
 from mlpoc.settings import Settings
@@ -107,7 +107,7 @@ class JobContext:
             if response.get("Failed"):
                 raise RuntimeError(f"SQS refused shard messages: {response['Failed']}")
         self.check_lease()
-        if not self.ledger.hand_off(self.job.job_id, worker_id=self.worker_id, total=len(shards)):
+        if not self.ledger.hand_off(self.job.job_id, worker_id=self.worker_id):
             raise LeaseLost(self.job.job_id)
         self.ledger.finish_parent(self.job.job_id)  # every shard may be done already
         self.committed = True
@@ -133,9 +133,8 @@ def resend_followups(
     if is_split(record):
         _resend_shards(sqs, settings, ledger, record)
         return
-    message = record.get("message")
-    parent = _parent_of(message, settings) if isinstance(message, str) else None
-    if parent is not None and record.get("status") == Status.SUCCEEDED.value:
+    parent = record.get("parent")  # a shard's record names its split job
+    if isinstance(parent, str) and record.get("status") == Status.SUCCEEDED.value:
         ledger.finish_parent(parent)
     result = record.get("result") or {}
     for job_id in result.get("followups", []):
@@ -144,14 +143,6 @@ def resend_followups(
             job = parse_job(body, data_bucket=settings.data_bucket)
             sqs.send_message(QueueUrl=queue_for(queue_of(job), settings), MessageBody=body)
             log.info(Event.JOB_FOLLOWUP_RESENT, extra={"followup_job_id": job_id})
-
-
-def _parent_of(message: str, settings: Settings) -> str | None:
-    try:
-        job = parse_job(message, data_bucket=settings.data_bucket)
-    except JobRejected:
-        return None
-    return job.shard.parent if job.shard is not None else None
 
 
 def _resend_shards(sqs: Any, settings: Settings, ledger: Ledger, record: Mapping[str, Any]) -> None:

@@ -63,16 +63,19 @@ class PredictHandler:
             text, lines = datasets.fetch(clients.s3, job.dataset, size), 1
             where, owner = str(job.dataset), job.job_id
         classifier = self.cache.get(version)
-        data = datasets.parse_prediction(text, where, version.features) if lines else None
+        data = (
+            datasets.parse_prediction(text, where, version.features)
+            if lines
+            else datasets.PredictionSet(ids=[], x=np.empty((0, len(version.features)), np.float32))
+        )
         writer = BatchWriter(clients.dynamodb)
         keep_features = len(version.features) <= MAX_REVIEW_FEATURES
         now = round(time.time(), 3)
         for_review = 0
         chunk = settings.predict_chunk_rows
-        ids = data.ids if data is not None else []
+        ids = data.ids
         for start in range(0, len(ids), chunk):
             ctx.check_lease()
-            assert data is not None  # noqa: S101 - ids come from it
             x = data.x[start : start + chunk]
             predictions = classifier.predict(x)
             for offset, (label, confidence) in enumerate(
