@@ -10,6 +10,7 @@ from cdk_nag import AwsSolutionsChecks
 from stacks.config import PREFIX, Config, eb_platform
 from stacks.data_stack import DataStack
 from stacks.service_stack import ServiceStack
+from stacks.share_stack import ShareStack
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,12 @@ def read_config(app: cdk.App) -> Config:
     return Config.from_context(context)
 
 
-def build(app: cdk.App, *, env: cdk.Environment | None = None) -> Stacks:
+def build(app: cdk.App, *, env: cdk.Environment | None = None) -> Stacks | ShareStack:
+    """The ML stacks; or, with ``mlpoc:share``'s ``ml_account`` set, the share stack alone
+    (what the business account deploys)."""
     config = read_config(app)
+    if config.share.ml_account is not None:
+        return build_share(app, config, env=env)
     # `auto`: the platform preflight resolved for this account and region (cdk.context.json)
     platform = eb_platform(
         config.eb_solution_stack,
@@ -61,6 +66,22 @@ def build(app: cdk.App, *, env: cdk.Environment | None = None) -> Stacks:
         stop_deploy(service, platform.unresolved)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return Stacks(config=config, data=data, service=service)
+
+
+def build_share(app: cdk.App, config: Config, *, env: cdk.Environment | None) -> ShareStack:
+    share = ShareStack(
+        app,
+        f"{config.project}-share",
+        config=config,
+        env=env,
+        description=f"{config.project}: exchange bucket shared with ML account "
+        f"{config.share.ml_account}",
+        termination_protection=config.retain_data,
+    )
+    cdk.Tags.of(share).add("project", config.project)
+    cdk.Tags.of(share).add("stage", config.stage)
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    return share
 
 
 def stop_deploy(stack: cdk.Stack, why: str) -> None:

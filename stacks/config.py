@@ -14,6 +14,16 @@ from typing import Any, Literal, TypeVar
 
 from mlpoc import platforms
 from mlpoc.errors import ConfigError
+from stacks.accounts import (
+    NO_SHARE,
+    ScheduleSpec,
+    Share,
+    Source,
+    parse_readers,
+    parse_schedules,
+    parse_share,
+    parse_sources,
+)
 
 Stage = Literal["poc", "retain"]
 T = TypeVar("T")
@@ -61,6 +71,13 @@ class Config:
     gpu: bool = False
     gpu_instance_types: tuple[str, ...] = ()
     gpu_max_instances: int = 0
+    # a second account: datasets read from its exchange bucket, predictions shared back
+    sources: tuple[Source, ...] = ()
+    result_readers: tuple[str, ...] = ()
+    # retrain on what is new, on a schedule (EventBridge Scheduler -> the train queue)
+    schedules: tuple[ScheduleSpec, ...] = ()
+    # the share stack's knobs: with share.ml_account set, the app is the share stack alone
+    share: Share = NO_SHARE
 
     @property
     def retain_data(self) -> bool:
@@ -71,6 +88,7 @@ class Config:
         """Build from a mapping of context keys (``mlpoc:stage`` → value)."""
         read = _Reader(context).get
         cpu = read("worker_cpu", _choice_int(tuple(FARGATE_SIZES)))
+        sources = read("sources", parse_sources)
         return cls(
             project=read("project", _pattern(PROJECT_PATTERN, PROJECT_RULE)),
             stage=read("stage", _choice(("poc", "retain"))),
@@ -91,6 +109,10 @@ class Config:
             gpu=read("gpu", _boolean),
             gpu_instance_types=read("gpu_instance_types", _gpu_instance_types),
             gpu_max_instances=read("gpu_max_instances", _int_range(1, 20)),
+            sources=sources,
+            result_readers=read("result_readers", parse_readers),
+            schedules=read("schedules", lambda name, v: parse_schedules(name, v, sources)),
+            share=read("share", parse_share),
         )
 
 

@@ -13,7 +13,7 @@ from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
 from mlpoc import layout
-from mlpoc.contracts import QUEUE_OUTPUTS
+from mlpoc.contracts import QUEUE_OUTPUTS, SOURCES_OUTPUT
 from stacks.config import Config
 from stacks.constructs.encryption import ProjectKey
 from stacks.constructs.helper_logs import keep_helper_logs
@@ -42,14 +42,27 @@ class DataStack(Stack):
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
         keep = RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY
 
-        self.encryption = ProjectKey(self, "Encryption", project=config.project, removal=keep)
+        self.encryption = ProjectKey(
+            self,
+            "Encryption",
+            project=config.project,
+            removal=keep,
+            result_readers=config.result_readers,
+        )
         key = self.encryption.key
         self.storage = Storage(
             self, "Storage", key=key, removal=keep, auto_delete=not config.retain_data
         )
         self.tables = Tables(
-            self, "Tables", key=key, removal=keep, point_in_time_recovery=config.retain_data
+            self,
+            "Tables",
+            key=key,
+            removal=keep,
+            point_in_time_recovery=config.retain_data,
+            result_readers=config.result_readers,
         )
+        # datasets may also come from these folders of another account (mlpoc:sources)
+        self.source_prefixes = ",".join(str(source.uri) for source in config.sources)
 
         def job_queue(name: str, visibility: Duration) -> JobQueue:
             return JobQueue(
@@ -144,6 +157,8 @@ class DataStack(Stack):
             "EventsDeadLetterQueueUrl": self.events.dead_letter_queue.queue_url,
             "KeyArn": self.encryption.key.key_arn,
         }
+        if self.source_prefixes:
+            values[SOURCES_OUTPUT] = self.source_prefixes
         if self.gpu is not None:
             values[QUEUE_OUTPUTS["gpu"]] = self.gpu.queue.queue_url
             values["GpuDeadLetterQueueUrl"] = self.gpu.dead_letter_queue.queue_url

@@ -14,7 +14,8 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 from mlpoc.layout import RuntimeRole
 from mlpoc.scaling import CLUSTER_VARIABLE, SERVICE_VARIABLES
-from mlpoc.settings import GPU_QUEUE_VARIABLE
+from mlpoc.schedules import SCHEDULES_OUTPUT
+from mlpoc.settings import GPU_QUEUE_VARIABLE, SOURCES_VARIABLE
 from stacks.config import Config
 from stacks.constructs.access import DataAccess
 from stacks.constructs.alerts import Alerts
@@ -24,6 +25,8 @@ from stacks.constructs.gpu_pool import CW_AGENT_NAMESPACE, GPU_UTILIZATION, GpuP
 from stacks.constructs.helper_logs import keep_helper_logs
 from stacks.constructs.network import Network
 from stacks.constructs.notifier import AlertNotifier
+from stacks.constructs.schedules import Schedules
+from stacks.constructs.sources import SourceAccess
 from stacks.constructs.upload import UploadFunction
 from stacks.constructs.workers import Workers, WorkerSpec
 from stacks.data_stack import EVENTS_LAMBDA_TIMEOUT, LOG_RETENTION, DataStack
@@ -105,6 +108,24 @@ class ServiceStack(Stack):
             log_retention=LOG_RETENTION,
         )
         self._grant(data)
+        if config.sources:
+            SourceAccess(
+                self,
+                "SourceAccess",
+                roles={r: self.workers.task_roles[r] for r in ("train", "predict")},
+                sources=config.sources,
+            )
+        self.schedules = (
+            Schedules(
+                self,
+                "Schedules",
+                schedules=config.schedules,
+                queue=data.train.queue,
+                data_bucket=data.storage.data.bucket_name,
+            )
+            if config.schedules
+            else None
+        )
         extra = [self.gpu.service] if self.gpu is not None else []
         self.workers.grant_nudge(self.api.instance_role, *extra)
         self.workers.grant_nudge(self.dataset_uploaded.role)
@@ -230,6 +251,8 @@ class ServiceStack(Stack):
                 f"{self.region}#dashboards:name={self.dashboard.dashboard.dashboard_name}"
             ),
         }
+        if self.schedules is not None:
+            values[SCHEDULES_OUTPUT] = self.schedules.names
         if self.gpu is not None:
             values["GpuServiceName"] = self.gpu.service.service_name
             values["GpuLogGroup"] = self.gpu.log_group.log_group_name
@@ -250,4 +273,5 @@ def resource_environment(data: DataStack) -> dict[str, str]:
         "MLPOC_TRAIN_QUEUE_URL": data.train.queue.queue_url,
         "MLPOC_PREDICT_QUEUE_URL": data.predict.queue.queue_url,
         **({GPU_QUEUE_VARIABLE: data.gpu.queue.queue_url} if data.gpu is not None else {}),
+        **({SOURCES_VARIABLE: data.source_prefixes} if data.source_prefixes else {}),
     }

@@ -214,7 +214,7 @@ def test_the_predict_worker_cannot_write_models_or_train_jobs(poc: Synthesized) 
     role = next(
         k
         for k, v in of_type(poc, "AWS::IAM::Role").items()
-        if k.startswith("WorkersPredictTaskTaskRole")
+        if k.startswith("WorkersPredictTaskRole")
     )
     (policy,) = [
         p
@@ -601,8 +601,8 @@ def test_the_stack_outputs_the_dashboards_address(poc: Synthesized) -> None:
 
 
 RUNTIME_ROLE_IDS = {
-    "train": "WorkersTrainTaskTaskRole",
-    "predict": "WorkersPredictTaskTaskRole",
+    "train": "WorkersTrainTaskRole",
+    "predict": "WorkersPredictTaskRole",
     "api": "ApiInstanceRole",
     "upload": "DatasetUploadedRole",
 }

@@ -30,7 +30,7 @@ def remove_grant(assembly: Path) -> str:
     """Drop the predict role's BatchWriteItem statement; the role's logical id."""
     path = assembly / "mlpoc-service.template.json"
     template = json.loads(path.read_text())
-    role = next(k for k in template["Resources"] if k.startswith("WorkersPredictTaskTaskRole"))
+    role = next(k for k in template["Resources"] if k.startswith("WorkersPredictTaskRole"))
     policy = next(
         r
         for r in template["Resources"].values()

@@ -202,7 +202,7 @@ def test_what_the_local_roles_leave_out_only_narrows_them(poc: Synthesized) -> N
         for o in _imports(service)
     }
     resolve = Resolver(exports, REGION)
-    role_id = next(k for k in service["Resources"] if k.startswith("WorkersTrainTaskTaskRole"))
+    role_id = next(k for k in service["Resources"] if k.startswith("WorkersTrainTaskRole"))
     role = role_policies(service, role_id, resolve)
     # THEN the ECS task-protection statement (the cluster exists only on AWS) is named and gone
     assert any("ecs:GetTaskProtection" in line for line in role.left_out)

@@ -51,6 +51,9 @@ NO_GPU_POOL = (
     '(set "mlpoc:gpu": true in cdk.json, or -c mlpoc:gpu=true), or leave "resources" out to '
     "train on the CPU workers"
 )
+# The data stack's output listing the folders of other accounts datasets may come from
+# (mlpoc:sources), comma-separated s3:// URIs; absent when there are none.
+SOURCES_OUTPUT = "SourcePrefixes"
 # The message attribute a worker sets on a message it copies to the dead-letter queue: why.
 REASON_ATTRIBUTE = "mlpoc-reason"
 
@@ -172,7 +175,8 @@ class Job:
 
     @property
     def over_prefix(self) -> bool:
-        """A predict job over every CSV under a prefix (``s3://bucket/datasets/batch/``)."""
+        """A job over a folder (``s3://bucket/datasets/batch/``): a predict job predicts every
+        CSV in it, a train job builds its dataset version from it."""
         return self.dataset.key.endswith("/")
 
     def to_message(self) -> dict[str, Any]:
@@ -238,10 +242,34 @@ def _schema(message: dict[str, Any], job_id: str) -> int:
     return schema
 
 
-def dataset_refusal(uri: S3Uri, job_type: str, data_bucket: str) -> str | None:
-    """Why ``uri`` cannot be the dataset of a ``job_type`` job, or None when it can."""
+def parse_sources(text: str) -> tuple[S3Uri, ...]:
+    """The source folders from their comma-separated form (env MLPOC_SOURCES, output
+    SourcePrefixes); a ValueError names a malformed one."""
+    sources = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        uri = S3Uri.parse(part)
+        if not uri.key.endswith("/"):
+            raise ValueError(f"{part!r} is not a folder (s3://bucket/prefix/)")
+        sources.append(uri)
+    return tuple(sources)
+
+
+def dataset_refusal(
+    uri: S3Uri, job_type: str, data_bucket: str, sources: tuple[S3Uri, ...] = ()
+) -> str | None:
+    """Why ``uri`` cannot be the dataset of a ``job_type`` job, or None when it can: a key under
+    the prefixes of the data bucket its worker may read, or under a source folder of another
+    account (mlpoc:sources)."""
     if uri.bucket != data_bucket:
-        return f"dataset must be inside the data bucket {data_bucket!r}; got bucket {uri.bucket!r}"
+        if not any(uri.bucket == s.bucket and uri.key.startswith(s.key) for s in sources):
+            shared = ", ".join(str(s) for s in sources)
+            return (
+                f"dataset must be inside the data bucket {data_bucket!r}"
+                + (f" or a shared folder ({shared})" if shared else "")
+                + f"; got {uri} (another account's data is read only from the folders in "
+                "mlpoc:sources)"
+            )
+        return _shape_refusal(uri, job_type)
     prefixes = layout.dataset_prefixes(job_type)
     if not any(p.holds_key(uri.key) for p in prefixes):
         names = ", ".join(p.path for p in prefixes)
@@ -249,22 +277,24 @@ def dataset_refusal(uri: S3Uri, job_type: str, data_bucket: str) -> str | None:
             f"a {job_type} job's dataset must be under {names} of the data bucket (what the "
             f"{job_type} worker may read); got key {uri.key!r}"
         )
-    if uri.key.endswith("/"):
-        if job_type != "predict":
-            return (
-                f"a {job_type} job's dataset must be one .csv object; only a predict job may "
-                f"name a prefix; got key {uri.key!r}"
-            )
+    return _shape_refusal(uri, job_type)
+
+
+def _shape_refusal(uri: S3Uri, job_type: str) -> str | None:
+    # a folder: a predict job predicts every CSV in it; a train job trains on the promoted
+    # version's data plus what is new in it (mlpoc.builds)
+    if uri.key.endswith("/") or uri.key.lower().endswith(layout.DATASET_SUFFIX):
         return None
-    if not uri.key.lower().endswith(layout.DATASET_SUFFIX):
-        return (
-            "dataset must be a .csv object (or, for a predict job, a prefix ending in /); "
-            f"got key {uri.key!r}"
-        )
-    return None
+    return f"dataset must be a .csv object or a folder ending in /; got key {uri.key!r}"
 
 
-def _dataset(message: dict[str, Any], job_id: str, job_type: str, data_bucket: str) -> S3Uri:
+def _dataset(
+    message: dict[str, Any],
+    job_id: str,
+    job_type: str,
+    data_bucket: str,
+    sources: tuple[S3Uri, ...],
+) -> S3Uri:
     dataset = message.get("dataset")
     if not isinstance(dataset, str):
         raise JobRejected("dataset must be an s3:// URI string", job_id)
@@ -272,13 +302,13 @@ def _dataset(message: dict[str, Any], job_id: str, job_type: str, data_bucket: s
         uri = S3Uri.parse(dataset)
     except ValueError as error:
         raise JobRejected(f"dataset: {error}", job_id) from None
-    refusal = dataset_refusal(uri, job_type, data_bucket)
+    refusal = dataset_refusal(uri, job_type, data_bucket, sources)
     if refusal is not None:
         raise JobRejected(refusal, job_id)
     return uri
 
 
-def parse_job(body: str | bytes, *, data_bucket: str) -> Job:
+def parse_job(body: str | bytes, *, data_bucket: str, sources: tuple[S3Uri, ...] = ()) -> Job:
     """Validate one SQS body against the contract; raise JobRejected with a readable reason."""
     message = _load_object(body.encode() if isinstance(body, str) else body)
 
@@ -301,7 +331,7 @@ def parse_job(body: str | bytes, *, data_bucket: str) -> Job:
             f"starting with a letter or digit; got {model!r}",
             job_id,
         )
-    dataset = _dataset(message, job_id, job_type, data_bucket)
+    dataset = _dataset(message, job_id, job_type, data_bucket, sources)
 
     version = message.get("version", "current")
     if isinstance(version, int) and not isinstance(version, bool):

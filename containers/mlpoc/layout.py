@@ -85,6 +85,11 @@ def dataset_key(model: str, filename: str) -> str:
     return f"{DATASETS.path}{model}/{filename}"
 
 
+def model_prefix(model: str) -> str:
+    """A model's upload folder, ``datasets/<model>/``: what its scheduled retrain reads."""
+    return f"{DATASETS.path}{model}/"
+
+
 def input_key(model: str, stamp: str, filename: str) -> str:
     """A CLI upload: ``inputs/<model>/<stamp>-<file>``."""
     return f"{INPUTS.path}{model}/{stamp}-{filename}"

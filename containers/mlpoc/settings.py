@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from mlpoc.contracts import QUEUE_OUTPUTS, queue_for
+from mlpoc.contracts import QUEUE_OUTPUTS, SOURCES_OUTPUT, S3Uri, parse_sources, queue_for
 from mlpoc.env import integer, listed, number, required
 from mlpoc.errors import SettingsError
 
@@ -42,6 +42,9 @@ RESOURCE_OUTPUTS: dict[str, str] = {name: output for name, (_, output) in RESOUR
 # set only on a stack with the GPU pool (mlpoc:gpu): the GPU queue's URL (stack output
 # GpuQueueUrl)
 GPU_QUEUE_VARIABLE = "MLPOC_GPU_QUEUE_URL"
+# set only on a stack with mlpoc:sources: the other accounts' folders datasets may come from
+# (stack output SourcePrefixes), comma-separated s3:// URIs
+SOURCES_VARIABLE = "MLPOC_SOURCES"
 # what the upload function reads (it records a job and sends it; the stack sets just these)
 UPLOAD_VARIABLES = (
     "MLPOC_DATA_BUCKET",
@@ -64,6 +67,8 @@ class Settings:
     predict_queue_url: str
     # The GPU pool's queue; None on a stack without the pool (mlpoc:gpu off).
     gpu_queue_url: str | None
+    # Folders of other accounts that datasets may come from (mlpoc:sources); () for none.
+    sources: tuple[S3Uri, ...]
     # How many messages one receive asks for. A heavy training job may want 1.
     prefetch: int
     # Long-poll wait; 20 s is SQS's maximum and the cheapest idle loop.
@@ -115,6 +120,7 @@ class Settings:
             train_queue_url=found["MLPOC_TRAIN_QUEUE_URL"],
             predict_queue_url=found["MLPOC_PREDICT_QUEUE_URL"],
             gpu_queue_url=env.get(GPU_QUEUE_VARIABLE) or None,
+            sources=_sources(env),
             prefetch=integer(env, "MLPOC_PREFETCH", 10 if role == "predict" else 1, 1, 10),
             wait_seconds=integer(env, "MLPOC_WAIT_SECONDS", 20, 0, 20),
             visibility_seconds=integer(env, "MLPOC_VISIBILITY_SECONDS", 0, 0, 43_200),
@@ -127,3 +133,13 @@ class Settings:
             plugins=listed(env, "MLPOC_PLUGINS"),
             log_level=env.get("MLPOC_LOG_LEVEL", "INFO").upper(),
         )
+
+
+def _sources(env: Mapping[str, str]) -> tuple[S3Uri, ...]:
+    try:
+        return parse_sources(env.get(SOURCES_VARIABLE, ""))
+    except ValueError as error:
+        raise SettingsError(
+            f"{SOURCES_VARIABLE} must be comma-separated s3://bucket/prefix/ folders (stack "
+            f"output {SOURCES_OUTPUT}): {error}"
+        ) from None

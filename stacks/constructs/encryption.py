@@ -37,7 +37,13 @@ def source_conditions(stack: Stack, arn_pattern: str) -> dict[str, Any]:
 
 class ProjectKey(Construct):
     def __init__(
-        self, scope: Construct, construct_id: str, *, project: str, removal: RemovalPolicy
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        project: str,
+        removal: RemovalPolicy,
+        result_readers: tuple[str, ...] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         self.key = kms.Key(
@@ -82,6 +88,24 @@ class ProjectKey(Construct):
                 resources=["*"],
             )
         )
+        # accounts that read the predictions table (mlpoc:result_readers) decrypt what they read,
+        # only through DynamoDB in this region; the table's resource policy says what they read
+        if result_readers:
+            stack = self.key.stack
+            self.key.add_to_resource_policy(
+                iam.PolicyStatement(
+                    sid="ResultReadersDecryptThroughDynamoDB",
+                    principals=[iam.AccountPrincipal(account) for account in result_readers],
+                    actions=["kms:Decrypt", "kms:DescribeKey"],
+                    resources=["*"],
+                    conditions={
+                        "StringEquals": {
+                            "kms:ViaService": f"dynamodb.{stack.region}.amazonaws.com",
+                            "kms:CallerAccount": list(result_readers),
+                        }
+                    },
+                )
+            )
         # a unique suffix: two PoCs (or a redeploy while the old key is pending deletion) never
         # collide on the alias name
         suffix = Names.unique_id(self)[-8:].lower()

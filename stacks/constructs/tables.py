@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 
 from constructs import Construct
 from mlpoc import tables as schemas
 from stacks.constructs.nag import acknowledge
 
+# what a reader in another account may do with the predictions (and their indexes)
+READER_ACTIONS = ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query")
 _TYPES = {"S": dynamodb.AttributeType.STRING, "N": dynamodb.AttributeType.NUMBER}
 
 
@@ -31,10 +34,13 @@ class Tables(Construct):
         key: kms.IKey,
         removal: RemovalPolicy,
         point_in_time_recovery: bool,
+        result_readers: tuple[str, ...] = (),
     ) -> None:
         super().__init__(scope, construct_id)
 
-        def table(name: str, schema: schemas.TableSchema) -> dynamodb.Table:
+        def table(
+            name: str, schema: schemas.TableSchema, policy: iam.PolicyDocument | None = None
+        ) -> dynamodb.Table:
             created = dynamodb.Table(
                 self,
                 name,
@@ -47,6 +53,7 @@ class Tables(Construct):
                     point_in_time_recovery_enabled=point_in_time_recovery
                 ),
                 removal_policy=removal,
+                resource_policy=policy,
             )
             if not point_in_time_recovery:
                 acknowledge(
@@ -67,5 +74,25 @@ class Tables(Construct):
 
         self.jobs = table("Jobs", schemas.JOBS)
         self.models = table("Models", schemas.MODELS)
-        self.predictions = table("Predictions", schemas.PREDICTIONS)
+        self.predictions = table("Predictions", schemas.PREDICTIONS, readers_policy(result_readers))
         self.annotations = table("Annotations", schemas.ANNOTATIONS)
+
+
+def readers_policy(readers: tuple[str, ...]) -> iam.PolicyDocument | None:
+    """The predictions table's resource policy (``mlpoc:result_readers``): those accounts read,
+    nobody else. Each is named as principal and again in ``aws:PrincipalAccount``. ``Resource``
+    is ``*``: in a table's own policy that is the table and its indexes (a template cannot name
+    the ARN of the table it is creating). The reader's own account must allow it too."""
+    if not readers:
+        return None
+    return iam.PolicyDocument(
+        statements=[
+            iam.PolicyStatement(
+                sid="ResultReadersReadPredictions",
+                principals=[iam.AccountPrincipal(account) for account in readers],
+                actions=list(READER_ACTIONS),
+                resources=["*"],
+                conditions={"StringEquals": {"aws:PrincipalAccount": list(readers)}},
+            )
+        ]
+    )

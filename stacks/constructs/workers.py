@@ -26,6 +26,7 @@ from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
 from mlpoc.paths import CHECKOUT
+from stacks.accounts import worker_role_name
 from stacks.config import Config
 from stacks.constructs.nag import acknowledge, as_nag_names
 
@@ -99,9 +100,18 @@ class Workers(Construct):
         log_group = logs.LogGroup(
             self, f"{name}Logs", retention=retention, removal_policy=RemovalPolicy.DESTROY
         )
+        # named: the share stack in a business account grants these roles by name
+        task_role = iam.Role(
+            self,
+            f"{name}TaskRole",
+            role_name=worker_role_name(config.project, spec.role),
+            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+            description=f"{config.project}: the {spec.role} worker's tasks",
+        )
         task = ecs.FargateTaskDefinition(
             self,
             f"{name}Task",
+            task_role=task_role,
             cpu=config.worker_cpu,
             memory_limit_mib=config.worker_memory,
             runtime_platform=ecs.RuntimePlatform(

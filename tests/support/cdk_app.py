@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from aws_cdk.assertions import Template
 from mlpoc.local.synth import load_context
 from mlpoc.paths import CHECKOUT
 from stacks.builder import Stacks, build
+from stacks.share_stack import ShareStack
 
 ROOT = CHECKOUT
 
@@ -31,7 +33,9 @@ def make_app(outdir: Path, **overrides: Any) -> tuple[cdk.App, Stacks]:
         "aws:cdk:bundling-stacks": [],
     }
     app = cdk.App(context=context, outdir=str(outdir))
-    return app, build(app)
+    stacks = build(app)
+    assert isinstance(stacks, Stacks), "the share stack has its own helper (share_app)"
+    return app, stacks
 
 
 class Synthesized:
@@ -53,3 +57,25 @@ def default_app() -> Synthesized:
     """The app with cdk.json's defaults (stage poc), synthesized once per test process: the
     `poc` fixture, and the data template every test stack is created from."""
     return Synthesized(Path(tempfile.mkdtemp(prefix="cdk-poc-")))
+
+
+@dataclass
+class SharedApp:
+    stack: ShareStack
+    template: Template
+    json: dict[str, Any]
+
+
+def share_app(outdir: Path, ml_account: str, **overrides: Any) -> SharedApp:
+    """The share stack as the business account synthesizes it (``mlpoc:share.ml_account``)."""
+    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+    share = {**cdk_json_context()["mlpoc:share"], "ml_account": ml_account, **overrides}
+    app = cdk.App(
+        context={**cdk_json_context(), "mlpoc:share": share, "aws:cdk:bundling-stacks": []},
+        outdir=str(outdir),
+    )
+    stack = build(app)
+    assert isinstance(stack, ShareStack)
+    app.synth()
+    template = Template.from_stack(stack)
+    return SharedApp(stack=stack, template=template, json=template.to_json())

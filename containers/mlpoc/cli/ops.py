@@ -17,10 +17,12 @@ from mlpoc.contracts import (
     NO_GPU_POOL,
     QUEUE_OUTPUTS,
     REASON_ATTRIBUTE,
+    SOURCES_OUTPUT,
     Job,
     JobType,
     S3Uri,
     parse_job,
+    parse_sources,
     queue_of,
 )
 from mlpoc.errors import JobRejected, TargetError
@@ -81,7 +83,9 @@ def submit(
         **({"resources": "gpu"} if gpu else {}),
     }
     try:
-        job = parse_job(json.dumps(message), data_bucket=dep.output("DataBucketName"))
+        job = parse_job(
+            json.dumps(message), data_bucket=dep.output("DataBucketName"), sources=sources(dep)
+        )
     except JobRejected as rejected:
         raise TargetError(f"not a valid job: {rejected.reason}") from None
     queue_output = QUEUE_OUTPUTS[queue_of(job)]
@@ -95,6 +99,11 @@ def submit(
     if not submitted:
         raise TargetError(f"a job with id {job.job_id!r} exists already; pick another --job-id")
     return job
+
+
+def sources(dep: Deployment) -> tuple[S3Uri, ...]:
+    """The other accounts' folders the stack reads datasets from (mlpoc:sources)."""
+    return parse_sources(dep.outputs.get(SOURCES_OUTPUT, ""))
 
 
 def worker_services(dep: Deployment) -> WorkerServices | None:

@@ -140,7 +140,7 @@ def resend_followups(
     for job_id in result.get("followups", []):
         body = followup_message(ledger.get(job_id) or {})
         if body is not None:
-            job = parse_job(body, data_bucket=settings.data_bucket)
+            job = parse_job(body, data_bucket=settings.data_bucket, sources=settings.sources)
             sqs.send_message(QueueUrl=queue_for(queue_of(job), settings), MessageBody=body)
             log.info(Event.JOB_FOLLOWUP_RESENT, extra={"followup_job_id": job_id})
 

@@ -207,7 +207,11 @@ class Worker:
     def _handle(self, message: Received, result: BatchResult) -> str | int | None:
         """Run one message; return "delete", a visibility timeout to release with, or None."""
         try:
-            job = parse_job(message.body, data_bucket=self.settings.data_bucket)
+            job = parse_job(
+                message.body,
+                data_bucket=self.settings.data_bucket,
+                sources=self.settings.sources,
+            )
             refusal = misrouted(job, self.settings.role, gpu_pool=self.settings.has_gpu_pool)
             if refusal is not None:
                 raise JobRejected(refusal, job.job_id)

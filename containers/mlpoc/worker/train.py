@@ -27,12 +27,13 @@ from mlpoc.errors import CommitConflict, DatasetError, JobFailed, TransientError
 from mlpoc.events import Event
 from mlpoc.inference import OnnxClassifier
 from mlpoc.registry import PRIMARY_METRIC, ModelVersion, Pointer, Registry
+from mlpoc.schedules import PROMOTE_POLICIES
 from mlpoc.worker.context import JobContext
 
 log = logging.getLogger("mlpoc.worker")
 
 MIN_ROWS = 10
-PROMOTE_MODES = ("auto", "always", "never")
+PROMOTE_MODES = PROMOTE_POLICIES
 COMMIT_ATTEMPTS = 5
 
 
@@ -51,7 +52,9 @@ def evaluate(predicted: list[str], truth: np.ndarray, classes: list[str]) -> dic
     }
 
 
-def _options(job: Job, data_bucket: str) -> tuple[float, int, str, S3Uri | None]:
+def _options(
+    job: Job, data_bucket: str, sources: tuple[S3Uri, ...] = ()
+) -> tuple[float, int, str, S3Uri | None]:
     params = job.params
     test_size = params.get("test_size", 0.2)
     if (
@@ -75,7 +78,7 @@ def _options(job: Job, data_bucket: str) -> tuple[float, int, str, S3Uri | None]
             uri = S3Uri.parse(str(then_predict))
         except ValueError as error:
             raise JobFailed(f"params.then_predict: {error}") from None
-        refusal = dataset_refusal(uri, "predict", data_bucket)
+        refusal = dataset_refusal(uri, "predict", data_bucket, sources)
         if refusal is not None:
             raise JobFailed(f"params.then_predict: {refusal}")
     return float(test_size), seed, promote, uri
@@ -116,7 +119,9 @@ def should_promote(mode: str, metric: float, pointer: Pointer | None) -> bool:
 
 def handle_train(ctx: JobContext) -> None:
     job, settings, clients = ctx.job, ctx.settings, ctx.clients
-    test_size, seed, promote_mode, then_predict = _options(job, settings.data_bucket)
+    test_size, seed, promote_mode, then_predict = _options(
+        job, settings.data_bucket, settings.sources
+    )
     plugin = plugins.get(str(job.params.get("plugin", plugins.DEFAULT_PLUGIN)))
     registry = Registry(clients.dynamodb, settings.models_table)
 

@@ -34,7 +34,9 @@ def submit_job(
     message["job_id"] = message["job_id"] or f"api-{uuid.uuid4().hex[:16]}"
     runtime = settings.runtime
     try:
-        job = parse_job(json.dumps(message), data_bucket=runtime.data_bucket)
+        job = parse_job(
+            json.dumps(message), data_bucket=runtime.data_bucket, sources=runtime.sources
+        )
     except JobRejected as rejected:
         raise ApiError(422, "invalid_job", rejected.reason) from None
     jobs.enqueue(ledger, clients.sqs, runtime, job, source="api", nudge=nudge)

@@ -1,0 +1,89 @@
+"""Scheduled retraining (``mlpoc:schedules``): one EventBridge Scheduler schedule per model that
+sends a train job straight to the train queue (a templated SQS target, no function between).
+
+The job (:func:`mlpoc.schedules.job_message`) is a train job over a folder: the worker builds
+the dataset version itself. Its id carries ``<aws.scheduler.execution-id>``, so each run is its
+own job. The schedules' role may send to the train queue and use the project key for it
+(``grant_send_messages``), and Scheduler may assume it only for schedules of this account.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Fn, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_sqs as sqs
+
+from constructs import Construct
+from mlpoc import layout
+from mlpoc.schedules import job_message
+from stacks.accounts import ScheduleSpec
+from stacks.constructs.nag import acknowledge
+
+# a run that could not be sent is retried for up to an hour; a later run catches up anyway
+RETRY = scheduler.CfnSchedule.RetryPolicyProperty(
+    maximum_event_age_in_seconds=3600, maximum_retry_attempts=10
+)
+
+
+class Schedules(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        schedules: tuple[ScheduleSpec, ...],
+        queue: sqs.IQueue,
+        data_bucket: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        self.role = iam.Role(
+            self,
+            "Role",
+            description="EventBridge Scheduler: sends the scheduled train jobs",
+            assumed_by=iam.ServicePrincipal(
+                "scheduler.amazonaws.com",
+                conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+            ),
+        )
+        queue.grant_send_messages(self.role)
+        acknowledge(
+            self.role.node.find_child("DefaultPolicy"),
+            "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
+            "Added by grant_send_messages for the train queue's key (the project key): "
+            "Scheduler encrypts each job it sends with that one key.",
+        )
+        acknowledge(
+            self.role.node.find_child("DefaultPolicy"),
+            "AwsSolutions-IAM5[Action::kms:ReEncrypt*]",
+            "Added by grant_send_messages for the train queue's key (the project key): "
+            "Scheduler encrypts each job it sends with that one key.",
+        )
+        self.schedules: dict[str, scheduler.CfnSchedule] = {}
+        for spec in schedules:
+            folder = (
+                str(spec.source)
+                if spec.source is not None
+                else Fn.join("", ["s3://", data_bucket, "/", layout.model_prefix(spec.model)])
+            )
+            message = job_message(spec.model, folder, spec.promote)
+            self.schedules[spec.model] = scheduler.CfnSchedule(
+                self,
+                f"Retrain-{spec.model}",
+                description=f"retrain {spec.model} on what is new ({spec.expression})",
+                schedule_expression=spec.expression,
+                flexible_time_window=scheduler.CfnSchedule.FlexibleTimeWindowProperty(mode="OFF"),
+                state="ENABLED",
+                target=scheduler.CfnSchedule.TargetProperty(
+                    arn=queue.queue_arn,
+                    role_arn=self.role.role_arn,
+                    input=stack.to_json_string(message),
+                    retry_policy=RETRY,
+                ),
+            )
+
+    @property
+    def names(self) -> str:
+        """The schedules' names, comma-separated (the stack output `mlpoc schedule run` reads)."""
+        return Fn.join(",", [s.ref for s in self.schedules.values()])

@@ -1,0 +1,152 @@
+"""The share stack: deployed in the *business* account, it hands data to the ML account.
+
+An exchange bucket with its own KMS key, TLS-only, that only the ML account's train and predict
+worker roles may read (under one prefix) and, optionally, write results to (under another).
+It is a new bucket, not the data lake's own: a bucket has one bucket policy, and a policy
+written by this stack would replace the one the lake's owners keep.
+
+The grants name the ML account as principal and its worker roles in ``aws:PrincipalArn``: a
+policy that names a role ARN as principal is bound to that role's internal id, so a redeployed
+ML service stack (a new role of the same name) would silently lose access. The role names are
+fixed by :func:`stacks.accounts.worker_role_name`.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+
+from constructs import Construct
+from stacks.accounts import worker_role_name
+from stacks.config import Config
+from stacks.constructs.storage import NONCURRENT_DAYS
+
+READER_ROLES = ("train", "predict")
+
+
+class ShareStack(Stack):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: Config, **kwargs: object
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
+        share = config.share
+        assert share.ml_account is not None  # noqa: S101 - the builder builds it only then
+        keep = RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY
+        roles = [
+            f"arn:{self.partition}:iam::{share.ml_account}:role/"
+            f"{worker_role_name(config.project, role)}"
+            for role in READER_ROLES
+        ]
+        ml_workers = {"ArnEquals": {"aws:PrincipalArn": roles}}
+        self.key = kms.Key(
+            self,
+            "ExchangeKey",
+            description=f"{config.project}: encrypts the exchange bucket shared with the ML "
+            f"account {share.ml_account}",
+            enable_key_rotation=True,
+            pending_window=Duration.days(7),
+            removal_policy=keep,
+        )
+        self.access_logs = s3.Bucket(
+            self,
+            "ExchangeAccessLogs",
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(90))],
+            removal_policy=keep,
+            auto_delete_objects=not config.retain_data,
+        )
+        self.bucket = s3.Bucket(
+            self,
+            "Exchange",
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=self.key,
+            bucket_key_enabled=True,
+            enforce_ssl=True,
+            versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            server_access_logs_bucket=self.access_logs,
+            server_access_logs_prefix="exchange/",
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    noncurrent_version_expiration=Duration.days(NONCURRENT_DAYS),
+                    abort_incomplete_multipart_upload_after=Duration.days(7),
+                )
+            ],
+            removal_policy=keep,
+            auto_delete_objects=not config.retain_data,
+        )
+        ml = iam.AccountPrincipal(share.ml_account)
+        self.bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="MlWorkersReadTheSharedPrefix",
+                principals=[ml],
+                actions=["s3:GetObject"],
+                resources=[self.bucket.arn_for_objects(f"{share.prefix}*")],
+                conditions=ml_workers,
+            )
+        )
+        self.bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="MlWorkersListTheSharedPrefix",
+                principals=[ml],
+                actions=["s3:ListBucket"],
+                resources=[self.bucket.bucket_arn],
+                conditions={**ml_workers, "StringLike": {"s3:prefix": [f"{share.prefix}*"]}},
+            )
+        )
+        through_s3 = {"StringEquals": {"kms:ViaService": f"s3.{self.region}.amazonaws.com"}}
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="MlWorkersDecryptThroughS3",
+                principals=[ml],
+                actions=["kms:Decrypt"],
+                resources=["*"],  # in a key policy, "*" means this key
+                conditions={**ml_workers, **through_s3},
+            )
+        )
+        if share.results_prefix is not None:
+            self.bucket.add_to_resource_policy(
+                iam.PolicyStatement(
+                    sid="MlWorkersWriteResults",
+                    principals=[ml],
+                    actions=["s3:PutObject", "s3:AbortMultipartUpload"],
+                    resources=[self.bucket.arn_for_objects(f"{share.results_prefix}*")],
+                    conditions=ml_workers,
+                )
+            )
+            self.key.add_to_resource_policy(
+                iam.PolicyStatement(
+                    sid="MlWorkersEncryptResultsThroughS3",
+                    principals=[ml],
+                    actions=["kms:GenerateDataKey"],
+                    resources=["*"],
+                    conditions={**ml_workers, **through_s3},
+                )
+            )
+        self._outputs(config)
+
+    def _outputs(self, config: Config) -> None:
+        share = config.share
+        source = {
+            "bucket": self.bucket.bucket_name,
+            "prefix": share.prefix,
+            "key_arn": self.key.key_arn,
+            "account": self.account,
+        }
+        values = {
+            "ExchangeBucketName": self.bucket.bucket_name,
+            "ExchangeKeyArn": self.key.key_arn,
+            "SharedPrefix": share.prefix,
+            # paste into the ML side's cdk.json as one entry of "mlpoc:sources"
+            "MlpocSource": self.to_json_string(source),
+        }
+        if share.results_prefix is not None:
+            values["ResultsPrefix"] = share.results_prefix
+        for name, value in values.items():
+            CfnOutput(self, name, value=value)
