@@ -12,7 +12,7 @@ from mlpoc.contracts import S3Uri, dataset_refusal
 def test_every_key_builder_writes_inside_its_own_prefix() -> None:
     assert layout.DATASETS.holds_key(layout.dataset_key("digits", "a.csv"))
     assert layout.INPUTS.holds_key(layout.input_key("digits", "20261129T100000", "a.csv"))
-    version = layout.dataset_version_key("digits", "20261129T100000", "abc123")
+    version = layout.dataset_version_key("digits", "schedule-digits-d32c5kddcf5bb8c3")
     assert layout.DATASET_VERSIONS.holds_key(version)
     assert version.endswith(layout.DATASET_SUFFIX)
     keys = ArtifactKeys.of("digits", 3)
@@ -30,12 +30,12 @@ def test_prefixes_do_not_overlap_and_end_with_a_slash() -> None:
         assert not any(path.startswith(o) or o.startswith(path) for o in others)
 
 
-def test_only_the_api_writes_datasets_and_only_the_train_worker_writes_models() -> None:
+def test_only_the_train_worker_writes_dataset_versions_and_models() -> None:
     writers = {p.path: set(p.written_by) for p in layout.PREFIXES}
     assert writers == {
         "datasets/": set(),
         "inputs/": set(),
-        "dataset-versions/": {"api"},
+        "dataset-versions/": {"train"},
         "models/": {"train"},
     }
 

@@ -24,6 +24,7 @@ import pytest
 from botocore.exceptions import ClientError
 from sklearn.datasets import load_digits
 
+from mlpoc import dynamo
 from tests.support.cli import local_up as local_up_process
 from tests.support.cli import mlpoc
 
@@ -207,10 +208,14 @@ def test_a_retrain_from_the_review_queue_succeeds_under_the_deployed_policies(
     truth = str(digits.target[int(item["item_id"].removeprefix("d-"))])
     http(outputs, "POST", "/v1/annotations/loop", {"item_id": item["item_id"], "label": truth})
     retrain = http(outputs, "POST", "/v1/annotations/loop/retrain")
-    # THEN the API wrote dataset-versions/ and the train worker, as its own role, read it
-    assert retrain["dataset"].startswith(f"s3://{bucket}/dataset-versions/loop/")
+    # THEN the train worker, as its own role, built the dataset version (the corrections read
+    # from the annotations table, the version written under dataset-versions/) and trained on it
+    assert retrain["dataset"] == f"s3://{bucket}/datasets/loop/"
     done = wait_for_job(outputs, job_id=retrain["job_id"])
     assert done["status"]["S"] == "SUCCEEDED", done
+    result = (dynamo.deserialize({"result": done["result"]}) or {})["result"]
+    assert result["dataset"].startswith(f"s3://{bucket}/dataset-versions/loop/")
+    assert (result["built"]["corrections"], result["built"]["base_version"]) == (1, 1)
 
 
 def test_preflight_checks_what_applies_to_the_local_stack(

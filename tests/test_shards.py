@@ -124,11 +124,13 @@ def test_the_contract_refuses_a_malformed_shard(changes: dict[str, Any], reason:
         parse_job(message(**changes), data_bucket=BUCKET)
 
 
-def test_a_prefix_is_a_predict_jobs_dataset_only() -> None:
+def test_a_folder_is_a_dataset_of_either_type_but_not_of_a_shard() -> None:
     prefix = f"s3://{BUCKET}/datasets/batch/"
     assert parse_job(message(dataset=prefix, shard=None), data_bucket=BUCKET).over_prefix
-    with pytest.raises(JobRejected, match="only a predict job may name a prefix"):
-        parse_job(message(type="train", dataset=prefix, shard=None), data_bucket=BUCKET)
+    # a train job over a folder builds its dataset version (tests/test_builds.py)
+    assert parse_job(message(type="train", dataset=prefix, shard=None), data_bucket=BUCKET)
+    with pytest.raises(JobRejected, match=r"only a predict job over one \.csv object has shards"):
+        parse_job(message(dataset=prefix), data_bucket=BUCKET)
 
 
 # -- the whole flow, in-process -------------------------------------------------------------------

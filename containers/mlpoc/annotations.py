@@ -1,6 +1,6 @@
 """Human corrections and the retrain they feed: the review queue (predictions below the
-confidence threshold), a correction, and a new dataset version made of the promoted version's
-dataset plus every correction, queued as a train job.
+confidence threshold), a correction, and a train job over the promoted version's folder (the
+train worker builds the dataset version with every correction in it: :mod:`mlpoc.builds`).
 
 HTTP-free: the API's routes call these, and a refusal is a :class:`~mlpoc.errors.Refused`
 whose code the API turns into its status.
@@ -8,15 +8,13 @@ whose code the API turns into its status.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from mlpoc import datasets, dynamo, jobs, layout, tables
+from mlpoc import dynamo, jobs, layout, tables
 from mlpoc.aws import Clients
 from mlpoc.contracts import Job, S3Uri
 from mlpoc.errors import Refused, RegistryError
@@ -89,8 +87,9 @@ class Annotations:
         )
 
     def retrain(self, model: str) -> dict[str, Any]:
-        """A new dataset version (the promoted version's dataset plus every correction) and a
-        train job on it, queued; what was queued."""
+        """A train job over the promoted version's folder, queued: the train worker builds the
+        new dataset version (the promoted version's data, what is new in the folder, every
+        correction: :mod:`mlpoc.builds`). What was queued."""
         try:
             base = self.registry.resolve(model, "current")
         except RegistryError as error:
@@ -98,25 +97,16 @@ class Annotations:
         usable = [c for c in self.corrections(model) if c.get("features")]
         if not usable:
             raise Refused("no_corrections", f"no corrected labels for {model!r} yet")
-        text = datasets.fetch(self.clients.s3, S3Uri.parse(base.dataset))
-        header = next(csv.reader(io.StringIO(text)))
-        out = io.StringIO()
-        out.write(text if text.endswith("\n") else text + "\n")
-        writer = csv.writer(out, lineterminator="\n")
-        for correction in usable:
-            values = dict(zip(base.features, json.loads(correction["features"]), strict=True))
-            values["label"] = correction["label"]
-            writer.writerow([values.get(column, "") for column in header])
+        folder = base.extra.get("folder") or str(
+            S3Uri(self.runtime.data_bucket, layout.model_prefix(model))
+        )
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-        key = layout.dataset_version_key(model, stamp, uuid.uuid4().hex[:6])
-        bucket = self.runtime.data_bucket
-        self.clients.s3.put_object(Bucket=bucket, Key=key, Body=out.getvalue().encode())
         job = Job(
             job_id=f"retrain-{model}-{stamp}-{uuid.uuid4().hex[:6]}",
             type="train",
             model=model,
-            dataset=S3Uri(bucket, key),
-            params={"plugin": base.plugin},
+            dataset=S3Uri.parse(str(folder)),
+            params={"origin": "retrain"},
         )
         jobs.enqueue(
             self.ledger, self.clients.sqs, self.runtime, job, source="api", nudge=self.nudge

@@ -4,7 +4,7 @@ the key builders. The one home of these facts:
 * the service stack grants each runtime role exactly the prefixes listed here (``read_by``,
   ``written_by``), and its cdk-nag acknowledgments quote ``holds``;
 * the data stack sends upload events for ``DATASETS`` only;
-* the upload function, the artifact writer, the retrain route and the CLI build their keys here;
+* the upload function, the artifact writer, the dataset builder and the CLI build their keys here;
 * the job contract refuses a dataset outside the prefixes its worker may read.
 
 Standard library only: the CDK app, the Lambda bundle, the workers and the API all import it.
@@ -57,9 +57,10 @@ INPUTS = Prefix(
 DATASET_VERSIONS = Prefix(
     "data",
     "dataset-versions/",
-    "training sets the retrain route builds: a promoted version's dataset plus the corrections",
-    read_by=("train", "api"),
-    written_by=("api",),
+    "training sets a train job over a folder builds: the promoted version's data, what is new "
+    "and the corrections (with a manifest beside each)",
+    read_by=("train",),
+    written_by=("train",),
 )
 MODEL_ARTIFACTS = Prefix(
     "models",
@@ -95,9 +96,10 @@ def input_key(model: str, stamp: str, filename: str) -> str:
     return f"{INPUTS.path}{model}/{stamp}-{filename}"
 
 
-def dataset_version_key(model: str, stamp: str, token: str) -> str:
-    """A dataset the retrain route builds: ``dataset-versions/<model>/<stamp>-<token>.csv``."""
-    return f"{DATASET_VERSIONS.path}{model}/{stamp}-{token}{DATASET_SUFFIX}"
+def dataset_version_key(model: str, job_id: str) -> str:
+    """The dataset a train job over a folder builds: ``dataset-versions/<model>/<job>.csv``
+    (one per job: a retried job rewrites its own)."""
+    return f"{DATASET_VERSIONS.path}{model}/{job_id}{DATASET_SUFFIX}"
 
 
 def artifact_prefix(model: str, version: int) -> str:

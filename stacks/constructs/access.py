@@ -51,6 +51,7 @@ TABLE_ACTIONS: dict[str, dict[RuntimeRole, tuple[str, ...]]] = {
     },
     "annotations": {
         "api": ("PutItem", "Query"),
+        "train": ("Query",),  # the corrections a dataset version includes (mlpoc.builds)
     },
 }
 WRITE_ACTIONS = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"})

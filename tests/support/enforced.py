@@ -12,7 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -22,6 +22,8 @@ from mlpoc.local.deploy import LocalDeployer
 from mlpoc.local.iam import Enforced, LocalIdentities
 from mlpoc.local.processes import LOCAL_ACCOUNT, ProcessSpec, Resolver, api_key_secret, processes
 from mlpoc.local.safety import REGION, Credentials, local_env
+from mlpoc.local.schedules import LocalSchedule, from_template
+from mlpoc.local.supervisor import SCHEDULER
 from tests.support.aws_stack import OUTPUTS, Stack
 from tests.support.cdk_app import Synthesized
 
@@ -57,13 +59,15 @@ class EnforcedStack:
     outputs: dict[str, str]
     specs: dict[str, ProcessSpec]  # runtime role (train, predict, api, upload) -> process
     enforced: Enforced
+    schedules: list[LocalSchedule] = field(default_factory=list)
+    wired: list[str] = field(default_factory=list)
 
     def session(self, role: str) -> boto3.session.Session:
         """A session with the credentials of a runtime role (or "operator")."""
         credentials: Credentials | None = (
             self.enforced.operator
             if role == "operator"
-            else self.enforced.processes[self.specs[role].name]
+            else self.enforced.processes[self.specs[role].name if role in self.specs else role]
         )
         assert credentials is not None
         return boto3.session.Session(
@@ -108,7 +112,8 @@ def runtime_role(spec: ProcessSpec) -> str:
 
 
 def deploy_enforced(endpoint: str, app: Synthesized) -> EnforcedStack:
-    """What `mlpoc local up` does before it starts processes, on ``app``'s templates."""
+    """What `mlpoc local up` does before it starts processes, on ``app``'s templates (and the
+    schedules' role, assumed as ``scheduler``, when the app has schedules)."""
     data = app.data_json
     service = app.service_json
     deployer = LocalDeployer(endpoint)
@@ -116,12 +121,16 @@ def deploy_enforced(endpoint: str, app: Synthesized) -> EnforcedStack:
     secret_arn, _ = deployer.create_api_key("mlpoc")
     resolve = Resolver(stack.exports, REGION, dict.fromkeys(api_key_secret(service), secret_arn))
     specs = processes(service, app.outdir, resolve)
+    found = from_template(service, resolve)
+    others = {SCHEDULER: found[0].role_id} if found and found[0].role_id else {}
     enforced = LocalIdentities(endpoint, account=LOCAL_ACCOUNT).for_processes(
-        service, specs, resolve
+        service, specs, resolve, others
     )
     return EnforcedStack(
         endpoint=endpoint,
         outputs=stack.outputs,
         specs={runtime_role(s): s for s in specs},
         enforced=enforced,
+        schedules=found,
+        wired=stack.wired,
     )

@@ -33,7 +33,9 @@ app = typer.Typer(
 local_app = typer.Typer(help="The whole stack on this machine (moto, workers, functions, API).")
 dlq_app = typer.Typer(help="Dead-letter queues: what failed for good, and a redrive after a fix.")
 app.add_typer(local_app, name="local")
+schedule_app = typer.Typer(help="Scheduled retraining (mlpoc:schedules): list, or run one now.")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(schedule_app, name="schedule")
 console = Console()
 errors = Console(stderr=True)
 

@@ -14,7 +14,7 @@ from rich.live import Live
 from rich.table import Table
 
 from mlpoc.cli import ops, render
-from mlpoc.cli.common import app, console, dlq_app, fail, operates
+from mlpoc.cli.common import app, console, dlq_app, fail, operates, schedule_app
 from mlpoc.cli.target import Deployment
 
 
@@ -52,15 +52,20 @@ def _submit_and_wait(dep: Deployment, job_type: str, wait: bool, **kwargs: Any) 
     job = ops.submit(dep, job_type="train" if job_type == "train" else "predict", **kwargs)
     console.print(f"queued {job.type} job [bold]{job.job_id}[/] for {job.model} on {job.dataset}")
     if wait:
-        with console.status(f"waiting for {job.job_id}"):
-            record = ops.wait_for(dep, [job.job_id], timeout=3600)[job.job_id]
-        colour = "green" if record["status"] == "SUCCEEDED" else "red"
-        console.print(
-            f"[{colour}]{record['status']}[/] "
-            + json.dumps(record.get("result") or record.get("reason"))
-        )
-        if record["status"] != "SUCCEEDED":
-            raise typer.Exit(1)
+        _wait_and_show(dep, job.job_id)
+
+
+def _wait_and_show(dep: Deployment, job_id: str) -> None:
+    """Wait for a job to finish, print its result; exit 1 when it failed."""
+    with console.status(f"waiting for {job_id}"):
+        record = ops.wait_for(dep, [job_id], timeout=3600)[job_id]
+    colour = "green" if record["status"] == "SUCCEEDED" else "red"
+    console.print(
+        f"[{colour}]{record['status']}[/] "
+        + json.dumps(record.get("result") or record.get("reason"))
+    )
+    if record["status"] != "SUCCEEDED":
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -140,6 +145,30 @@ def models_command(
 ) -> None:
     """Model versions with their held-out metrics; ● marks the live one."""
     console.print(render.models_table(ops.models(dep, model)))
+
+
+@schedule_app.command("list")
+@operates
+def schedule_list(dep: Deployment) -> None:
+    """The stack's schedules: which model, when, and the job each sends."""
+    table = Table("model", "expression", "sends", title="Schedules")
+    for schedule in ops.schedules(dep):
+        table.add_row(schedule.model, schedule.expression, schedule.input)
+    console.print(table)
+
+
+@schedule_app.command("run")
+@operates
+def schedule_run(
+    dep: Deployment,
+    model: Annotated[str, typer.Argument(help="The model whose schedule to fire now.")],
+    wait: Wait = False,
+) -> None:
+    """Fire a model's schedule now (its job, as the scheduler sends it)."""
+    job = ops.run_schedule(dep, model)
+    console.print(f"queued scheduled train job [bold]{job.job_id}[/] on {job.dataset}")
+    if wait:
+        _wait_and_show(dep, job.job_id)
 
 
 @app.command()

@@ -29,6 +29,7 @@ from mlpoc.errors import JobRejected, TargetError
 from mlpoc.ledger import TERMINAL
 from mlpoc.registry import ModelVersion, Pointer
 from mlpoc.scaling import CLUSTER_OUTPUT, SERVICE_OUTPUTS, WorkerServices, nudger
+from mlpoc.schedules import SCHEDULES_OUTPUT, fire
 from mlpoc.settings import GPU_QUEUE_VARIABLE, RESOURCE_OUTPUTS
 
 # operator-facing queue name -> (queue output, dead-letter queue output)
@@ -98,6 +99,56 @@ def submit(
     )
     if not submitted:
         raise TargetError(f"a job with id {job.job_id!r} exists already; pick another --job-id")
+    return job
+
+
+@dataclass(frozen=True)
+class ScheduleInfo:
+    name: str
+    model: str
+    expression: str
+    input: str  # the job it sends, with the scheduler's context attributes still in it
+
+
+def schedules(dep: Deployment) -> list[ScheduleInfo]:
+    """The stack's schedules (mlpoc:schedules): from the local state, or EventBridge Scheduler."""
+    if dep.local_schedules is not None:
+        return [
+            ScheduleInfo(s["name"], s["model"], s["expression"], s["input"])
+            for s in dep.local_schedules
+        ]
+    names = [n for n in dep.outputs.get(SCHEDULES_OUTPUT, "").split(",") if n]
+    scheduler = dep.client("scheduler")
+    found = []
+    for name in names:
+        schedule = scheduler.get_schedule(Name=name)
+        text = schedule["Target"]["Input"]
+        found.append(
+            ScheduleInfo(name, json.loads(text)["model"], schedule["ScheduleExpression"], text)
+        )
+    return found
+
+
+def run_schedule(dep: Deployment, model: str) -> Job:
+    """Fire ``model``'s schedule now: its job, as the scheduler would send it, recorded and
+    queued (its job id carries ``manual-…`` where the scheduler's execution id goes)."""
+    found = {s.model: s for s in schedules(dep)}
+    if model not in found:
+        listed = ", ".join(found) or "none (set mlpoc:schedules in cdk.json and deploy)"
+        raise TargetError(f"no schedule for model {model!r}; schedules: {listed}")
+    body = fire(found[model].input, execution_id=f"manual-{uuid.uuid4().hex[:12]}")
+    try:
+        job = parse_job(body, data_bucket=dep.output("DataBucketName"), sources=sources(dep))
+    except JobRejected as rejected:
+        raise TargetError(f"the schedule's job is not valid: {rejected.reason}") from None
+    jobs.submit(
+        dep.ledger(),
+        dep.client("sqs"),
+        queue_url=dep.output(QUEUE_OUTPUTS["train"]),
+        job=job,
+        source=f"schedule run ({found[model].name})",
+        nudge=nudger(worker_services(dep), dep.client("ecs")),
+    )
     return job
 
 

@@ -120,6 +120,7 @@ def models_table(summaries: list[ops.ModelSummary]) -> Table:
         "macro F1",
         "train rows",
         "dataset",
+        "from",
         "live",
         title="Model versions",
     )
@@ -129,7 +130,8 @@ def models_table(summaries: list[ops.ModelSummary]) -> Table:
             table.add_row(
                 summary.model, f"v{v.version}", f"{v.metrics.get('accuracy', 0):.3f}",
                 f"{v.metrics.get('macro_f1', 0):.3f}", str(v.extra.get("train_rows", "")),
-                v.dataset.rsplit("/", 1)[-1], "[green]●[/]" if v.version == live else "",
+                v.dataset.rsplit("/", 1)[-1], str(v.extra.get("origin", "")),
+                "[green]●[/]" if v.version == live else "",
             )  # fmt: skip
     return table
 

@@ -38,6 +38,8 @@ class Deployment:
     local_api_key: str | None = None
     # locally: the operator's identity that local mode created in moto (its admin user)
     local_credentials: Credentials | None = None
+    # locally: the service template's schedules (on AWS they are read from EventBridge Scheduler)
+    local_schedules: list[dict[str, Any]] | None = None
 
     def client(self, service: str) -> Any:
         if self.endpoint is None:
@@ -86,6 +88,7 @@ def resolve(target: TargetName, *, state_dir: Path, project: str, region: str | 
             api_url=state.api_url,
             local_api_key=state.api_key,
             local_credentials=state.credentials(),
+            local_schedules=state.schedules,
         )
     return _aws(project, region)
 

@@ -13,7 +13,7 @@ from moto.cloudformation.parsing import get_model_map
 
 from mlpoc.errors import DeployError
 from mlpoc.local.moto_template import LeftOut, MotoTemplate, for_moto
-from mlpoc.local.safety import REGION, check_endpoint, local_session
+from mlpoc.local.safety import FAKE, REGION, Credentials, check_endpoint, local_session
 
 AWS_QUEUE_URL = re.compile(
     r"^https://sqs\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/(?P<account>\d{12})/(?P<name>[\w-]{1,80})$"
@@ -35,12 +35,16 @@ def supported_by_moto(resource_type: str) -> bool:
 
 
 class LocalDeployer:
-    def __init__(self, endpoint: str) -> None:
-        session = local_session()
+    """Creates stacks in the local moto server: in its default account, or in the account of
+    ``credentials`` (a role assumed in another account id, for the share stack)."""
+
+    def __init__(self, endpoint: str, credentials: Credentials | None = None) -> None:
+        session = local_session(credentials or FAKE)
         self.endpoint = check_endpoint(endpoint)
         self.cloudformation = session.client("cloudformation", endpoint_url=endpoint)
         self.s3 = session.client("s3", endpoint_url=endpoint)
         self.sqs = session.client("sqs", endpoint_url=endpoint)
+        self.dynamodb = session.client("dynamodb", endpoint_url=endpoint)
         self.secretsmanager = session.client("secretsmanager", endpoint_url=endpoint)
 
     def create(self, name: str, template: dict[str, Any]) -> LocalStack:
@@ -85,9 +89,14 @@ class LocalDeployer:
         """Apply the custom resources' effect that local mode knows how to reproduce."""
         physical = self._physical_ids(name)
 
+        pseudo = {"AWS::Partition": "aws", "AWS::Region": REGION}
+
         def resolve(value: Any) -> Any:
             if isinstance(value, dict) and "Ref" in value:
-                return physical[value["Ref"]]
+                return pseudo.get(value["Ref"]) or physical[value["Ref"]]
+            if isinstance(value, dict) and "Fn::Join" in value:
+                separator, parts = value["Fn::Join"]
+                return separator.join(str(resolve(p)) for p in parts)
             if isinstance(value, dict) and "Fn::GetAtt" in value:
                 logical, attribute = value["Fn::GetAtt"]
                 if attribute == "Arn" and physical[logical].startswith("http"):
@@ -112,6 +121,19 @@ class LocalDeployer:
                 ),
             )
             local.wired.append(f"{logical_id}: S3 notifications of {props['BucketName']} (S3 API)")
+        for logical_id, resource in prepared.template["Resources"].items():
+            policy = resource.get("Properties", {}).get("ResourcePolicy")
+            if resource["Type"] != "AWS::DynamoDB::Table" or policy is None:
+                continue
+            # moto's CloudFormation creates the table without it; the DynamoDB API sets it
+            table = self.dynamodb.describe_table(TableName=physical[logical_id])["Table"]
+            self.dynamodb.put_resource_policy(
+                ResourceArn=table["TableArn"],
+                Policy=json.dumps(resolve(policy["PolicyDocument"])),
+            )
+            local.wired.append(
+                f"{logical_id}: resource policy of {table['TableName']} (DynamoDB API)"
+            )
         for logical_id, _ in prepared.to_wire.get("Custom::S3AutoDeleteObjects", []):
             local.wired.append(f"{logical_id}: not needed (the whole server stops with local mode)")
 

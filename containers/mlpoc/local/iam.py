@@ -152,10 +152,22 @@ class LocalIdentities:
         enforce_iam(self.endpoint)
 
     def for_processes(
-        self, template: Mapping[str, Any], specs: Iterable[ProcessSpec], resolve: Resolver
+        self,
+        template: Mapping[str, Any],
+        specs: Iterable[ProcessSpec],
+        resolve: Resolver,
+        others: Mapping[str, str] | None = None,
     ) -> Enforced:
-        """Every process's role from the template, assumed; the operator; enforcement on."""
+        """Every process's role from the template, assumed; the roles of ``others`` (name ->
+        role id: what local mode does in a service's place, such as sending the schedules'
+        jobs); the operator; enforcement on."""
         enforced = Enforced()
+        for name, role_id in (others or {}).items():
+            role = role_policies(template, role_id, resolve)
+            self.create_role(role)
+            if role.left_out:
+                enforced.left_out[role_id] = role.left_out
+            enforced.processes[name] = self.assume(role_id, name)
         for spec in specs:
             if not spec.role_id:
                 raise NoRole(

@@ -14,6 +14,10 @@ The gaps:
   scan of an index); ``BatchWriteItem``/``BatchGetItem`` are checked on every table they touch,
   and ``TransactWriteItems``/``TransactGetItems`` item by item with the actions AWS checks for
   them (``PutItem``, ``UpdateItem``, ``DeleteItem``, ``ConditionCheckItem``, ``GetItem``).
+* **DynamoDB across accounts**: moto finds a table named by its ARN only in the caller's own
+  account and has no resource policies. Patched: a table ARN of another account is that
+  account's table, and the call is allowed only if the table's resource policy (which local
+  mode sets from the template) allows the caller's account (:func:`resource_policy_allows`).
 * **Secrets Manager** is authorized against ``*`` too. Patched: the secret's ARN.
 * **SQS** ``GetQueueUrl`` (and ``CreateQueue``) are authorized against ``*``. Patched: the
   queue's ARN, from ``QueueName``. And moto asks for ``sqs:DeleteMessageBatch`` (and the other
@@ -32,9 +36,11 @@ The gaps:
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import hashlib
 import inspect
+import json
 import re
 import threading
 import time
@@ -46,6 +52,7 @@ from moto.core.authorization import ActionAuthenticatorMixin
 from moto.core.exceptions import AccessDeniedError, JsonRESTError
 from moto.core.responses import BaseResponse
 from moto.core.utils import unix_time
+from moto.dynamodb.models import DynamoDBBackend, dynamodb_backends
 from moto.dynamodb.responses import DynamoHandler
 from moto.iam.access_control import IAMRequest, IAMRequestBase, S3IAMRequest
 from moto.s3.exceptions import S3AccessDeniedError
@@ -197,6 +204,94 @@ def _dynamodb_authorize(self: DynamoHandler, resource: str = "*") -> None:
     )
     for action, arn in pairs:
         self._authenticate_and_authorize_action(_iam_request_for(action), arn)
+        owner = arn.split(":")[4] if arn.startswith("arn:") else self.current_account
+        if owner != self.current_account:
+            _authorize_across_accounts(action, arn, caller=self.current_account, owner=owner)
+
+
+def _authorize_across_accounts(action: str, arn: str, *, caller: str, owner: str) -> None:
+    """Another account's table: its resource policy must allow the caller (AWS also asks the
+    caller's own policies, which moto checked above)."""
+    table_arn = arn.split("/index/", maxsplit=1)[0]
+    region = arn.split(":")[3]
+    policy = dynamodb_backends[owner][region].resource_policies.get(table_arn)
+    document = json.loads(policy.policy_doc) if policy is not None else {"Statement": []}
+    if not resource_policy_allows(document, action=f"dynamodb:{action}", arn=arn, account=caller):
+        principal = f"arn:aws:iam::{caller}:root"
+        denial = Denial(principal, f"dynamodb:{action}", arn, time.time())
+        with _DENIALS_LOCK:
+            DENIALS.append(denial)
+        raise JsonRESTError(
+            "AccessDeniedException",
+            f"User: {principal} is not authorized to perform: dynamodb:{action} on resource: "
+            f"{arn} because no resource-based policy allows the dynamodb:{action} action",
+        )
+
+
+def resource_policy_allows(
+    document: Mapping[str, Any], *, action: str, arn: str, account: str
+) -> bool:
+    """Whether a table's resource policy lets ``account`` do ``action`` on ``arn``, as local
+    mode can tell: principals by account (``*``, the id, or its root ARN), actions and
+    resources with wildcards, and the one condition the kit writes
+    (``StringEquals aws:PrincipalAccount``). Any other condition does not hold here, so local
+    mode allows less than AWS, never more."""
+    allowed = False
+    statements = document.get("Statement", [])
+    for statement in statements if isinstance(statements, list) else [statements]:
+        if not (
+            _principal_is(statement.get("Principal"), account)
+            and _any_matches(statement.get("Action", []), action)
+            and _any_matches(statement.get("Resource", "*"), arn, resource=True)
+            and _conditions_hold(statement.get("Condition", {}), account)
+        ):
+            continue
+        if statement.get("Effect") == "Deny":
+            return False
+        allowed = True
+    return allowed
+
+
+def _listed(value: Any) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _principal_is(principal: Any, account: str) -> bool:
+    if principal == "*":
+        return True
+    named = _listed(principal.get("AWS", [])) if isinstance(principal, dict) else []
+    return any(p in ("*", account) or re.fullmatch(rf"arn:aws[\w-]*:iam::{account}:root", p)
+               for p in named)  # fmt: skip
+
+
+def _any_matches(patterns: Any, value: str, *, resource: bool = False) -> bool:
+    for pattern in _listed(patterns):
+        if fnmatch.fnmatchcase(value, pattern):
+            return True
+        # in a table's own policy, the table's ARN also covers its indexes
+        if resource and fnmatch.fnmatchcase(value.split("/index/", maxsplit=1)[0], pattern):
+            return True
+    return False
+
+
+def _conditions_hold(conditions: Mapping[str, Any], account: str) -> bool:
+    for operator, tests in conditions.items():
+        for key, wanted in tests.items():
+            if (operator, key) != ("StringEquals", "aws:PrincipalAccount"):
+                return False
+            if account not in _listed(wanted):
+                return False
+    return True
+
+
+def _get_table(self: DynamoDBBackend, table_name: str) -> Any:
+    """A table named by the ARN of another account's table is that account's (moto looks only
+    in the caller's); ``_dynamodb_authorize`` has checked the table's resource policy."""
+    if table_name.startswith("arn:"):
+        region, owner = table_name.split(":")[3:5]
+        if owner != self.account_id:
+            return dynamodb_backends[owner][region].get_table(table_name)
+    return ORIGINALS[(DynamoDBBackend, "get_table")](self, table_name)
 
 
 # SQS has no IAM actions of its own for the batch calls (SQS Developer Guide, batch actions).
@@ -247,6 +342,7 @@ PATCHES: tuple[Patch, ...] = (
     Patch(SQSResponse, "_determine_resource", _sqs_resource),
     Patch(SQSResponse, "_authenticate_and_authorize_normal_action", _sqs_authorize),
     Patch(DynamoHandler, "_authenticate_and_authorize_normal_action", _dynamodb_authorize),
+    Patch(DynamoDBBackend, "get_table", _get_table),
     Patch(SecretsManagerResponse, "_determine_resource", _secret_resource),
     Patch(SQSBackend, "is_message_valid_based_on_retention_period", _valid_for_retention),
 )
@@ -271,6 +367,9 @@ MOTO_SOURCES: dict[str, str] = {
     ),
     "DynamoHandler._authenticate_and_authorize_normal_action": (
         "eaa6fd7174850bcbac48e22c254b2b09b7117bd6a9e1d4e3425248615c47d065"
+    ),
+    "DynamoDBBackend.get_table": (
+        "a738146035fc206b81e0659a004dcc62ae70eb356ef7c5ab771ba68bdd2d7ab0"
     ),
     "SecretsManagerResponse._determine_resource": "",
     "SQSBackend.is_message_valid_based_on_retention_period": (

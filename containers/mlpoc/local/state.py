@@ -52,6 +52,8 @@ class LocalState:
     roles: dict[str, str] = field(default_factory=dict)
     iam_left_out: dict[str, list[str]] = field(default_factory=dict)
     denials: list[dict[str, Any]] = field(default_factory=list)
+    # the service template's schedules (local mode sends their jobs when due)
+    schedules: list[dict[str, Any]] = field(default_factory=list)
 
     def credentials(self) -> Credentials:
         """The operator's credentials (the fixed fake pair when IAM is not enforced)."""

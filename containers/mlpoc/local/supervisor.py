@@ -31,11 +31,13 @@ from typing import IO, Any
 from mlpoc.assembly import Assembly
 from mlpoc.errors import LocalError
 from mlpoc.local import motopatch, sqs_lambda
+from mlpoc.local import schedules as local_schedules
 from mlpoc.local.deploy import LocalDeployer
 from mlpoc.local.iam import LocalIdentities, NoRole
 from mlpoc.local.motoserver import EmbeddedMoto
 from mlpoc.local.processes import LOCAL_ACCOUNT, ProcessSpec, Resolver, api_key_secret, processes
 from mlpoc.local.safety import FAKE, REGION, Credentials, check_env, local_env, local_session
+from mlpoc.local.schedules import LocalSchedule, LocalScheduler
 from mlpoc.local.state import STATE_FILE, LocalState, ProcessState, pid_alive
 from mlpoc.local.synth import project_dir, synthesize
 
@@ -44,6 +46,8 @@ LOCAL_OVERRIDES = {"MLPOC_WAIT_SECONDS": "5"}
 # The API's OpenAPI pages are off on AWS; on the laptop they are what a developer reads.
 LOCAL_API_OVERRIDES = {"MLPOC_API_DOCS": "on"}
 STOP_SECONDS = 10.0
+# the identity local mode sends the schedules' jobs under (their role in the template)
+SCHEDULER = "scheduler"
 API_START_SECONDS = 60.0
 # what local mode says of the GPU pool's worker (a stack synthesized with mlpoc:gpu)
 GPU_STAND_IN = (
@@ -89,6 +93,7 @@ class LocalMode:
         self.commands: dict[str, list[str]] = {}
         self.iam_left_out: dict[str, list[str]] = {}
         self.state: LocalState | None = None
+        self.scheduler = LocalScheduler([], send=lambda *_: None, started=0)
         self._stop = threading.Event()
 
     # -- start -------------------------------------------------------------------------------
@@ -129,7 +134,10 @@ class LocalMode:
         )
         specs = processes(service, assembly, resolve)
         queue_urls = self._queue_urls(specs, endpoint)
-        identities = self._identities(service, specs, resolve, endpoint)
+        found = local_schedules.from_template(service, resolve)
+        others = {SCHEDULER: found[0].role_id} if found and found[0].role_id else {}
+        identities = self._identities(service, specs, resolve, endpoint, others)
+        self.scheduler = self._scheduler(found, endpoint, identities.get(SCHEDULER, FAKE))
 
         api_port = free_port()
         self.progress("starting " + ", ".join(s.name for s in specs))
@@ -161,7 +169,7 @@ class LocalMode:
                 for r in stack.left_out
             ],
             wired=stack.wired,
-            notes=local_notes(stack.notes, specs),
+            notes=[*local_notes(stack.notes, specs), *self.scheduler.notes],
             env_left_out={s.name: s.left_out for s in specs if s.left_out},
             iam=self.iam,
             operator=(
@@ -174,6 +182,7 @@ class LocalMode:
             ),
             roles={s.name: s.role_id for s in specs} if self.iam else {},
             iam_left_out=self.iam_left_out,
+            schedules=[f.to_state() for f in found],
         )
         self._wait_for_api(api_url)
         self.state.save(self.state_dir)
@@ -200,8 +209,28 @@ class LocalMode:
             if s.queue_arn
         }
 
+    def _scheduler(
+        self, found: list[LocalSchedule], endpoint: str, credentials: Credentials
+    ) -> LocalScheduler:
+        """Sends the due schedules' jobs as the schedules' role (EventBridge Scheduler's part)."""
+        sqs = local_session(credentials).client("sqs", endpoint_url=endpoint)
+        log_path = self.state_dir / "logs" / "scheduler.log"
+
+        def send(schedule: LocalSchedule, body: str) -> None:
+            account, name = schedule.queue_arn.split(":")[4:6]
+            sqs.send_message(QueueUrl=f"{endpoint}/{account}/{name}", MessageBody=body)
+            with log_path.open("a") as out:
+                out.write(f"{time.strftime('%H:%M:%S')} {schedule.name} sent {body}\n")
+
+        return LocalScheduler(found, send=send, started=time.time())
+
     def _identities(
-        self, service: dict[str, Any], specs: list[ProcessSpec], resolve: Resolver, endpoint: str
+        self,
+        service: dict[str, Any],
+        specs: list[ProcessSpec],
+        resolve: Resolver,
+        endpoint: str,
+        others: dict[str, str],
     ) -> dict[str, Credentials]:
         """Each process's role from the template, assumed; the operator; then enforcement on."""
         if not self.iam:
@@ -210,7 +239,7 @@ class LocalMode:
         motopatch.DENIALS.clear()
         try:
             enforced = LocalIdentities(endpoint, account=LOCAL_ACCOUNT).for_processes(
-                service, specs, resolve
+                service, specs, resolve, others
             )
         except NoRole as error:
             raise LocalError(str(error)) from None
@@ -288,10 +317,18 @@ class LocalMode:
         try:
             while not self._stop.wait(1.0):
                 self._restart_exited()
+                self._send_due()
                 self.record_denials()
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+
+    def _send_due(self) -> None:
+        try:
+            self.scheduler.tick(time.time())
+        except Exception as error:
+            with (self.state_dir / "logs" / "scheduler.log").open("a") as out:
+                out.write(f"{time.strftime('%H:%M:%S')} send failed: {error}\n")
 
     def _restart_exited(self) -> None:
         assert self.state is not None  # noqa: S101 - wait() follows start()

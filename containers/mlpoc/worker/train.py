@@ -20,7 +20,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 import mlpoc
-from mlpoc import artifacts, datasets, plugins
+from mlpoc import artifacts, builds, datasets, plugins
 from mlpoc.artifacts import ArtifactKeys
 from mlpoc.contracts import Job, S3Uri, dataset_refusal
 from mlpoc.errors import CommitConflict, DatasetError, JobFailed, TransientError
@@ -122,11 +122,29 @@ def handle_train(ctx: JobContext) -> None:
     test_size, seed, promote_mode, then_predict = _options(
         job, settings.data_bucket, settings.sources
     )
-    plugin = plugins.get(str(job.params.get("plugin", plugins.DEFAULT_PLUGIN)))
     registry = Registry(clients.dynamodb, settings.models_table)
+    dataset, text, built, default_plugin = job.dataset, None, None, plugins.DEFAULT_PLUGIN
+    if job.over_prefix:  # a folder: build the dataset version (mlpoc.builds)
+        outcome = builds.build(clients, settings, job, registry)
+        if isinstance(outcome, builds.NothingNew):
+            ctx.commit(
+                {
+                    "outcome": "nothing new",
+                    "reason": outcome.reason,
+                    "base_version": outcome.base_version,
+                }
+            )
+            log.info("train.nothing_new", extra={"reason": outcome.reason})
+            return
+        built, dataset, text = outcome, outcome.uri, outcome.text
+        default_plugin = outcome.base_plugin or default_plugin  # as the promoted version was
+        ctx.check_lease()
+    plugin = plugins.get(str(job.params.get("plugin", default_plugin)))
 
     started = time.monotonic()
-    data = datasets.parse_training(datasets.fetch(clients.s3, job.dataset), str(job.dataset))
+    if text is None:
+        text = datasets.fetch(clients.s3, dataset)
+    data = datasets.parse_training(text, str(dataset))
     x_train, x_test, y_train, y_test = split(data, test_size, seed)
     exported = plugin.train(x_train, y_train, job.params)
     train_seconds = round(time.monotonic() - started, 3)
@@ -150,10 +168,15 @@ def handle_train(ctx: JobContext) -> None:
         classes=exported.classes,
         metrics={},
         job_id=job.job_id,
-        dataset=str(job.dataset),
+        dataset=str(dataset),
         plugin=plugin.name,
         created_at=time.time(),
-        extra={"train_rows": len(y_train), "test_rows": len(y_test)},
+        extra={
+            "train_rows": len(y_train),
+            "test_rows": len(y_test),
+            **({"origin": origin} if (origin := builds.origin_of(job)) else {}),
+            **({"inputs": built.inputs, "folder": str(job.dataset)} if built else {}),
+        },
     )
     # Metrics of the ONNX graph itself: what is recorded is what will be served.
     classifier = OnnxClassifier(exported.onnx, version)
@@ -198,6 +221,7 @@ def handle_train(ctx: JobContext) -> None:
             "sha256": version.sha256,
             "artifact": f"s3://{settings.model_bucket}/{keys.onnx}",
             "train_seconds": train_seconds,
+            **({"dataset": str(dataset), "built": built.summary()} if built else {}),
         }
         try:
             ctx.commit(result, extra=extra, followups=followups)
