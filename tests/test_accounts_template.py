@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from mlpoc import cost
+from mlpoc.assembly import Assembly
 from mlpoc.errors import ConfigError
 from mlpoc.schedules import EXECUTION_ID
 from stacks.accounts import worker_role_name
@@ -310,3 +312,15 @@ def test_bad_knobs_say_what_is_wrong(overrides: dict[str, Any], message: str) ->
     with pytest.raises(ConfigError) as raised:
         config(**overrides)
     assert message in str(raised.value)
+
+
+def test_the_cost_report_says_what_crosses_accounts_and_who_pays(
+    linked: Synthesized, poc: Synthesized
+) -> None:
+    report = cost.report(Assembly.from_dir(linked.outdir), "us-east-1")
+    text = " ".join(report.across_accounts)
+    assert "s3://biz-exchange/cleansed/: S3 bills those requests to the bucket's owner" in text
+    assert f"read by account(s) {BUSINESS}: DynamoDB bills those reads to this account" in text
+    assert "2 schedule(s): EventBridge Scheduler invocations, 14 million a month free" in text
+    assert not [u for u in report.unpriced if "Scheduler" in u]
+    assert cost.report(Assembly.from_dir(poc.outdir), "us-east-1").across_accounts == []

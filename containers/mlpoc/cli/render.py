@@ -184,6 +184,8 @@ def print_cost(result: Any) -> None:
     console.print(cost_table("Per 1,000,000 stored predictions", result.predictions, predictions))
     if result.gpu:
         console.print(cost_table("GPU pool, per instance-hour while a GPU job runs", result.gpu))
+    for sentence in result.across_accounts:
+        console.print(f"[bold]Across accounts:[/] {sentence}")
     alt = result.alternative
     priced = "not priced" if alt.usd is None else f"[bold]{alt.usd:.2f} USD[/] a month"
     console.print(f"For comparison: {alt.item}: {alt.detail} = {priced}")

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mlpoc.assembly import Assembly
+from mlpoc.cost.accounts import across_accounts
 from mlpoc.cost.idle import Idle, unknown_types
 from mlpoc.cost.lines import ALTERNATIVE, USAGE_ONLY, Line, usd
 from mlpoc.cost.work import TRAIN_JOB_CALLS, per_gpu_hour, per_predictions, per_train_jobs
@@ -42,6 +43,7 @@ class Report:
     alternative: Line
     assumptions: dict[str, Any] = field(default_factory=dict)
     gpu: list[Line] = field(default_factory=list)  # the GPU pool, per instance-hour
+    across_accounts: list[str] = field(default_factory=list)  # who pays for what crosses
 
     @property
     def idle_total(self) -> float:
@@ -102,4 +104,5 @@ def report(assembly: Assembly, region: str, table: Mapping[str, Any] | None = No
         alternative=alternative,
         assumptions=dict(a),
         gpu=per_gpu_hour(assembly, prices, a),
+        across_accounts=across_accounts(assembly, prices, table["always_free"]),
     )

@@ -15,7 +15,7 @@ ALTERNATIVE = "ml.t2.medium"  # SageMaker's smallest real-time endpoint instance
 USAGE_ONLY = frozenset({
     "AWS::Lambda::Function", "AWS::SQS::Queue", "AWS::SNS::Topic", "AWS::Events::Rule",
     "AWS::ECS::Service", "AWS::Logs::LogGroup", "AWS::EC2::FlowLog", "AWS::S3::Bucket",
-    "AWS::DynamoDB::Table",
+    "AWS::DynamoDB::Table", "AWS::Scheduler::Schedule",
 })  # fmt: skip
 # No charge at all (configuration, permissions, free networking pieces).
 FREE = frozenset({
