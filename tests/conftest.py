@@ -11,7 +11,16 @@ import pytest
 
 from mlpoc import plugins
 from tests.support.aws_stack import FAKE_CREDENTIALS, Stack, create_stack
-from tests.support.cdk_app import Synthesized, default_app
+from tests.support.cdk_app import (
+    LINKED_ML,
+    LINKED_READER,
+    LINKED_SCHEDULES,
+    LINKED_SOURCE,
+    SharedApp,
+    Synthesized,
+    default_app,
+    share_app,
+)
 from tests.support.cli import ARTIFACTS
 from tests.support.enforced import EnforcedStack, deploy_enforced, moto_process
 
@@ -86,6 +95,23 @@ def retain(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
         alert_email="team@example.com",
         slack_webhook_secret_name="mlpoc/slack",
     )
+
+
+@pytest.fixture(scope="session")
+def linked(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    """Two accounts and schedules: a source, a reader account, two schedules."""
+    return Synthesized(
+        tmp_path_factory.mktemp("cdk-linked"),
+        sources=[LINKED_SOURCE],
+        result_readers=[LINKED_READER],
+        schedules=LINKED_SCHEDULES,
+    )
+
+
+@pytest.fixture(scope="session")
+def share(tmp_path_factory: pytest.TempPathFactory) -> SharedApp:
+    """The share stack, as a business account synthesizes it (with a results prefix)."""
+    return share_app(tmp_path_factory.mktemp("cdk-share"), LINKED_ML, results_prefix="results/")
 
 
 @pytest.fixture(scope="session")

@@ -17,36 +17,20 @@ from mlpoc.errors import ConfigError
 from mlpoc.schedules import EXECUTION_ID
 from stacks.accounts import worker_role_name
 from stacks.config import Config
-from tests.support.cdk_app import SharedApp, Synthesized, cdk_json_context, share_app
+from tests.support.cdk_app import (
+    LINKED_KEY_ARN,
+    LINKED_ML,
+    LINKED_READER,
+    LINKED_SCHEDULES,
+    LINKED_SOURCE,
+    SharedApp,
+    Synthesized,
+    cdk_json_context,
+    share_app,
+)
 
-ML = "123456789012"
-BUSINESS = "111122223333"
-KEY_ARN = f"arn:aws:kms:eu-west-1:{BUSINESS}:key/12345678-1234-1234-1234-123456789012"
-SOURCE = {"bucket": "biz-exchange", "prefix": "cleansed/", "key_arn": KEY_ARN, "account": BUSINESS}
-SCHEDULES = [
-    {"model": "digits", "expression": "rate(1 day)"},
-    {
-        "model": "churn",
-        "expression": "cron(0 3 ? * MON *)",
-        "promote": "never",
-        "source": "s3://biz-exchange/cleansed/churn/",
-    },
-]
-
-
-@pytest.fixture(scope="module")
-def share(tmp_path_factory: pytest.TempPathFactory) -> SharedApp:
-    return share_app(tmp_path_factory.mktemp("cdk-share"), ML, results_prefix="results/")
-
-
-@pytest.fixture(scope="module")
-def linked(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
-    return Synthesized(
-        tmp_path_factory.mktemp("cdk-linked"),
-        sources=[SOURCE],
-        result_readers=[BUSINESS],
-        schedules=SCHEDULES,
-    )
+ML, BUSINESS, KEY_ARN = LINKED_ML, LINKED_READER, LINKED_KEY_ARN
+SOURCE, SCHEDULES = LINKED_SOURCE, LINKED_SCHEDULES
 
 
 def of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:

@@ -23,10 +23,11 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from rich.console import Console
 
 from mlpoc import samples
 from mlpoc.aws import Clients
-from mlpoc.cli import ops
+from mlpoc.cli import ops, render
 from mlpoc.cli.target import Deployment
 from mlpoc.contracts import parse_job
 from mlpoc.errors import JobRejected
@@ -274,6 +275,11 @@ def test_a_scheduled_run_trains_on_new_data_then_finds_nothing_new(accounts: Two
     manual = accounts.work("train", job.job_id)
     assert manual["result"]["outcome"] == "nothing new"
     assert sent == [first, second]
+    # AND `mlpoc models` says which version came from the schedule
+    shown = Console(width=250, record=True)
+    shown.print(render.models_table(ops.models(dep, "digits")))
+    (row,) = [line for line in shown.export_text().splitlines() if "schedule" in line]
+    assert f"v{record['result']['model_version']}" in row
 
 
 def test_the_share_synth_is_the_business_accounts_own(tmp_path: Path) -> None:

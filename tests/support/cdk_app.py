@@ -18,6 +18,17 @@ from stacks.builder import Stacks, build
 from stacks.share_stack import ShareStack
 
 ROOT = CHECKOUT
+# the `linked` app (tests/conftest.py): an ML account with a business account's share
+LINKED_ML = "123456789012"
+LINKED_READER = "111122223333"
+LINKED_KEY_ARN = f"arn:aws:kms:eu-west-1:{LINKED_READER}:key/12345678-1234-1234-1234-123456789012"
+LINKED_SOURCE = {"bucket": "biz-exchange", "prefix": "cleansed/", "key_arn": LINKED_KEY_ARN,
+                 "account": LINKED_READER}  # fmt: skip
+LINKED_SCHEDULES = [
+    {"model": "digits", "expression": "rate(1 day)"},
+    {"model": "churn", "expression": "cron(0 3 ? * MON *)", "promote": "never",
+     "source": "s3://biz-exchange/cleansed/churn/"},
+]  # fmt: skip
 
 
 def cdk_json_context() -> dict[str, Any]:
@@ -61,6 +72,7 @@ def default_app() -> Synthesized:
 
 @dataclass
 class SharedApp:
+    outdir: Path
     stack: ShareStack
     template: Template
     json: dict[str, Any]
@@ -78,4 +90,4 @@ def share_app(outdir: Path, ml_account: str, **overrides: Any) -> SharedApp:
     assert isinstance(stack, ShareStack)
     app.synth()
     template = Template.from_stack(stack)
-    return SharedApp(stack=stack, template=template, json=template.to_json())
+    return SharedApp(outdir=outdir, stack=stack, template=template, json=template.to_json())

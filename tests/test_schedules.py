@@ -1,0 +1,221 @@
+"""Schedules without a clock: expressions, when one is due (times passed in), the job a schedule
+sends, and local mode's scheduler reading the service template."""
+
+from __future__ import annotations
+
+import calendar
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlpoc import schedules
+from mlpoc.contracts import parse_job
+from mlpoc.local.motopatch import resource_policy_allows
+from mlpoc.local.processes import Resolver
+from mlpoc.local.safety import REGION
+from mlpoc.local.schedules import LocalScheduler, from_template
+from tests.support.cdk_app import Synthesized
+from tests.support.cli import local_up, mlpoc
+
+
+def at(text: str) -> float:
+    """A UTC time as seconds (2026-11-30 03:00 is a Monday)."""
+    return float(calendar.timegm(time.strptime(text, "%Y-%m-%d %H:%M")))
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["rate(1 minute)", "rate(5 minutes)", "rate(1 day)", "cron(0 3 ? * MON *)",
+     "cron(0/15 8-18 ? * MON-FRI *)", "cron(0 0 1 * ? *)", "cron(0 12 L * ? *)"],
+)  # fmt: skip
+def test_expressions_eventbridge_takes_are_accepted(expression: str) -> None:
+    assert schedules.expression_refusal(expression) is None
+
+
+@pytest.mark.parametrize(
+    ("expression", "says"),
+    [
+        ("rate(2 day)", "1 takes a singular unit"),
+        ("rate(1 days)", "1 takes a singular unit"),
+        ("rate(0 minutes)", "must be rate("),
+        ("cron(0 3 * * *)", "must be rate("),
+        ("cron(0 3 * * MON *)", "exactly one of the two day fields is ?"),
+        ("at(2026-12-01T00:00:00)", "must be rate("),
+        (3, "must be rate("),
+    ],
+)
+def test_other_expressions_are_refused_with_the_rule(expression: Any, says: str) -> None:
+    refusal = schedules.expression_refusal(expression)
+    assert refusal is not None and says in refusal
+
+
+def test_a_rate_is_due_once_per_period_from_the_start() -> None:
+    due = schedules.Due("rate(10 minutes)", started=1000.0)
+    assert not due.due(1000.0 + 599)
+    assert due.due(1000.0 + 600)
+    assert not due.due(1000.0 + 601)  # once per due time
+    assert due.due(1000.0 + 1200)
+
+
+def test_a_cron_is_due_in_each_matching_minute_once() -> None:
+    due = schedules.Due("cron(0 3 ? * MON *)", started=0)
+    assert due.due(at("2026-11-30 03:00") + 5)  # a Monday, 03:00
+    assert not due.due(at("2026-11-30 03:00") + 30)  # the same minute again
+    assert not due.due(at("2026-11-30 03:01"))
+    assert not due.due(at("2026-12-01 03:00"))  # a Tuesday
+    assert due.due(at("2026-12-07 03:00"))
+    every = schedules.Due("cron(0/15 8-9 ? * * *)", started=0)
+    fired = [m for m in range(0, 24 * 60) if every.due(at("2026-11-29 00:00") + m * 60)]
+    assert [(m // 60, m % 60) for m in fired] == [(8, 0), (8, 15), (8, 30), (8, 45), (9, 0),
+                                                  (9, 15), (9, 30), (9, 45)]  # fmt: skip
+
+
+def test_local_mode_names_what_only_eventbridge_evaluates() -> None:
+    refusal = schedules.local_refusal("cron(0 12 L * ? *)")
+    assert refusal is not None and "evaluated only by EventBridge Scheduler" in refusal
+    assert schedules.local_refusal("cron(0 12 1 * ? *)") is None
+
+
+def test_a_fired_schedule_is_a_valid_job_with_its_own_id() -> None:
+    template = json.dumps(schedules.job_message("digits", "s3://data/datasets/digits/", "auto"))
+    first = parse_job(schedules.fire(template, execution_id="d32c5kddcf5bb8c3"), data_bucket="data")
+    second = parse_job(schedules.fire(template), data_bucket="data")
+    assert first.job_id == "schedule-digits-d32c5kddcf5bb8c3"
+    assert second.job_id != first.job_id and second.job_id.startswith("schedule-digits-")
+    assert (first.type, first.over_prefix, first.params) == (
+        "train", True, {"origin": "schedule", "promote": "auto"},
+    )  # fmt: skip
+
+
+def test_local_mode_reads_the_templates_schedules_and_sends_when_due(linked: Synthesized) -> None:
+    exports = {
+        name: f"value-of-{name}" for name in _imports(linked.service_json)
+    }  # every export the service template imports, as a stand-in value
+    queue = next(
+        r["Properties"]["Target"]["Arn"]["Fn::ImportValue"]
+        for r in linked.service_json["Resources"].values()
+        if r["Type"] == "AWS::Scheduler::Schedule"
+    )
+    exports[queue] = f"arn:aws:sqs:{REGION}:123456789012:train-queue"
+    found = from_template(linked.service_json, Resolver(exports, REGION))
+    assert {f.model for f in found} == {"digits", "churn"}
+    digits = next(f for f in found if f.model == "digits")
+    assert digits.queue_arn.endswith(":train-queue") and digits.role_id
+    assert schedules.EXECUTION_ID in digits.input
+    sent: list[tuple[str, str]] = []
+    scheduler = LocalScheduler(found, send=lambda s, body: sent.append((s.model, body)),
+                               started=at("2026-11-29 12:00"))  # fmt: skip
+    assert scheduler.tick(at("2026-11-29 12:30")) == []
+    # the Monday cron fires at 03:00 on 2026-11-30; the daily rate at noon
+    (churn,) = scheduler.tick(at("2026-11-30 03:00"))
+    assert churn.startswith("schedule-churn-")
+    (digits_job,) = scheduler.tick(at("2026-11-30 12:00"))
+    assert digits_job.startswith("schedule-digits-")
+    assert [m for m, _ in sent] == ["churn", "digits"]
+    assert json.loads(sent[1][1])["dataset"].endswith("/datasets/digits/")
+
+
+def test_a_schedule_local_mode_cannot_evaluate_is_named_not_run() -> None:
+    found = [
+        *from_template(
+            {"Resources": {"Odd": {"Type": "AWS::Scheduler::Schedule", "Properties": {
+                "ScheduleExpression": "cron(0 12 L * ? *)",
+                "Target": {"Arn": "arn:aws:sqs:us-east-1:1:q", "Input": '{"model": "m"}'},
+            }}}},
+            Resolver({}, REGION),
+        )
+    ]  # fmt: skip
+    scheduler = LocalScheduler(found, send=lambda *_: None, started=0)
+    assert scheduler.due == []
+    assert (
+        "does not run locally" in scheduler.notes[0]
+        and "mlpoc schedule run m" in (scheduler.notes[0])
+    )
+
+
+def _imports(value: Any) -> set[str]:
+    if isinstance(value, dict):
+        if "Fn::ImportValue" in value:
+            return {value["Fn::ImportValue"]}
+        return set().union(*(_imports(v) for v in value.values())) if value else set()
+    if isinstance(value, list):
+        return set().union(*(_imports(v) for v in value)) if value else set()
+    return set()
+
+
+# -- the table resource policy, as local mode evaluates it across accounts -----------------------
+TABLE = "arn:aws:dynamodb:us-east-1:123456789012:table/predictions"
+READERS = {
+    "Statement": [{
+        "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+        "Action": ["dynamodb:GetItem", "dynamodb:Query"],
+        "Resource": "*",
+        "Condition": {"StringEquals": {"aws:PrincipalAccount": ["111122223333"]}},
+    }]
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("document", "action", "arn", "account", "allowed"),
+    [
+        (READERS, "dynamodb:GetItem", TABLE, "111122223333", True),
+        (READERS, "dynamodb:Query", f"{TABLE}/index/review", "111122223333", True),
+        (READERS, "dynamodb:PutItem", TABLE, "111122223333", False),
+        (READERS, "dynamodb:GetItem", TABLE, "222222222222", False),
+        ({"Statement": []}, "dynamodb:GetItem", TABLE, "111122223333", False),
+        (  # an explicit deny wins
+            {"Statement": [*READERS["Statement"],
+                           {**READERS["Statement"][0], "Effect": "Deny", "Condition": {}}]},
+            "dynamodb:GetItem", TABLE, "111122223333", False,
+        ),
+        (  # a condition local mode cannot evaluate does not hold: less than AWS, never more
+            {"Statement": [{**READERS["Statement"][0],
+                            "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}}]},
+            "dynamodb:GetItem", TABLE, "111122223333", False,
+        ),
+        (
+            {"Statement": [{"Effect": "Allow", "Principal": {"AWS": "111122223333"},
+                            "Action": "dynamodb:*", "Resource": TABLE}]},
+            "dynamodb:BatchGetItem", TABLE, "111122223333", True,
+        ),
+    ],
+)  # fmt: skip
+def test_a_table_policy_is_evaluated_by_account(
+    document: dict[str, Any], action: str, arn: str, account: str, allowed: bool
+) -> None:
+    assert resource_policy_allows(document, action=action, arn=arn, account=account) is allowed
+
+
+# -- `mlpoc local up` with schedules, and `mlpoc schedule list|run` ------------------------------
+@pytest.mark.integration
+def test_local_up_runs_the_templates_schedules_and_the_cli_fires_one(
+    tmp_path: Path, local_assembly: Path, linked: Synthesized
+) -> None:
+    # GIVEN the session's local assembly with the linked app's schedules (role, policy,
+    # schedules: their imports name the same data-stack exports)
+    assembly = tmp_path / "cdk.out"
+    shutil.copytree(local_assembly, assembly)
+    path = assembly / "mlpoc-service.template.json"
+    service = json.loads(path.read_text())
+    service["Resources"].update(
+        {k: v for k, v in linked.service_json["Resources"].items() if k.startswith("Schedules")}
+    )
+    path.write_text(json.dumps(service))
+    state_dir = tmp_path / "state"
+    with local_up(state_dir, assembly, "local-up-schedules.log"):
+        # THEN the state lists them, and the CLI shows them
+        listed = mlpoc("schedule", "list", state_dir=state_dir)
+        assert listed.returncode == 0, listed.stdout + listed.stderr
+        assert "rate(1 day)" in listed.stdout and "cron(0 3 ? * MON *)" in listed.stdout
+        # WHEN one is fired now, on a folder with nothing in it
+        fired = mlpoc("schedule", "run", "digits", "--wait", state_dir=state_dir)
+        # THEN its job ran as a train job over the folder and found nothing new
+        assert fired.returncode == 0, fired.stdout + fired.stderr
+        assert "schedule-digits-manual-" in fired.stdout and "nothing new" in fired.stdout
+        unknown = mlpoc("schedule", "run", "nope", state_dir=state_dir)
+        assert unknown.returncode != 0 and "no schedule for model 'nope'" in unknown.stderr
