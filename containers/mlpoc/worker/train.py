@@ -4,7 +4,13 @@
 ``test_size`` (0.05-0.5, default 0.2) and ``seed`` for the stratified held-out split;
 ``promote``: ``auto`` (default: promote when the new version beats the promoted one on
 accuracy, or when none is promoted), ``always`` or ``never``; ``then_predict``: an ``s3://`` CSV
-in the data bucket to pre-compute predictions for with the new version once it is promoted.
+in the data bucket to pre-compute predictions for with the new version once it is promoted;
+``origin`` (``schedule`` or ``retrain``): kept on the version (``mlpoc models`` shows it).
+
+A dataset that is a folder (``s3://…/datasets/digits/``) is built first (:mod:`mlpoc.builds`):
+the promoted version's data, the new CSVs in the folder, every correction; with nothing new the
+job ends SUCCEEDED with ``"outcome": "nothing new"``. The plugin defaults to the promoted
+version's.
 """
 
 from __future__ import annotations
