@@ -93,13 +93,18 @@ def _account(name: str, value: Any) -> str:
     return value
 
 
-def parse_sources(name: str, value: Any) -> tuple[Source, ...]:
+def _entries(name: str, value: Any, most: int, what: str) -> list[Any]:
+    """``value`` (JSON, or its text) as a list of at most ``most`` entries, or the error."""
     value = _json(name, value)
-    if not isinstance(value, list) or len(value) > MAX_SOURCES:
-        raise ConfigError(f"{name} must be a list of at most {MAX_SOURCES} sources such as "
-                          f"{SOURCE_EXAMPLE}; got {value!r}")  # fmt: skip
+    if not isinstance(value, list) or len(value) > most:
+        raise ConfigError(f"{name} must be a list of at most {most} {what}; got {value!r}")
+    return value
+
+
+def parse_sources(name: str, value: Any) -> tuple[Source, ...]:
     sources = []
-    for index, entry in enumerate(value):
+    entries = _entries(name, value, MAX_SOURCES, f"sources such as {SOURCE_EXAMPLE}")
+    for index, entry in enumerate(entries):
         where = f"{name}[{index}]"
         if not isinstance(entry, dict) or set(entry) != {"bucket", "prefix", "key_arn", "account"}:
             raise ConfigError(
@@ -129,25 +134,19 @@ def parse_sources(name: str, value: Any) -> tuple[Source, ...]:
 
 
 def parse_readers(name: str, value: Any) -> tuple[str, ...]:
-    value = _json(name, value)
-    if not isinstance(value, list) or len(value) > MAX_READERS:
-        raise ConfigError(
-            f"{name} must be a list of at most {MAX_READERS} 12-digit account ids that may read "
-            f'the predictions table, such as ["111122223333"]; got {value!r}'
-        )
-    readers = tuple(_account(f"{name}[{i}]", v) for i, v in enumerate(value))
+    what = '12-digit account ids that may read the predictions table, such as ["111122223333"]'
+    readers = tuple(
+        _account(f"{name}[{i}]", v) for i, v in enumerate(_entries(name, value, MAX_READERS, what))
+    )
     if len(set(readers)) != len(readers):
         raise ConfigError(f"{name} lists an account twice: {list(readers)}")
     return readers
 
 
 def parse_schedules(name: str, value: Any, sources: tuple[Source, ...]) -> tuple[ScheduleSpec, ...]:
-    value = _json(name, value)
-    if not isinstance(value, list) or len(value) > MAX_SCHEDULES:
-        raise ConfigError(f"{name} must be a list of at most {MAX_SCHEDULES} schedules such as "
-                          f"{SCHEDULE_EXAMPLE}; got {value!r}")  # fmt: skip
+    entries = _entries(name, value, MAX_SCHEDULES, f"schedules such as {SCHEDULE_EXAMPLE}")
     schedules = []
-    for index, entry in enumerate(value):
+    for index, entry in enumerate(entries):
         where = f"{name}[{index}]"
         if (
             not isinstance(entry, dict)

@@ -13,6 +13,8 @@ fixed by :func:`stacks.accounts.worker_role_name`.
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -82,53 +84,33 @@ class ShareStack(Stack):
             auto_delete_objects=not config.retain_data,
         )
         ml = iam.AccountPrincipal(share.ml_account)
-        self.bucket.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="MlWorkersReadTheSharedPrefix",
-                principals=[ml],
-                actions=["s3:GetObject"],
-                resources=[self.bucket.arn_for_objects(f"{share.prefix}*")],
-                conditions=ml_workers,
+
+        def allow(target: s3.Bucket | kms.Key, sid: str, actions: list[str], resource: str,
+                  **conditions: dict[str, Any]) -> None:  # fmt: skip
+            """One statement for the ML workers (and nobody else) on ``target``."""
+            target.add_to_resource_policy(
+                iam.PolicyStatement(
+                    sid=sid,
+                    principals=[ml],
+                    actions=actions,
+                    resources=[resource],
+                    conditions={**ml_workers, **conditions},
+                )
             )
-        )
-        self.bucket.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="MlWorkersListTheSharedPrefix",
-                principals=[ml],
-                actions=["s3:ListBucket"],
-                resources=[self.bucket.bucket_arn],
-                conditions={**ml_workers, "StringLike": {"s3:prefix": [f"{share.prefix}*"]}},
-            )
-        )
-        through_s3 = {"StringEquals": {"kms:ViaService": f"s3.{self.region}.amazonaws.com"}}
-        self.key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="MlWorkersDecryptThroughS3",
-                principals=[ml],
-                actions=["kms:Decrypt"],
-                resources=["*"],  # in a key policy, "*" means this key
-                conditions={**ml_workers, **through_s3},
-            )
-        )
+
+        prefix_objects = self.bucket.arn_for_objects(f"{share.prefix}*")
+        via_s3 = {"kms:ViaService": f"s3.{self.region}.amazonaws.com"}
+        allow(self.bucket, "MlWorkersReadTheSharedPrefix", ["s3:GetObject"], prefix_objects)
+        allow(self.bucket, "MlWorkersListTheSharedPrefix", ["s3:ListBucket"],
+              self.bucket.bucket_arn, StringLike={"s3:prefix": [f"{share.prefix}*"]})  # fmt: skip
+        # in a key policy, "*" means this key
+        allow(self.key, "MlWorkersDecryptThroughS3", ["kms:Decrypt"], "*", StringEquals=via_s3)
         if share.results_prefix is not None:
-            self.bucket.add_to_resource_policy(
-                iam.PolicyStatement(
-                    sid="MlWorkersWriteResults",
-                    principals=[ml],
-                    actions=["s3:PutObject", "s3:AbortMultipartUpload"],
-                    resources=[self.bucket.arn_for_objects(f"{share.results_prefix}*")],
-                    conditions=ml_workers,
-                )
-            )
-            self.key.add_to_resource_policy(
-                iam.PolicyStatement(
-                    sid="MlWorkersEncryptResultsThroughS3",
-                    principals=[ml],
-                    actions=["kms:GenerateDataKey"],
-                    resources=["*"],
-                    conditions={**ml_workers, **through_s3},
-                )
-            )
+            results = self.bucket.arn_for_objects(f"{share.results_prefix}*")
+            allow(self.bucket, "MlWorkersWriteResults",
+                  ["s3:PutObject", "s3:AbortMultipartUpload"], results)  # fmt: skip
+            allow(self.key, "MlWorkersEncryptResultsThroughS3", ["kms:GenerateDataKey"], "*",
+                  StringEquals=via_s3)  # fmt: skip
         self._outputs(config)
 
     def _outputs(self, config: Config) -> None:

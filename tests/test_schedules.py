@@ -10,14 +10,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from moto import mock_aws
 
 from mlpoc import schedules
+from mlpoc.cli import ops
+from mlpoc.cli.target import Deployment
 from mlpoc.contracts import parse_job
+from mlpoc.errors import TargetError
+from mlpoc.ledger import Ledger
 from mlpoc.local.motopatch import resource_policy_allows
 from mlpoc.local.processes import Resolver
 from mlpoc.local.safety import REGION
 from mlpoc.local.schedules import LocalScheduler, from_template
+from tests.support.aws_stack import OUTPUTS, create_stack
 from tests.support.cdk_app import Synthesized
 from tests.support.cli import local_up, mlpoc
 
@@ -219,3 +226,35 @@ def test_local_up_runs_the_templates_schedules_and_the_cli_fires_one(
         assert "schedule-digits-manual-" in fired.stdout and "nothing new" in fired.stdout
         unknown = mlpoc("schedule", "run", "nope", state_dir=state_dir)
         assert unknown.returncode != 0 and "no schedule for model 'nope'" in unknown.stderr
+
+
+def test_on_aws_the_cli_reads_the_schedules_from_eventbridge_scheduler() -> None:
+    with mock_aws():
+        stack = create_stack(None)
+        session = boto3.session.Session(region_name=REGION)
+        folder = f"s3://{stack.data_bucket}/datasets/digits/"
+        template = json.dumps(schedules.job_message("digits", folder, "always"))
+        session.client("scheduler").create_schedule(
+            Name="mlpoc-service-Retrain-digits",
+            ScheduleExpression="rate(1 day)",
+            FlexibleTimeWindow={"Mode": "OFF"},
+            Target={"Arn": "arn:aws:sqs:us-east-1:123456789012:train", "RoleArn":
+                    "arn:aws:iam::123456789012:role/scheduler", "Input": template},
+        )  # fmt: skip
+        outputs = {**{o: getattr(stack, f) for f, o in OUTPUTS.items()},
+                   schedules.SCHEDULES_OUTPUT: "mlpoc-service-Retrain-digits"}  # fmt: skip
+        dep = Deployment(name="aws", region=REGION, outputs=outputs, session=session,
+                         endpoint=None, api_url=None)  # fmt: skip
+        (found,) = ops.schedules(dep)
+        assert (found.model, found.expression) == ("digits", "rate(1 day)")
+        job = ops.run_schedule(dep, "digits")
+        assert (
+            job.job_id.startswith("schedule-digits-manual-") and job.params["promote"] == "always"
+        )
+        record = Ledger(stack.clients().dynamodb, stack.jobs_table).get(job.job_id)
+        assert record is not None and record["status"] == "QUEUED"
+        assert record["source"] == "schedule run (mlpoc-service-Retrain-digits)"
+        (message,) = stack.clients().sqs.receive_message(QueueUrl=stack.train_queue_url)["Messages"]
+        assert json.loads(message["Body"])["dataset"] == folder
+        with pytest.raises(TargetError, match="no schedule for model 'churn'; schedules: digits"):
+            ops.run_schedule(dep, "churn")
