@@ -189,3 +189,21 @@ def test_the_retrain_route_queues_a_job_the_worker_builds_with_the_corrections(
     assert len(rows_of(stack, record["result"]["dataset"])) == 1 + 1500 + 3
     version = Registry(clients.dynamodb, stack.models_table).get(MODEL, 2)
     assert version.extra["origin"] == "retrain"
+
+
+def test_a_manifest_that_names_a_bucket_the_worker_may_not_read_fails_before_any_read(
+    stack: Stack,
+) -> None:
+    put(stack, "datasets/digits/a.csv", samples.training_csv(slice(0, 400)))
+    built = run(stack, "schedule-digits-f1")
+    key = S3Uri.parse(built["result"]["dataset"]).key
+    manifest = {"root": "s3://someone-elses-bucket/secret.csv", "files": [], "watermark": 0,
+                "corrections_at": 0}  # fmt: skip
+    put(stack, builds.manifest_key(key), json.dumps(manifest))
+    put(stack, "datasets/digits/b.csv", samples.training_csv(slice(400, 800)))
+    refused = run(stack, "schedule-digits-f2")
+    assert refused["status"] == "FAILED"
+    assert (
+        "names s3://someone-elses-bucket/secret.csv: dataset must be inside the data bucket"
+        in (refused["reason"])
+    )

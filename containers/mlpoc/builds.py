@@ -33,7 +33,7 @@ from botocore.exceptions import ClientError
 
 from mlpoc import datasets, dynamo, layout
 from mlpoc.aws import Clients
-from mlpoc.contracts import Job, S3Uri
+from mlpoc.contracts import Job, S3Uri, dataset_refusal
 from mlpoc.errors import DatasetError, RegistryError
 from mlpoc.registry import ModelVersion, Registry
 from mlpoc.settings import MAX_DATASET_BYTES, Settings
@@ -185,6 +185,13 @@ def build(clients: Clients, settings: Settings, job: Job, registry: Registry) ->
         base = None
     base_version = base.version if base else None
     lineage = lineage_of(clients.s3, base)
+    for held in ([lineage.root] if lineage.root else []) + list(lineage.files):
+        # a manifest is read from the bucket: it may name only what a train job may read
+        refusal = dataset_refusal(
+            S3Uri.parse(held), "train", settings.data_bucket, settings.sources
+        )
+        if refusal is not None:
+            raise DatasetError(f"the lineage of version {base_version} names {held}: {refusal}")
     added, newest = new_files(clients.s3, folder, lineage)
     corrections = [c for c in _corrections(clients, settings, job.model) if c.get("features")]
     corrections_at = max((float(c["annotated_at"]) for c in corrections), default=0.0)
