@@ -11,7 +11,7 @@ PY_SOURCES := app.py stacks lambdas containers tests benchmarks
 # jsii (aws-cdk-lib's runtime) warns on every run that Node 20 is past end-of-life; this machine has 20.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help demo local install browser lint typecheck synth test test-fast bench deploy destroy clean
+.PHONY: help demo local install browser lint typecheck synth test test-fast bench deploy destroy deploy-share destroy-share clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -81,6 +81,15 @@ deploy: $(INSTALLED) $(NODE_INSTALLED) ## deploy both stacks to the current AWS 
 
 destroy: $(INSTALLED) $(NODE_INSTALLED) ## remove the PoC (stage poc: everything; retain: the data stack stays)
 	npx cdk destroy --all --force
+
+SHARE = -c 'mlpoc:share={"ml_account":"$(ML_ACCOUNT)","prefix":"$(or $(PREFIX),cleansed/)"}'
+deploy-share: $(INSTALLED) $(NODE_INSTALLED) ## in the business account: the share stack (ML_ACCOUNT=<id> [PREFIX=cleansed/])
+	@test -n "$(ML_ACCOUNT)" || { echo "set ML_ACCOUNT=<the ML account's 12-digit id>"; exit 2; }
+	npx cdk deploy $(SHARE) --require-approval broadening
+
+destroy-share: $(INSTALLED) $(NODE_INSTALLED) ## in the business account: remove the share stack (ML_ACCOUNT=<id>)
+	@test -n "$(ML_ACCOUNT)" || { echo "set ML_ACCOUNT=<the ML account's 12-digit id>"; exit 2; }
+	npx cdk destroy $(SHARE) --force
 
 clean: ## remove the virtualenv and generated files
 	rm -rf $(VENV) node_modules cdk.out test-artifacts .mlpoc .pytest_cache .mypy_cache .ruff_cache *.egg-info containers/*.egg-info
