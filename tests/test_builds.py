@@ -207,3 +207,24 @@ def test_a_manifest_that_names_a_bucket_the_worker_may_not_read_fails_before_any
         "names s3://someone-elses-bucket/secret.csv: dataset must be inside the data bucket"
         in (refused["reason"])
     )
+
+
+def test_a_malformed_new_file_is_left_out_with_its_line_and_a_corrected_upload_counts(
+    stack: Stack,
+) -> None:
+    prepare(stack)
+    put(stack, "datasets/digits/more.csv", samples.training_csv(slice(1500, 1600)))
+    good = samples.training_csv(slice(1600, 1700))
+    lines = good.splitlines()
+    put(stack, "datasets/digits/broken.csv", "\n".join([*lines[:5], "1,2"]) + "\n")
+    record = run(stack, "schedule-digits-g1", promote="always")
+    assert record["status"] == "SUCCEEDED", record
+    reason = record["result"]["built"]["skipped"][f"{folder(stack)}broken.csv"]
+    assert reason.startswith("not a valid CSV: ") and "line 6: 2 values for 65 columns" in reason
+    assert len(rows_of(stack, record["result"]["dataset"])) == 1 + 1500 + 100
+    # WHEN the file is uploaded again, fixed
+    put(stack, "datasets/digits/broken.csv", good)
+    again = run(stack, "schedule-digits-g2", promote="always")
+    # THEN the next run takes it
+    assert again["result"]["built"]["added"] == [f"{folder(stack)}broken.csv"]
+    assert len(rows_of(stack, again["result"]["dataset"])) == 1 + 1500 + 100 + 100

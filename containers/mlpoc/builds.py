@@ -42,6 +42,7 @@ MANIFEST_SUFFIX = ".manifest.json"
 # where a job came from, kept on the version it trains (`mlpoc models` shows it)
 ORIGINS = ("schedule", "retrain")
 SHOWN = 20  # files listed by name in a result
+INVALID = "not a valid CSV: "  # a skipped file's reason when it could not be read as one
 
 
 @dataclass(frozen=True)
@@ -161,14 +162,6 @@ def new_files(s3: Any, folder: S3Uri, lineage: Lineage) -> tuple[list[str], floa
     return [uri for _, uri in sorted(found)], newest
 
 
-def _table(text: str, where: str) -> tuple[list[str], list[list[str]]]:
-    reader = csv.reader(io.StringIO(text))
-    header = [h.strip() for h in next(reader, [])]
-    if not header:
-        raise DatasetError(f"{where} is empty: it needs a header line")
-    return header, [row for row in reader if row]
-
-
 def _remapped(header: list[str], rows: list[list[str]], columns: list[str]) -> Iterator[list[str]]:
     at = [header.index(c) for c in columns]
     for row in rows:
@@ -224,7 +217,10 @@ def build(clients: Clients, settings: Settings, job: Job, registry: Registry) ->
     grown = replace(
         grown,
         files=tuple(f for f in grown.files if f not in skipped),
-        ignored=(*grown.ignored, *(f for f in skipped if f in grown.files)),
+        ignored=(
+            *grown.ignored,
+            *(f for f, why in skipped.items() if f in grown.files and not why.startswith(INVALID)),
+        ),
     )
     key = layout.dataset_version_key(job.model, job.job_id)
     uri = S3Uri(settings.data_bucket, key)
@@ -278,7 +274,14 @@ def _assemble(
     writer = csv.writer(out, lineterminator="\n")
     skipped: dict[str, str] = {}
     for uri in ([lineage.root] if lineage.root else []) + list(lineage.files):
-        header, rows = _table(datasets.fetch(s3, S3Uri.parse(uri)), uri)
+        try:
+            header, rows = datasets.table(datasets.fetch(s3, S3Uri.parse(uri)), uri)
+        except DatasetError as error:
+            if uri == lineage.root:
+                raise
+            # not kept as seen: a corrected upload of the same file is new again
+            skipped[uri] = f"{INVALID}{error}"
+            continue
         if columns is None and datasets.LABEL in header:  # no promoted version: the first file's
             columns = [h for h in header if h not in (datasets.LABEL, datasets.ID)]
             columns.append(datasets.LABEL)

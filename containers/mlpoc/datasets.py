@@ -68,7 +68,8 @@ def fetch(s3: Any, uri: S3Uri, size: int | None = None) -> str:
         raise DatasetError(f"dataset {uri} is not UTF-8 text ({error})") from None
 
 
-def _rows(text: str, where: str) -> tuple[list[str], list[list[str]]]:
+def table(text: str, where: str) -> tuple[list[str], list[list[str]]]:
+    """A CSV's header and rows, or a DatasetError naming the line (any dataset's first step)."""
     reader = csv.reader(io.StringIO(text))
     try:
         header = [h.strip() for h in next(reader)]
@@ -125,7 +126,7 @@ def _some(names: Sequence[str], shown: int = 10) -> str:
 
 
 def parse_training(text: str, where: str) -> TrainingSet:
-    header, rows = _rows(text, where)
+    header, rows = table(text, where)
     if LABEL not in header:
         raise DatasetError(
             f"{where} has no {LABEL!r} column; a training CSV has feature columns and "
@@ -144,7 +145,7 @@ def parse_training(text: str, where: str) -> TrainingSet:
 
 
 def parse_prediction(text: str, where: str, features: Sequence[str]) -> PredictionSet:
-    header, rows = _rows(text, where)
+    header, rows = table(text, where)
     if ID not in header:
         raise DatasetError(
             f"{where} has no {ID!r} column; a prediction CSV has {ID!r} and features"
