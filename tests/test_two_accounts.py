@@ -239,8 +239,7 @@ def test_a_scheduled_run_trains_on_new_data_then_finds_nothing_new(accounts: Two
     sent: list[str] = []
 
     def send(_: Any, body: str) -> None:
-        account, name = schedule.queue_arn.split(":")[4:6]
-        sqs.send_message(QueueUrl=f"{accounts.ml.endpoint}/{account}/{name}", MessageBody=body)
+        sqs.send_message(QueueUrl=schedule.queue_url(accounts.ml.endpoint), MessageBody=body)
         sent.append(json.loads(body)["job_id"])
 
     start = time.time()

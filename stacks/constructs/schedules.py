@@ -48,18 +48,13 @@ class Schedules(Construct):
             ),
         )
         queue.grant_send_messages(self.role)
-        acknowledge(
-            self.role.node.find_child("DefaultPolicy"),
-            "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
-            "Added by grant_send_messages for the train queue's key (the project key): "
-            "Scheduler encrypts each job it sends with that one key.",
-        )
-        acknowledge(
-            self.role.node.find_child("DefaultPolicy"),
-            "AwsSolutions-IAM5[Action::kms:ReEncrypt*]",
-            "Added by grant_send_messages for the train queue's key (the project key): "
-            "Scheduler encrypts each job it sends with that one key.",
-        )
+        for action in ("kms:GenerateDataKey*", "kms:ReEncrypt*"):
+            acknowledge(
+                self.role.node.find_child("DefaultPolicy"),
+                f"AwsSolutions-IAM5[Action::{action}]",
+                "Added by grant_send_messages for the train queue's key (the project key): "
+                "Scheduler encrypts each job it sends with that one key.",
+            )
         self.schedules: dict[str, scheduler.CfnSchedule] = {}
         for spec in schedules:
             folder = (

@@ -65,11 +65,8 @@ class SourceAccess(Construct):
                         },
                     )
                 )
-        for role in roles.values():
-            policy = role.node.find_child("DefaultPolicy")
-            for source in sources:
                 acknowledge(
-                    policy,
+                    role.node.find_child("DefaultPolicy"),
                     f"AwsSolutions-IAM5[Resource::{object_arn(source)}]",
                     f"Objects under the shared prefix {source.prefix} of the exchange bucket in "
                     f"account {source.account} only (mlpoc:sources): the datasets handed over.",

@@ -22,8 +22,7 @@ from mlpoc.local.deploy import LocalDeployer
 from mlpoc.local.iam import Enforced, LocalIdentities
 from mlpoc.local.processes import LOCAL_ACCOUNT, ProcessSpec, Resolver, api_key_secret, processes
 from mlpoc.local.safety import REGION, Credentials, local_env
-from mlpoc.local.schedules import LocalSchedule, from_template
-from mlpoc.local.supervisor import SCHEDULER
+from mlpoc.local.schedules import LocalSchedule, from_template, scheduler_role
 from tests.support.aws_stack import OUTPUTS, Stack
 from tests.support.cdk_app import Synthesized
 
@@ -122,9 +121,8 @@ def deploy_enforced(endpoint: str, app: Synthesized) -> EnforcedStack:
     resolve = Resolver(stack.exports, REGION, dict.fromkeys(api_key_secret(service), secret_arn))
     specs = processes(service, app.outdir, resolve)
     found = from_template(service, resolve)
-    others = {SCHEDULER: found[0].role_id} if found and found[0].role_id else {}
     enforced = LocalIdentities(endpoint, account=LOCAL_ACCOUNT).for_processes(
-        service, specs, resolve, others
+        service, specs, resolve, scheduler_role(found)
     )
     return EnforcedStack(
         endpoint=endpoint,

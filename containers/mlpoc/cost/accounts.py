@@ -29,22 +29,17 @@ def across_accounts(
                 f"(the business account; {prices['s3_get_thousand']} USD per 1,000 GETs, and "
                 "its key's KMS requests); no transfer charge within one region."
             )
-        for resource in template.get("Resources", {}).values():
-            policy = resource.get("Properties", {}).get("ResourcePolicy")
-            if resource["Type"] == "AWS::DynamoDB::Table" and policy:
-                readers = policy["PolicyDocument"]["Statement"][0]["Condition"]["StringEquals"]
-                accounts = ", ".join(readers["aws:PrincipalAccount"])
-                found.append(
-                    f"Predictions read by account(s) {accounts}: DynamoDB bills those reads to "
-                    f"this account, the table's owner ({prices['dynamodb_read_million']} USD per "
-                    "million read units)."
-                )
-    schedules = sum(
-        1
-        for template in assembly.templates.values()
-        for resource in template.get("Resources", {}).values()
-        if resource["Type"] == "AWS::Scheduler::Schedule"
-    )
+    schedules = 0
+    for _, resource in assembly.resources():
+        schedules += resource["Type"] == "AWS::Scheduler::Schedule"
+        policy = resource.get("Properties", {}).get("ResourcePolicy")
+        if resource["Type"] == "AWS::DynamoDB::Table" and policy:
+            readers = policy["PolicyDocument"]["Statement"][0]["Condition"]["StringEquals"]
+            found.append(
+                f"Predictions read by account(s) {', '.join(readers['aws:PrincipalAccount'])}: "
+                "DynamoDB bills those reads to this account, the table's owner "
+                f"({prices['dynamodb_read_million']} USD per million read units)."
+            )
     if schedules:
         found.append(
             f"{schedules} schedule(s): EventBridge Scheduler invocations, "

@@ -92,12 +92,13 @@ _DENIALS_LOCK = threading.Lock()
 
 
 def _record(request: IAMRequestBase) -> Denial:
-    denial = Denial(
-        principal=request._access_key.arn,
-        action=request._action,
-        resource=getattr(request, "_mlpoc_resource", "*"),
-        at=time.time(),
+    return _remember(
+        request._access_key.arn, request._action, getattr(request, "_mlpoc_resource", "*")
     )
+
+
+def _remember(principal: str, action: str, resource: str) -> Denial:
+    denial = Denial(principal=principal, action=action, resource=resource, at=time.time())
     with _DENIALS_LOCK:
         DENIALS.append(denial)
     return denial
@@ -217,14 +218,11 @@ def _authorize_across_accounts(action: str, arn: str, *, caller: str, owner: str
     policy = dynamodb_backends[owner][region].resource_policies.get(table_arn)
     document = json.loads(policy.policy_doc) if policy is not None else {"Statement": []}
     if not resource_policy_allows(document, action=f"dynamodb:{action}", arn=arn, account=caller):
-        principal = f"arn:aws:iam::{caller}:root"
-        denial = Denial(principal, f"dynamodb:{action}", arn, time.time())
-        with _DENIALS_LOCK:
-            DENIALS.append(denial)
+        denial = _remember(f"arn:aws:iam::{caller}:root", f"dynamodb:{action}", arn)
         raise JsonRESTError(
             "AccessDeniedException",
-            f"User: {principal} is not authorized to perform: dynamodb:{action} on resource: "
-            f"{arn} because no resource-based policy allows the dynamodb:{action} action",
+            f"User: {denial.principal} is not authorized to perform: {denial.action} on "
+            f"resource: {arn} because no resource-based policy allows the {denial.action} action",
         )
 
 

@@ -20,6 +20,8 @@ from mlpoc.local.processes import Resolver, Unresolvable
 
 log = logging.getLogger("mlpoc.local")
 SCHEDULE_TYPE = "AWS::Scheduler::Schedule"
+# the identity local mode sends the schedules' jobs under (their role in the template)
+SCHEDULER = "scheduler"
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,17 @@ class LocalSchedule:
 
     def to_state(self) -> dict[str, Any]:
         return asdict(self)
+
+    def queue_url(self, endpoint: str) -> str:
+        """The target queue's URL on the local endpoint (moto's form: endpoint/account/name)."""
+        account, name = self.queue_arn.split(":")[4:6]
+        return f"{endpoint}/{account}/{name}"
+
+
+def scheduler_role(found: list[LocalSchedule]) -> dict[str, str]:
+    """The identity to assume for sending the schedules' jobs ({SCHEDULER: role id}), if any
+    (every schedule of the template shares one role)."""
+    return {SCHEDULER: found[0].role_id} if found and found[0].role_id else {}
 
 
 def from_template(template: Mapping[str, Any], resolve: Resolver) -> list[LocalSchedule]:

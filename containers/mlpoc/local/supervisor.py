@@ -46,8 +46,6 @@ LOCAL_OVERRIDES = {"MLPOC_WAIT_SECONDS": "5"}
 # The API's OpenAPI pages are off on AWS; on the laptop they are what a developer reads.
 LOCAL_API_OVERRIDES = {"MLPOC_API_DOCS": "on"}
 STOP_SECONDS = 10.0
-# the identity local mode sends the schedules' jobs under (their role in the template)
-SCHEDULER = "scheduler"
 API_START_SECONDS = 60.0
 # what local mode says of the GPU pool's worker (a stack synthesized with mlpoc:gpu)
 GPU_STAND_IN = (
@@ -135,9 +133,12 @@ class LocalMode:
         specs = processes(service, assembly, resolve)
         queue_urls = self._queue_urls(specs, endpoint)
         found = local_schedules.from_template(service, resolve)
-        others = {SCHEDULER: found[0].role_id} if found and found[0].role_id else {}
-        identities = self._identities(service, specs, resolve, endpoint, others)
-        self.scheduler = self._scheduler(found, endpoint, identities.get(SCHEDULER, FAKE))
+        identities = self._identities(
+            service, specs, resolve, endpoint, local_schedules.scheduler_role(found)
+        )
+        self.scheduler = self._scheduler(
+            found, endpoint, identities.get(local_schedules.SCHEDULER, FAKE)
+        )
 
         api_port = free_port()
         self.progress("starting " + ", ".join(s.name for s in specs))
@@ -217,8 +218,7 @@ class LocalMode:
         log_path = self.state_dir / "logs" / "scheduler.log"
 
         def send(schedule: LocalSchedule, body: str) -> None:
-            account, name = schedule.queue_arn.split(":")[4:6]
-            sqs.send_message(QueueUrl=f"{endpoint}/{account}/{name}", MessageBody=body)
+            sqs.send_message(QueueUrl=schedule.queue_url(endpoint), MessageBody=body)
             with log_path.open("a") as out:
                 out.write(f"{time.strftime('%H:%M:%S')} {schedule.name} sent {body}\n")
 

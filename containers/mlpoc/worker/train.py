@@ -39,7 +39,6 @@ from mlpoc.worker.context import JobContext
 log = logging.getLogger("mlpoc.worker")
 
 MIN_ROWS = 10
-PROMOTE_MODES = PROMOTE_POLICIES
 COMMIT_ATTEMPTS = 5
 
 
@@ -75,8 +74,8 @@ def _options(
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise JobFailed(f"params.seed must be a whole number >= 0; got {seed!r}")
     promote = params.get("promote", "auto")
-    if promote not in PROMOTE_MODES:
-        raise JobFailed(f"params.promote must be one of {list(PROMOTE_MODES)}; got {promote!r}")
+    if promote not in PROMOTE_POLICIES:
+        raise JobFailed(f"params.promote must be one of {list(PROMOTE_POLICIES)}; got {promote!r}")
     then_predict = params.get("then_predict")
     uri = None
     if then_predict is not None:
