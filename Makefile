@@ -11,16 +11,18 @@ PY_SOURCES := app.py stacks lambdas containers tests benchmarks
 # jsii (aws-cdk-lib's runtime) warns on every run that Node 20 is past end-of-life; this machine has 20.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help demo local install browser lint typecheck synth test test-fast bench deploy destroy deploy-share destroy-share clean
+.PHONY: help demo local install browser lint typecheck synth images container-stage test test-fast bench deploy destroy deploy-share destroy-share clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(INSTALLED): pyproject.toml
+	@.ci/stages start install
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip==$(PIP_VERSION)
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
+	@.ci/stages end install
 
 NODE_INSTALLED := node_modules/.installed
 $(NODE_INSTALLED): package.json package-lock.json
@@ -36,11 +38,15 @@ local: $(INSTALLED) ## the local stack until Ctrl-C (API, review page, moto endp
 install: $(INSTALLED) $(NODE_INSTALLED) ## create .venv (Python deps) and node_modules (the pinned CDK CLI)
 
 lint: $(INSTALLED) ## ruff lint + format check
+	@.ci/stages start lint
 	$(VENV)/bin/ruff check $(PY_SOURCES)
 	$(VENV)/bin/ruff format --check $(PY_SOURCES)
+	@.ci/stages end lint
 
 typecheck: $(INSTALLED) ## mypy --strict on the runtime package and the stacks
+	@.ci/stages start typecheck
 	$(VENV)/bin/mypy
+	@.ci/stages end typecheck
 
 # The browser test drives Debian's Chromium (no browser download at test time).
 BROWSER := /usr/bin/chromedriver
@@ -55,16 +61,34 @@ $(NGINX):
 	apt-get update -q && apt-get install -y -q --no-install-recommends nginx
 
 synth: $(INSTALLED) $(NODE_INSTALLED) ## synthesize every stack to cdk.out with the pinned CLI, cfn-lint, the idle cost
+	@.ci/stages start synth
 	npx cdk synth --quiet
 	$(VENV)/bin/cfn-lint
 	$(VENV)/bin/mlpoc cost --assembly cdk.out --summary
+	@.ci/stages end synth
+
+images: ## build the worker and API images with Docker (stand-in bases from Debian where no registry answers)
+	containers/images.sh
+
+# make test's container stage: the images, when a Docker engine answers (.ci/run starts one; CI
+# never skips the stage). Without one, say so: tests/test_containers.py then skips, saying why.
+# MLPOC_CONTAINER_STAGE=<where> hands the stage to another job (the GitHub workflow's).
+container-stage:
+	@.ci/stages start images
+	@if [ -n "$$MLPOC_CONTAINER_STAGE" ]; then echo "container stage: run by $$MLPOC_CONTAINER_STAGE"; \
+	elif containers/engine.sh check; then containers/images.sh; \
+	elif [ -n "$$CI" ]; then echo "container stage: no Docker engine answers (CI must run it)"; exit 1; \
+	else echo "container stage SKIPPED: no Docker engine answers (start one, then make images)"; fi
+	@.ci/stages end images
 
 # Two runners, whole files each (a file's module fixtures, e.g. one `local up`, stay in one runner).
 PYTEST_PARALLEL ?= --numprocesses 2 --dist loadfile
 
-test: lint typecheck synth $(BROWSER) $(NGINX) ## everything CI runs: lint, types, synth + cfn-lint, all tests with coverage
+test: lint typecheck synth $(BROWSER) $(NGINX) container-stage ## everything CI runs: lint, types, synth + cfn-lint, images, all tests with coverage
+	@.ci/stages start pytest
 	mkdir -p test-artifacts
 	$(PY) -m pytest $(PYTEST_PARALLEL) --cov --cov-report=term --cov-report=xml:test-artifacts/coverage.xml --durations=15
+	@.ci/stages end pytest
 
 test-fast: $(INSTALLED) ## the unit tests only (no subprocesses, no large backlogs)
 	$(PY) -m pytest $(PYTEST_PARALLEL) -m "not integration and not perf"

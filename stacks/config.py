@@ -42,6 +42,9 @@ INSTANCE_PATTERN = re.compile(r"^[a-z][a-z0-9-]*\d[a-z0-9-]*\.[a-z0-9]+$")
 # NVIDIA GPU families on x86_64 (the GPU image is built for amd64): g4dn, g5, g6, g6e, p4d, …;
 # an ARM one (g5g) is refused
 GPU_INSTANCE_PATTERN = re.compile(r"^[gp]\d+[a-z]*(?<!g)\.\d*x?large$")
+# the processor letter after the generation digit: g is Graviton (t4g, m7g, c6gn, g5g), the rest
+# x86_64 (t3, m7i, g4dn)
+GRAVITON_PATTERN = re.compile(r"^[a-z]+\d+[a-z-]*g[a-z-]*\.")
 GPU_INSTANCE_RULE = 'a list of x86_64 GPU instance types such as ["g4dn.xlarge", "g5.xlarge"]'
 MAX_GPU_TYPES = 20
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -78,6 +81,11 @@ class Config:
     schedules: tuple[ScheduleSpec, ...] = ()
     # the share stack's knobs: with share.ml_account set, the app is the share stack alone
     share: Share = NO_SHARE
+
+    @property
+    def api_on_graviton(self) -> bool:
+        """The API's instance type is ARM64 (Graviton): its image is built for that."""
+        return bool(GRAVITON_PATTERN.match(self.api_instance_type))
 
     @property
     def retain_data(self) -> bool:

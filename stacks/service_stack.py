@@ -95,7 +95,6 @@ class ServiceStack(Stack):
             "Api",
             config=config,
             vpc=self.network.vpc,
-            image=self.workers.image,
             environment=producers,
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 
@@ -394,18 +395,25 @@ def test_the_api_key_must_be_configured(shared: Stack) -> None:
 def test_the_beanstalk_bundle_runs_this_api_with_every_setting_it_needs() -> None:
     import yaml
 
-    from mlpoc.settings import RESOURCE_VARIABLES
     from tests.support.cdk_app import ROOT
 
     compose = yaml.safe_load((ROOT / "containers" / "docker-compose.yml").read_text())
     assert set(compose["services"]) == {"proxy", "api"}  # nginx in front of the API
     api, proxy = compose["services"]["api"], compose["services"]["proxy"]
     assert api["image"] == "${MLPOC_IMAGE}"
+    # the official nginx image, pinned by digest (MLPOC_PROXY_IMAGE: a stand-in, in tests only)
+    assert re.fullmatch(
+        r"\$\{MLPOC_PROXY_IMAGE:-public\.ecr\.aws/docker/library/nginx:[\w.-]+@sha256:[0-9a-f]{64}\}",
+        proxy["image"],
+    )
     assert api["command"] == ["python", "-m", "mlpoc.api"]
     environment = api["environment"]
-    secrets = {"MLPOC_API_KEY_SECRET_ARN", "MLPOC_ORIGIN_SECRET_ARN"}
-    assert set(RESOURCE_VARIABLES) | secrets | {"MLPOC_API_DOCS"} <= set(environment)
+    # every environment property Beanstalk writes to .env reaches the API (the stack's are
+    # pinned by test_the_api_environment_names_every_resource_and_secret); botocore's region
+    assert api["env_file"] == ".env"
+    assert environment["AWS_DEFAULT_REGION"] == "${AWS_REGION}"
     assert "MLPOC_API_KEY" not in environment  # the key itself never travels in the environment
+    assert api["init"] is True  # SIGTERM forwarded to uvicorn, even while it starts
     # the host's network (IMDSv2 in one hop), the API on loopback: only the proxy reaches it
     assert api["network_mode"] == proxy["network_mode"] == "host"
     assert "ports" not in api

@@ -61,6 +61,8 @@ def test_workers_run_the_shared_image_on_arm64_with_the_runtime_environment(
     assert int(env["MLPOC_STOP_GRACE_SECONDS"]) == STOP_GRACE_SECONDS < STOP_TIMEOUT.to_seconds()
     assert env["MLPOC_PREFETCH"] == ("1" if role == "train" else "10")
     assert definition["ReadonlyRootFilesystem"] is True
+    # an init as PID 1 forwards ECS's SIGTERM even before the worker's handler exists
+    assert definition["LinuxParameters"]["InitProcessEnabled"] is True
     assert definition["LogConfiguration"]["LogDriver"] == "awslogs"
 
 
@@ -760,16 +762,24 @@ def test_an_alert_the_notify_function_cannot_deliver_is_kept_and_raises_an_alarm
     )
 
 
-def test_the_image_is_built_from_what_it_needs_only(poc: Synthesized) -> None:
-    # a README, Makefile, cdk.json or test edit must not rebuild the image and redeploy it all
+def test_the_images_are_built_from_what_they_need_only(poc: Synthesized) -> None:
+    # a README, Makefile, cdk.json or test edit must not rebuild the images and redeploy it all
     assets = json.loads((poc.outdir / "mlpoc-service.assets.json").read_text())
-    (image,) = assets["dockerImages"].values()
-    context = poc.outdir / image["source"]["directory"]
-    staged = {str(p.relative_to(context)) for p in context.rglob("*") if p.is_file()}
-    assert {"pyproject.toml", "containers/Dockerfile", "containers/mlpoc/worker/loop.py"} <= staged
-    outside = {p for p in staged if not p.startswith("containers/mlpoc/")}
-    assert outside == {"pyproject.toml", "containers/Dockerfile", ".dockerignore"}
-    assert not [p for p in staged if "__pycache__" in p]
+    images = assets["dockerImages"].values()
+    # the workers' and the API's, each for ARM64 (Graviton: t4g by default)
+    assert sorted((i["source"]["dockerBuildTarget"], i["source"]["platform"]) for i in images) == [
+        ("api", "linux/arm64"),
+        ("worker", "linux/arm64"),
+    ]
+    for image in images:
+        context = poc.outdir / image["source"]["directory"]
+        staged = {str(p.relative_to(context)) for p in context.rglob("*") if p.is_file()}
+        assert "containers/mlpoc/worker/loop.py" in staged
+        outside = {p for p in staged if not p.startswith("containers/mlpoc/")}
+        assert outside == {
+            "pyproject.toml", "containers/Dockerfile", "containers/extras.py", ".dockerignore"
+        }  # fmt: skip
+        assert not [p for p in staged if "__pycache__" in p]
 
 
 def test_cloudfront_proves_itself_to_the_api_with_a_generated_secret(poc: Synthesized) -> None:

@@ -222,3 +222,15 @@ def test_the_stacks_need_only_the_cdk_extra(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith("service")
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "graviton"),
+    [("t4g.micro", True), ("m7g.large", True), ("c6gn.xlarge", True), ("t3.small", False),
+     ("m7i.large", False), ("g4dn.xlarge", False), ("g5g.xlarge", True)],
+)  # fmt: skip
+def test_the_api_image_is_built_for_the_instance_types_processor(
+    instance_type: str, graviton: bool
+) -> None:
+    context = {**cdk_json_context(), "mlpoc:api_instance_type": instance_type}
+    assert Config.from_context(context).api_on_graviton is graviton

@@ -153,7 +153,9 @@ def test_the_gpu_service_runs_the_train_workers_code_and_role_on_one_gpu(
         (i["source"].get("dockerBuildTarget", "(default)"), i["source"].get("platform"))
         for i in images
     )
-    assert targets_built == [("(default)", "linux/arm64"), ("gpu", "linux/amd64")]
+    assert targets_built == [
+        ("api", "linux/arm64"), ("gpu", "linux/amd64"), ("worker", "linux/arm64")
+    ]  # fmt: skip
 
 
 def test_spot_interruptions_and_an_idle_gpu_reach_the_alerts_topic(gpu: Synthesized) -> None:
@@ -239,12 +241,21 @@ def test_the_pool_costs_nothing_at_zero_and_is_priced_per_gpu_hour(
 
 
 # -- the image ------------------------------------------------------------------------------------
-def test_the_dockerfile_keeps_cpu_as_its_default_target_and_has_a_gpu_one() -> None:
+def test_the_dockerfile_keeps_the_worker_as_its_default_target_and_has_a_gpu_one() -> None:
     text = (ROOT / "containers" / "Dockerfile").read_text()
     stages = re.findall(r"^FROM (\S+)(?: AS (\S+))?$", text, flags=re.MULTILINE)
-    assert stages[-1][1] == "cpu"  # the last stage: what a build without --target makes
+    assert stages[-1][1] == "worker"  # the last stage: what a build without --target makes
     named = {name: base for base, name in stages}
-    assert named["gpu"].startswith("nvidia/cuda:")
+    assert {"worker", "api", "gpu"} <= set(named)
+    # every base is a build argument (a stand-in where no registry answers) or a stage
+    arguments = dict(re.findall(r"^ARG (\w+)=(\S+)$", text, flags=re.MULTILINE))
+    for base in named.values():
+        assert base.removeprefix("${").removesuffix("}") in arguments or base in named, base
+    assert named["gpu"] == "${CUDA_BASE}"
+    assert re.fullmatch(r"python:3\.11[\w.-]*@sha256:[0-9a-f]{64}", arguments["PYTHON_BASE"])
+    assert arguments["CUDA_BASE"].startswith("nvidia/cuda:")
+    # no frontend image to fetch: BuildKit's own Dockerfile frontend builds it
+    assert "# syntax=" not in text
     gpu_stage = text.split(" AS gpu\n", 1)[1].split("\nFROM ", 1)[0]
     assert 'CMD ["python", "-m", "mlpoc.worker", "gpu"]' in gpu_stage
     assert "USER 10001" in gpu_stage

@@ -2,7 +2,8 @@
 
 * One instance (single-instance environment, no load balancer: the cheapest always-on piece),
   running ``containers/docker-compose.yml``: an nginx proxy (health-agent and access logs, rate
-  limit, body cap, compression) in front of the API, from the same image as the workers.
+  limit, body cap, compression) in front of the API, from the kit's ``api`` image (ONNX serving
+  only: none of the workers' training libraries).
 * HTTPS for a PoC without a domain: a CloudFront distribution with its default certificate in
   front. The instance's security group admits port 80 only from CloudFront's origin-facing
   managed prefix list (looked up at deploy time), so nobody reaches the API around CloudFront.
@@ -34,6 +35,7 @@ from constructs import Construct
 from mlpoc.paths import CHECKOUT
 from stacks.config import Config
 from stacks.constructs.bundling import CopyFiles
+from stacks.constructs.images import kit_image
 from stacks.constructs.nag import acknowledge
 
 LOG_RETENTION_DAYS = 30
@@ -54,7 +56,6 @@ class ApiService(Construct):
         *,
         config: Config,
         vpc: ec2.IVpc,
-        image: ecr_assets.DockerImageAsset,
         environment: dict[str, str],
     ) -> None:
         super().__init__(scope, construct_id)
@@ -135,7 +136,16 @@ class ApiService(Construct):
             "health reporting); the API's own data access is granted separately, resource by "
             "resource.",
         )
-        image.repository.grant_pull(self.instance_role)
+        # built for the instance's processor: ARM64 on Graviton (t4g, the default), else x86_64
+        self.image = kit_image(
+            self,
+            "Image",
+            target="api",
+            platform=ecr_assets.Platform.LINUX_ARM64
+            if config.api_on_graviton
+            else ecr_assets.Platform.LINUX_AMD64,
+        )
+        self.image.repository.grant_pull(self.instance_role)
         acknowledge(
             self.instance_role.node.find_child("DefaultPolicy"),
             "AwsSolutions-IAM5[Resource::*]",
@@ -201,7 +211,7 @@ class ApiService(Construct):
         )
         properties = {
             **environment,
-            "MLPOC_IMAGE": image.image_uri,
+            "MLPOC_IMAGE": self.image.image_uri,
             "AWS_REGION": stack.region,
             "MLPOC_API_KEY_SECRET_ARN": self.api_key.secret_arn,
             "MLPOC_ORIGIN_SECRET_ARN": self.origin_secret.secret_arn,

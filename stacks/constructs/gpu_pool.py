@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from aws_cdk import IgnoreMode, RemovalPolicy
+from aws_cdk import RemovalPolicy
 from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
@@ -33,9 +33,9 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
-from mlpoc.paths import CHECKOUT
 from mlpoc.settings import GPU_QUEUE_VARIABLE
 from stacks.config import Config
+from stacks.constructs.images import kit_image
 from stacks.constructs.nag import acknowledge
 from stacks.constructs.workers import STOP_GRACE_SECONDS, STOP_TIMEOUT, scale_with_queue
 
@@ -194,15 +194,7 @@ class GpuPool(Construct):
             self, "Task", network_mode=ecs.NetworkMode.BRIDGE, task_role=task_role
         )
         # the GPU image (containers/Dockerfile, target gpu): CUDA's runtime and the same package
-        image = ecr_assets.DockerImageAsset(
-            self,
-            "Image",
-            directory=str(CHECKOUT),
-            file="containers/Dockerfile",
-            target="gpu",
-            platform=ecr_assets.Platform.LINUX_AMD64,
-            ignore_mode=IgnoreMode.DOCKER,
-        )
+        image = kit_image(self, "Image", target="gpu", platform=ecr_assets.Platform.LINUX_AMD64)
         task.add_container(
             "worker",
             image=ecs.ContainerImage.from_docker_image_asset(image),
@@ -218,6 +210,9 @@ class GpuPool(Construct):
             logging=ecs.LogDrivers.aws_logs(stream_prefix="gpu", log_group=self.log_group),
             stop_timeout=STOP_TIMEOUT,
             readonly_root_filesystem=True,
+            # an init as PID 1 forwards SIGTERM: one that comes before the worker's handler
+            # exists (while it imports) ends it at once instead of waiting for the SIGKILL
+            linux_parameters=ecs.LinuxParameters(self, "Linux", init_process_enabled=True),
         )
         return task
 

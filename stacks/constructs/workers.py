@@ -1,4 +1,4 @@
-"""The train and predict workers: one image, two queue-driven Fargate services.
+"""The train and predict workers: one image (target ``worker``), two queue-driven Fargate services.
 
 Each service runs 0 tasks while its queue is empty and scales out on the number of messages
 *visible or in flight* (so a running job keeps its task), from zero on the first message. It
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Duration, IgnoreMode, RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_applicationautoscaling as autoscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
@@ -25,9 +25,9 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
-from mlpoc.paths import CHECKOUT
 from stacks.accounts import worker_role_name
 from stacks.config import Config
+from stacks.constructs.images import kit_image
 from stacks.constructs.nag import acknowledge, as_nag_names
 
 # ECS sends SIGTERM, then SIGKILL after this; the worker's own grace is shorter.
@@ -68,17 +68,10 @@ class Workers(Construct):
             enable_fargate_capacity_providers=True,
         )
         self.cluster.node.default_child.override_logical_id(CLUSTER_ID)  # type: ignore[union-attr]
-        # One image for every role (and the API); built for ARM64 (Graviton: cheaper, and
-        # Fargate Spot runs ARM64 on platform 1.4.0).
-        self.image = ecr_assets.DockerImageAsset(
-            self,
-            "Image",
-            directory=str(CHECKOUT),
-            file="containers/Dockerfile",
-            platform=ecr_assets.Platform.LINUX_ARM64,
-            # .dockerignore allow-lists the context (pyproject.toml, containers/mlpoc): the
-            # asset's hash, and so a redeploy, changes only when the image's inputs do
-            ignore_mode=IgnoreMode.DOCKER,
+        # One image for both roles, built for ARM64 (Graviton: cheaper, and Fargate Spot runs
+        # ARM64 on platform 1.4.0).
+        self.image = kit_image(
+            self, "Image", target="worker", platform=ecr_assets.Platform.LINUX_ARM64
         )
         self.security_group = ec2.SecurityGroup(
             self,
@@ -131,6 +124,9 @@ class Workers(Construct):
             logging=ecs.LogDrivers.aws_logs(stream_prefix=spec.role, log_group=log_group),
             stop_timeout=STOP_TIMEOUT,
             readonly_root_filesystem=True,
+            # an init as PID 1 forwards SIGTERM: one that comes before the worker's handler
+            # exists (while it imports) ends it at once instead of waiting for the SIGKILL
+            linux_parameters=ecs.LinuxParameters(self, f"{name}Linux", init_process_enabled=True),
         )
         # the worker's scale-in protection calls, for this cluster's tasks only
         stack = Stack.of(self)

@@ -35,13 +35,15 @@ def cdk_json_context() -> dict[str, Any]:
     return load_context(ROOT)
 
 
-def make_app(outdir: Path, **overrides: Any) -> tuple[cdk.App, Stacks]:
-    """A bare cdk.App does not read cdk.json: load its context, skip Docker bundling."""
+def make_app(outdir: Path, *, bundling: bool = False, **overrides: Any) -> tuple[cdk.App, Stacks]:
+    """A bare cdk.App does not read cdk.json: load its context, skip asset bundling (unless
+    ``bundling``: the assets staged as `cdk synth` stages them, with the kit's local bundlers,
+    such as the Beanstalk bundle the container tests run)."""
     os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
     context = {
         **cdk_json_context(),
         **{f"mlpoc:{k}": v for k, v in overrides.items()},
-        "aws:cdk:bundling-stacks": [],
+        **({} if bundling else {"aws:cdk:bundling-stacks": []}),
     }
     app = cdk.App(context=context, outdir=str(outdir))
     stacks = build(app)
@@ -50,8 +52,8 @@ def make_app(outdir: Path, **overrides: Any) -> tuple[cdk.App, Stacks]:
 
 
 class Synthesized:
-    def __init__(self, outdir: Path, **overrides: Any) -> None:
-        self.app, self.stacks = make_app(outdir, **overrides)
+    def __init__(self, outdir: Path, *, bundling: bool = False, **overrides: Any) -> None:
+        self.app, self.stacks = make_app(outdir, bundling=bundling, **overrides)
         self.assembly = self.app.synth()
         self.outdir = outdir
         self.data = Template.from_stack(self.stacks.data)

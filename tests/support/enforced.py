@@ -60,6 +60,7 @@ class EnforcedStack:
     enforced: Enforced
     schedules: list[LocalSchedule] = field(default_factory=list)
     wired: list[str] = field(default_factory=list)
+    api_key: str = ""  # the API key local mode generated (its secret is the API's stand-in)
 
     def session(self, role: str) -> boto3.session.Session:
         """A session with the credentials of a runtime role (or "operator")."""
@@ -110,15 +111,26 @@ def runtime_role(spec: ProcessSpec) -> str:
     return {"function": "upload"}.get(spec.kind, spec.name)
 
 
-def deploy_enforced(endpoint: str, app: Synthesized) -> EnforcedStack:
+def deploy_enforced(
+    endpoint: str, app: Synthesized, *, origin_secret: str | None = None
+) -> EnforcedStack:
     """What `mlpoc local up` does before it starts processes, on ``app``'s templates (and the
-    schedules' role, assumed as ``scheduler``, when the app has schedules)."""
+    schedules' role, assumed as ``scheduler``, when the app has schedules).
+
+    ``origin_secret``: also stand in for the CloudFront origin secret with this value (what
+    local mode leaves out), so the API runs with the origin check and its role reads it."""
     data = app.data_json
     service = app.service_json
     deployer = LocalDeployer(endpoint)
     stack = deployer.create("mlpoc-data", data)
-    secret_arn, _ = deployer.create_api_key("mlpoc")
-    resolve = Resolver(stack.exports, REGION, dict.fromkeys(api_key_secret(service), secret_arn))
+    secret_arn, api_key = deployer.create_api_key("mlpoc")
+    stand_ins = dict.fromkeys(api_key_secret(service), secret_arn)
+    if origin_secret is not None:
+        arn = deployer.secretsmanager.create_secret(
+            Name="mlpoc-local-origin", SecretString=origin_secret
+        )["ARN"]
+        stand_ins.update(dict.fromkeys(origin_secret_ids(service), arn))
+    resolve = Resolver(stack.exports, REGION, stand_ins)
     specs = processes(service, app.outdir, resolve)
     found = from_template(service, resolve)
     enforced = LocalIdentities(endpoint, account=LOCAL_ACCOUNT).for_processes(
@@ -131,4 +143,16 @@ def deploy_enforced(endpoint: str, app: Synthesized) -> EnforcedStack:
         enforced=enforced,
         schedules=found,
         wired=stack.wired,
+        api_key=api_key,
     )
+
+
+def origin_secret_ids(service: dict[str, Any]) -> list[str]:
+    """The logical id of the secret the API's MLPOC_ORIGIN_SECRET_ARN names."""
+    return [
+        option["Value"]["Ref"]
+        for resource in service["Resources"].values()
+        if resource["Type"] == "AWS::ElasticBeanstalk::Environment"
+        for option in resource["Properties"]["OptionSettings"]
+        if option["OptionName"] == "MLPOC_ORIGIN_SECRET_ARN"
+    ]
