@@ -93,12 +93,14 @@ test: lint typecheck synth $(BROWSER) $(NGINX) container-stage ## everything CI 
 test-fast: $(INSTALLED) ## the unit tests only (no subprocesses, no large backlogs)
 	$(PY) -m pytest $(PYTEST_PARALLEL) -m "not integration and not perf"
 
-bench: $(INSTALLED) ## worker throughput, inference and API latency, demo time, sharding, against baselines
+bench: $(INSTALLED) ## worker throughput, inference and API latency (direct, through the bundle's nginx), demo time, sharding
 	$(PY) benchmarks/worker_throughput.py
 	$(PY) benchmarks/api_latency.py
 	$(PY) benchmarks/demo_time.py
 	$(PY) benchmarks/sharded_predictions.py
 	$(PY) benchmarks/first_job.py
+	@if containers/engine.sh check; then containers/images.sh && $(PY) benchmarks/bundle_latency.py; \
+	else echo "bundle benchmark skipped: no Docker engine answers"; fi
 
 deploy: $(INSTALLED) $(NODE_INSTALLED) ## deploy both stacks to the current AWS account (needs Docker to build the image)
 	npx cdk deploy --all --require-approval broadening

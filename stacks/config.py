@@ -50,7 +50,7 @@ MAX_GPU_TYPES = 20
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 SECRET_NAME_PATTERN = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
 PROJECT_RULE = "3-20 lowercase letters, digits or -, starting with a letter"
-INSTANCE_RULE = "an EC2 instance type such as t4g.small"
+INSTANCE_RULE = "an EC2 instance type such as t4g.micro"
 EMAIL_RULE = "an email address, or empty for none"
 SECRET_RULE = "a Secrets Manager secret name, or empty for none"  # noqa: S105 - a description
 LISTED_CHOICES = 10

@@ -381,7 +381,7 @@ def test_the_api_environment_is_one_instance_updated_without_downtime(poc: Synth
         ("aws:elasticbeanstalk:cloudwatch:logs", "StreamLogs"): "true",
         ("aws:elasticbeanstalk:cloudwatch:logs", "RetentionInDays"): "30",
         ("aws:elasticbeanstalk:cloudwatch:logs", "DeleteOnTerminate"): "true",
-        ("aws:ec2:instances", "InstanceTypes"): "t4g.small",
+        ("aws:ec2:instances", "InstanceTypes"): "t4g.micro",
         ("aws:autoscaling:launchconfiguration", "DisableIMDSv1"): "true",
         # Beanstalk's default instance group admits port 80 from anywhere: not attached
         ("aws:autoscaling:launchconfiguration", "DisableDefaultEC2SecurityGroup"): "true",

@@ -25,7 +25,7 @@ def config(**overrides: Any) -> Config:
 
 def test_the_defaults_are_a_cheap_destroyable_poc() -> None:
     defaults = config()
-    assert (defaults.stage, defaults.spot, defaults.api_instance_type) == ("poc", True, "t4g.small")
+    assert (defaults.stage, defaults.spot, defaults.api_instance_type) == ("poc", True, "t4g.micro")
     assert defaults.retain_data is False
     assert (defaults.alert_email, defaults.slack_webhook_secret_name) == (None, None)
 

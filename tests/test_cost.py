@@ -25,7 +25,7 @@ from tests.support.counting import CallCounter
 H = 730  # hours in the price table's month
 # the default config's idle month in us-east-1, line by line (prices.json, 2025-01)
 DEFAULT_US_EAST_1 = {
-    "API instance t4g.small (Elastic Beanstalk)": H * 0.0168,
+    "API instance t4g.micro (Elastic Beanstalk)": H * 0.0084,
     "its root volume (8 GB gp3)": 8 * 0.08,
     "its public IPv4 address (Elastic IP)": H * 0.005,
     "enhanced-health metrics (2)": 2 * 0.30,
@@ -41,7 +41,7 @@ DEFAULT_US_EAST_1 = {
     "S3 storage (2.0 GB assumed)": 2.0 * 0.023,
     # data and models are versioned; old versions are kept 30 days
     "old S3 object versions (2 buckets, kept 30 days, 1.0 GB assumed)": 1.0 * 0.023,
-    "container image in ECR (size assumed)": 0.6 * 0.10,
+    "container images in ECR (2 x 0.3 GB compressed, assumed)": 0.6 * 0.10,  # worker and API
     "CloudFront distribution": 0.0,
     "AWS Budgets x1": 0.0,
 }
@@ -63,7 +63,7 @@ def bigger_api(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
 def test_the_default_idle_month_in_us_east_1(poc: Synthesized) -> None:
     report = cost.report(assembly_of(poc), "us-east-1")
     assert lines(report) == pytest.approx(DEFAULT_US_EAST_1, abs=1e-6)
-    assert report.idle_total == pytest.approx(24.66, abs=0.005)
+    assert report.idle_total == pytest.approx(18.53, abs=0.005)
     # always-free: 10 of the 18 alarm metrics, both metrics, the dashboard, the polls, logs, storage
     free = 10 * 0.10 + 2 * 0.30 + 3.00 + 5 * 180 * H / 1e6 * 0.40 + 0.5 * 0.50 + 0.25
     assert report.idle_free_tier == pytest.approx(sum(DEFAULT_US_EAST_1.values()) - free, abs=0.01)
@@ -81,7 +81,7 @@ def test_a_larger_api_instance_raises_the_idle_month(
     before = cost.report(assembly_of(poc), "us-east-1")
     after = cost.report(assembly_of(bigger_api), "us-east-1")
     assert lines(after)["API instance t4g.medium (Elastic Beanstalk)"] == pytest.approx(H * 0.0336)
-    assert after.idle_total - before.idle_total == pytest.approx(H * (0.0336 - 0.0168), abs=0.01)
+    assert after.idle_total - before.idle_total == pytest.approx(H * (0.0336 - 0.0084), abs=0.01)
 
 
 def test_retain_adds_point_in_time_recovery_and_drops_spot(
@@ -132,7 +132,7 @@ def test_the_marginal_costs_by_hand(poc: Synthesized) -> None:
 
 def test_ap_northeast_1_uses_its_own_prices(poc: Synthesized) -> None:
     report = cost.report(assembly_of(poc), "ap-northeast-1")
-    assert lines(report)["API instance t4g.small (Elastic Beanstalk)"] == pytest.approx(H * 0.0216)
+    assert lines(report)["API instance t4g.micro (Elastic Beanstalk)"] == pytest.approx(H * 0.0108)
     assert lines(report)["its root volume (8 GB gp3)"] == pytest.approx(8 * 0.096)
 
 
@@ -210,12 +210,12 @@ def test_the_cli_prints_the_report_and_a_one_line_summary(poc: Synthesized) -> N
     runner = CliRunner()
     full = runner.invoke(app, ["cost", "--assembly", str(poc.outdir), "--region", "us-east-1"])
     assert full.exit_code == 0, full.output
-    assert "24.66" in full.output
+    assert "18.53" in full.output
     assert "not priced:" in full.output
     assert "ml.t2.medium" in full.output
     line = runner.invoke(app, ["cost", "--assembly", str(poc.outdir), "--summary"])
     assert line.exit_code == 0
-    assert line.output.startswith("mlpoc cost: idle 24.66 USD/month in us-east-1 (19.3")
+    assert line.output.startswith("mlpoc cost: idle 18.53 USD/month in us-east-1 (13.17")
     unknown = runner.invoke(app, ["cost", "--assembly", str(poc.outdir), "--region", "xx-1"])
     assert unknown.exit_code == 1
     assert "no prices for region xx-1" in unknown.output

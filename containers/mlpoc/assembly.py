@@ -16,7 +16,7 @@ from mlpoc.errors import SynthError
 @dataclass(frozen=True)
 class Assembly:
     templates: dict[str, dict[str, Any]]  # stack name -> template
-    docker_images: int = 0  # the CPU image (and any other but the GPU one)
+    docker_images: int = 0  # the worker and API images (every one but the GPU one)
     region: str | None = None  # when the stacks were synthesized for one
     gpu_images: int = 0  # docker build target "gpu": the GPU pool's image
 

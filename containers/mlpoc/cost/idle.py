@@ -254,13 +254,11 @@ class Idle:
                      usd(gb * rate))
             )  # fmt: skip
         if self.assembly.docker_images:
-            gb, rate = (
-                self.assembly.docker_images * float(self.a["image_gb"]),
-                self.p["ecr_gb_month"],
-            )
+            count, each = self.assembly.docker_images, float(self.a["image_gb"])
+            gb, rate = round(count * each, 3), self.p["ecr_gb_month"]
             self.lines.append(
                 Line(
-                    "container image in ECR (size assumed)",
+                    f"container images in ECR ({count} x {each} GB compressed, assumed)",
                     f"{gb} GB x {rate} USD",
                     usd(gb * rate),
                 )
