@@ -414,6 +414,21 @@ def test_the_health_agents_log_is_written_by_the_unprivileged_nginx_worker(
     assert "Permission denied" not in served.bundle.logs()
 
 
+def test_every_environment_property_reaches_the_api_container(
+    served: Served, stack: EnforcedStack
+) -> None:
+    # compose passes the .env Beanstalk writes to the API whole (env_file): the names a fixed
+    # list would forget (the worker services, MLPOC_SOURCES, the GPU queue) arrive too
+    bundle = served.bundle
+    done = run([bundle.docker, "exec", bundle.container("api"), "env"])
+    seen = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    spec = stack.specs["api"]
+    assert {k: seen.get(k) for k in spec.env} == spec.env
+    # the names that exist only on AWS too: the worker services the API raises from zero
+    assert {"MLPOC_WORKER_CLUSTER", "MLPOC_TRAIN_SERVICE"} <= set(spec.left_out) <= set(seen)
+    assert seen["AWS_DEFAULT_REGION"] == spec.env["AWS_REGION"]
+
+
 def test_the_api_container_runs_read_only_as_its_own_user(served: Served) -> None:
     bundle = served.bundle
     assert bundle.inspect("api", "{{.HostConfig.ReadonlyRootfs}}") == "true"

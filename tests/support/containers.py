@@ -240,7 +240,11 @@ def beanstalk_env(stack: EnforcedStack, found: Images, healthd: Path) -> dict[st
     spec = stack.specs["api"]
     assert "MLPOC_IMAGE" in spec.left_out  # an ECR URI: only on AWS; here the local build
     assert spec.env["AWS_REGION"] == REGION  # the stack's own property
+    # what exists only on AWS (the worker services' names) still gets its line, as Beanstalk
+    # writes every property: a value that says so
+    aws_only = {name: f"aws-only-{name.lower()}" for name in spec.left_out}
     return {
+        **aws_only,
         **spec.env,
         "MLPOC_IMAGE": found.api,
         **local_aws(stack, "api", region=False),
