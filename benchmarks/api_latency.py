@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 from mlpoc.paths import CHECKOUT
 
@@ -56,32 +57,59 @@ def wait_until_up(port: int, timeout: float = 60) -> None:
     raise RuntimeError("the API did not come up")
 
 
-def load_test(port: int, concurrency: int, requests: int) -> list[float]:
+def load_test(
+    port: int,
+    concurrency: int,
+    requests: int,
+    *,
+    key: str = KEY,
+    headers: Callable[[], bytes] = lambda: b"",
+) -> list[float]:
     """``concurrency`` keep-alive connections driven by one asyncio loop (no client threads
-    competing for the GIL: what is measured is the server, not the load generator)."""
+    competing for the GIL: what is measured is the server, not the load generator).
+    ``headers``: extra header lines for each request (``b"Name: value\r\n"``)."""
     payloads = [body(i) for i in range(64)]
 
     def request(payload: bytes) -> bytes:
         return (
-            b"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: " + KEY.encode()
-            + b"\r\nContent-Type: application/json\r\nContent-Length: "
+            b"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: " + key.encode()
+            + b"\r\n" + headers() + b"Content-Type: application/json\r\nContent-Length: "
             + str(len(payload)).encode() + b"\r\n\r\n" + payload
         )  # fmt: skip
 
-    raw = [request(p) for p in payloads]
     latencies: list[float] = []
+
+    async def exchange(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes
+    ) -> None:
+        writer.write(raw)
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(head.split(b"\r\n")[0].decode())
+        lowered = head.lower()
+        if b"content-length:" in lowered:
+            length = int(lowered.split(b"content-length:")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+        else:  # chunked (a proxy may re-chunk)
+            while (size := int((await reader.readuntil(b"\r\n")).strip(), 16)) > 0:
+                await reader.readexactly(size + 2)
+            await reader.readuntil(b"\r\n")
 
     async def connection(offset: int, count: int) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         for i in range(count):
+            raw = request(payloads[(offset + i) % len(payloads)])
             started = time.perf_counter()
-            writer.write(raw[(offset + i) % len(raw)])
-            await writer.drain()
-            head = await reader.readuntil(b"\r\n\r\n")
-            if not head.startswith(b"HTTP/1.1 200"):
-                raise RuntimeError(head.split(b"\r\n")[0].decode())
-            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-            await reader.readexactly(length)
+            try:
+                await exchange(reader, writer, raw)
+            except asyncio.IncompleteReadError:
+                # nginx closes a keep-alive connection after 1,000 requests: open another and
+                # time the request again from there
+                writer.close()
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                started = time.perf_counter()
+                await exchange(reader, writer, raw)
             latencies.append(time.perf_counter() - started)
         writer.close()
         await writer.wait_closed()

@@ -16,7 +16,6 @@ nginx; and the bundle's memory decides the default instance type (docs/performan
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
@@ -25,7 +24,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from mlpoc.paths import CHECKOUT
@@ -34,7 +32,7 @@ ROOT = CHECKOUT
 sys.path.insert(0, str(ROOT))
 
 import boto3
-from benchmarks.api_latency import body, percentile, wait_until_up
+from benchmarks.api_latency import load_test, percentile, wait_until_up
 
 from mlpoc import plugins
 from stacks.constructs.api import BUNDLE_FILES
@@ -48,64 +46,17 @@ API_PORT, PROXY_PORT = 8000, 80
 
 
 def load(port: int, concurrency: int, requests: int, *, proxied: bool) -> list[float]:
-    """``concurrency`` keep-alive connections from one asyncio loop."""
-    payloads = [body(i) for i in range(64)]
+    """The realtime benchmark's load, with CloudFront's origin header (and, through nginx, a
+    client address of its own for every request: see the module's text)."""
 
-    def request(payload: bytes) -> bytes:
+    def headers() -> bytes:
         forwarded = b""
-        if proxied:  # a client address of its own for every request (see the module's text)
+        if proxied:
             address = ".".join(str(random.randint(1, 254)) for _ in range(4))
             forwarded = b"X-Forwarded-For: " + address.encode() + b"\r\n"
-        return (
-            b"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: " + KEY.encode()
-            + b"\r\nX-Origin-Verify: " + ORIGIN.encode() + b"\r\n" + forwarded
-            + b"Content-Type: application/json\r\nContent-Length: "
-            + str(len(payload)).encode() + b"\r\n\r\n" + payload
-        )  # fmt: skip
+        return b"X-Origin-Verify: " + ORIGIN.encode() + b"\r\n" + forwarded
 
-    latencies: list[float] = []
-
-    async def exchange(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes
-    ) -> None:
-        writer.write(raw)
-        await writer.drain()
-        head = await reader.readuntil(b"\r\n\r\n")
-        if not head.startswith(b"HTTP/1.1 200"):
-            raise RuntimeError(head.split(b"\r\n")[0].decode())
-        lowered = head.lower()
-        if b"content-length:" in lowered:
-            length = int(lowered.split(b"content-length:")[1].split(b"\r\n")[0])
-            await reader.readexactly(length)
-        else:  # chunked
-            while (size := int((await reader.readuntil(b"\r\n")).strip(), 16)) > 0:
-                await reader.readexactly(size + 2)
-            await reader.readuntil(b"\r\n")
-
-    async def connection(offset: int, count: int) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        for i in range(count):
-            raw = request(payloads[(offset + i) % len(payloads)])
-            started = time.perf_counter()
-            try:
-                await exchange(reader, writer, raw)
-            except asyncio.IncompleteReadError:
-                # nginx closes a keep-alive connection after 1,000 requests: open another and
-                # time the request again from there
-                writer.close()
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                started = time.perf_counter()
-                await exchange(reader, writer, raw)
-            latencies.append(time.perf_counter() - started)
-        writer.close()
-        await writer.wait_closed()
-
-    async def run() -> None:
-        share = requests // concurrency
-        await asyncio.gather(*(connection(i * 7, share) for i in range(concurrency)))
-
-    asyncio.run(run())
-    return latencies
+    return load_test(port, concurrency, requests, key=KEY, headers=headers)
 
 
 def memory(docker: str, project: str) -> dict[str, str]:
