@@ -2,7 +2,10 @@
 ``MLPOC_PLUGINS`` — the same seam a team uses for its own framework.
 
 * ``slow``: sleeps ``params.sleep_seconds`` then trains the default model (long jobs, kills);
-* ``crash``: always raises an unexpected error (a poison message).
+* ``crash``: always raises an unexpected error (a bug: the job fails at once);
+* ``unreachable``: always raises ConnectionError (a service it needs is down: retried until
+  the queue's last receive, then the dead-letter queue);
+* ``bad_onnx``: returns bytes that are not an ONNX model.
 """
 
 from __future__ import annotations
@@ -25,3 +28,13 @@ def train_slow(x: np.ndarray, y: np.ndarray, params: Mapping[str, Any]) -> Expor
 @trainer("crash")
 def train_crash(x: np.ndarray, y: np.ndarray, params: Mapping[str, Any]) -> ExportedModel:
     raise RuntimeError("boom: the plugin crashed")
+
+
+@trainer("unreachable")
+def train_unreachable(x: np.ndarray, y: np.ndarray, params: Mapping[str, Any]) -> ExportedModel:
+    raise ConnectionError("the feature service did not answer")
+
+
+@trainer("bad_onnx")
+def train_bad_onnx(x: np.ndarray, y: np.ndarray, params: Mapping[str, Any]) -> ExportedModel:
+    return ExportedModel(onnx=b"not an onnx graph", classes=[str(c) for c in sorted(set(y))])

@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from botocore.exceptions import BotoCoreError, ClientError
 
 from mlpoc.errors import PluginError
 
@@ -66,6 +68,36 @@ class Plugin:
 
 
 _REGISTRY: dict[str, Plugin] = {}
+# what a plugin may raise that says nothing about its code or the data: retried like the
+# worker's own calls (a framework that reaches a service, a machine short of memory)
+TRANSIENT = (BotoCoreError, ClientError, ConnectionError, TimeoutError, MemoryError)
+TRACE_FRAMES = 3
+
+
+class PluginCrashed(PluginError):
+    """A plugin raised on data that passed the worker's checks: it would raise again on every
+    retry, so the job fails at once with the innermost frames of the traceback."""
+
+    def __init__(self, what: str, error: BaseException) -> None:
+        frames = traceback.extract_tb(error.__traceback__)[-TRACE_FRAMES:]
+        where = " <- ".join(f"{f.filename}:{f.lineno} in {f.name}" for f in reversed(frames))
+        super().__init__(
+            f"{what} raised {type(error).__name__}: {error}"
+            + (f" (at {where})" if where else "")
+            + ". It would fail the same way on every retry: fix it, then send the job again"
+        )
+
+
+def run_train(plugin: Plugin, x: np.ndarray, y: np.ndarray, params: Mapping[str, Any]) -> Any:
+    """``plugin.train``, with its failures classified: a :class:`PluginError` (parameters it
+    refuses) as it is; :data:`TRANSIENT` errors unchanged (retried); anything else
+    :class:`PluginCrashed` (the job fails at once instead of going round the queue)."""
+    try:
+        return plugin.train(x, y, params)
+    except (PluginError, *TRANSIENT):
+        raise
+    except Exception as error:
+        raise PluginCrashed(f"the plugin {plugin.name!r}", error) from error
 
 
 def trainer(

@@ -12,7 +12,8 @@ ledger's claim (``Worker._handle``); :func:`decide` rules the others.
 | held by another worker's lease    | unchanged  | left (returns after the timeout)         |
 | committed by its handler          | SUCCEEDED  | deleted                                  |
 | lease lost while it ran           | unchanged  | left (the owner decides)                 |
-| can never succeed (``JobFailed``) | FAILED     | deleted                                  |
+| can never succeed (``JobFailed``, | FAILED     | deleted                                  |
+| a plugin's bug: ``PluginCrashed``) |            |                                          |
 | any other error                   | RETRYABLE  | released after the backoff               |
 | … on the queue's last receive     | FAILED     | released at once, so SQS moves it to the DLQ |
 """

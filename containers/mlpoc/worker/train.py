@@ -114,6 +114,22 @@ def split(
     return x_train, x_test, y_train, y_test
 
 
+def _served_labels(
+    plugin: plugins.Plugin,
+    exported: plugins.ExportedModel,
+    version: ModelVersion,
+    x_test: np.ndarray,
+) -> list[str]:
+    """The held-out rows through the plugin's ONNX graph in onnxruntime, as the API will run
+    it; a graph onnxruntime refuses fails the job at once (it would on every retry)."""
+    try:
+        return list(OnnxClassifier(exported.onnx, version).predict(x_test).labels)
+    except Exception as error:
+        raise plugins.PluginCrashed(
+            f"the ONNX model of the plugin {plugin.name!r}, run by onnxruntime,", error
+        ) from error
+
+
 def should_promote(mode: str, metric: float, pointer: Pointer | None) -> bool:
     if mode == "never":
         return False
@@ -151,7 +167,7 @@ def handle_train(ctx: JobContext) -> None:
         text = datasets.fetch(clients.s3, dataset)
     data = datasets.parse_training(text, str(dataset))
     x_train, x_test, y_train, y_test = split(data, test_size, seed)
-    exported = plugin.train(x_train, y_train, job.params)
+    exported: plugins.ExportedModel = plugins.run_train(plugin, x_train, y_train, job.params)
     train_seconds = round(time.monotonic() - started, 3)
     ctx.check_lease()
 
@@ -184,8 +200,7 @@ def handle_train(ctx: JobContext) -> None:
         },
     )
     # Metrics of the ONNX graph itself: what is recorded is what will be served.
-    classifier = OnnxClassifier(exported.onnx, version)
-    metrics = evaluate(classifier.predict(x_test).labels, y_test, exported.classes)
+    metrics = evaluate(_served_labels(plugin, exported, version, x_test), y_test, exported.classes)
     version = dataclasses.replace(version, metrics=metrics)
     artifacts.write(
         clients.s3,
