@@ -77,6 +77,7 @@ class Built:
     lineage: Lineage
     base_version: int | None
     base_plugin: str | None  # how the promoted version was trained (the default plugin)
+    base_params: dict[str, Any]  # and with which of its plugin's parameters
     added: list[str]
     corrections: int
     new_corrections: int
@@ -237,6 +238,7 @@ def build(clients: Clients, settings: Settings, job: Job, registry: Registry) ->
         lineage=grown,
         base_version=base_version,
         base_plugin=base.plugin if base else None,
+        base_params=dict(base.extra.get("plugin_params", {})) if base else {},
         added=used,
         corrections=len(corrections),
         new_corrections=len(fresh),

@@ -10,7 +10,9 @@ in the data bucket to pre-compute predictions for with the new version once it i
 A dataset that is a folder (``s3://…/datasets/digits/``) is built first (:mod:`mlpoc.builds`):
 the promoted version's data, the new CSVs in the folder, every correction; with nothing new the
 job ends SUCCEEDED with ``"outcome": "nothing new"``. The plugin defaults to the promoted
-version's.
+version's, and so do its parameters when the job names none of its own (a retrain or a
+scheduled run trains the live model's configuration again, not the plugin's defaults). Each
+version records its plugin's parameters (``plugin_params``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ log = logging.getLogger("mlpoc.worker")
 
 MIN_ROWS = 10
 COMMIT_ATTEMPTS = 5
+# the train job's own parameters; every other key of params is the plugin's
+KIT_PARAMS = frozenset({"plugin", "origin", "promote", "test_size", "seed", "then_predict"})
 
 
 def evaluate(predicted: list[str], truth: np.ndarray, classes: list[str]) -> dict[str, float]:
@@ -114,6 +118,15 @@ def split(
     return x_train, x_test, y_train, y_test
 
 
+def _plugin_params(params: Mapping[str, Any], built: builds.Built | None) -> dict[str, Any]:
+    """What the plugin is given: the job's params; over a folder, when the job names no
+    parameter of the plugin's and no other plugin, the promoted version's parameters first."""
+    own = {k for k in params if k not in KIT_PARAMS}
+    if built is None or own or "plugin" in params:
+        return dict(params)
+    return {**built.base_params, **params}
+
+
 def _served_labels(
     plugin: plugins.Plugin,
     exported: plugins.ExportedModel,
@@ -161,13 +174,14 @@ def handle_train(ctx: JobContext) -> None:
         default_plugin = outcome.base_plugin or default_plugin  # as the promoted version was
         ctx.check_lease()
     plugin = plugins.get(str(job.params.get("plugin", default_plugin)))
+    params = _plugin_params(job.params, built)
 
     started = time.monotonic()
     if text is None:
         text = datasets.fetch(clients.s3, dataset)
     data = datasets.parse_training(text, str(dataset))
     x_train, x_test, y_train, y_test = split(data, test_size, seed)
-    exported: plugins.ExportedModel = plugins.run_train(plugin, x_train, y_train, job.params)
+    exported: plugins.ExportedModel = plugins.run_train(plugin, x_train, y_train, params)
     train_seconds = round(time.monotonic() - started, 3)
     ctx.check_lease()
 
@@ -193,6 +207,7 @@ def handle_train(ctx: JobContext) -> None:
         plugin=plugin.name,
         created_at=time.time(),
         extra={
+            "plugin_params": {k: v for k, v in params.items() if k not in KIT_PARAMS},
             "train_rows": len(y_train),
             "test_rows": len(y_test),
             **({"origin": origin} if (origin := builds.origin_of(job)) else {}),
@@ -207,7 +222,7 @@ def handle_train(ctx: JobContext) -> None:
         settings.model_bucket,
         keys,
         exported.onnx,
-        _metadata(version, plugin, job.params, train_seconds),
+        _metadata(version, plugin, params, train_seconds),
     )
     ctx.check_lease()
 
