@@ -238,14 +238,16 @@ def test_a_run_trains_the_live_versions_configuration_unless_it_names_its_own(
     registry = Registry(stack.clients().dynamodb, stack.models_table)
     # GIVEN v1 live: a random forest of 10 trees, depth 4 (not the plugin's defaults)
     forest = {"estimator": "random_forest", "n_estimators": 10, "max_depth": 4}
-    train(stack, "train-1", **forest)
+    train(stack, "train-1", **forest, review_threshold=0.4)
     assert registry.get(MODEL, 1).extra["plugin_params"] == forest
+    assert registry.get(MODEL, 1).extra["review_threshold"] == 0.4
     # WHEN a scheduled run (no parameters of the plugin's) trains on a new file
     put(stack, f"datasets/{MODEL}/more.csv", samples.training_csv(slice(1500, 1600)))
     assert run(stack, "sched-1", promote="always")["status"] == "SUCCEEDED"
     # THEN v2 is the same forest, not the plugin's default logistic regression
     v2 = registry.get(MODEL, 2)
     assert (v2.plugin, v2.extra["plugin_params"]) == ("sklearn", forest)
+    assert v2.extra["review_threshold"] == 0.4  # and its review threshold
     # AND a run that names parameters of its own gets exactly those
     put(stack, f"datasets/{MODEL}/even-more.csv", samples.training_csv(slice(1600, 1700)))
     run(stack, "sched-2", promote="always", estimator="logistic_regression", C=0.5)

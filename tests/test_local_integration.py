@@ -266,6 +266,33 @@ def test_the_smoke_test_proves_the_loop_and_leaves_nothing_behind(
     assert "Versions" not in versions and "DeleteMarkers" not in versions
 
 
+def predict_with_its_own_threshold(state_dir: Path, rows: bytes) -> None:
+    """`mlpoc predict --param review_threshold=…`: 0 sends nothing to review; 2 is refused."""
+    # a predict job with its own review threshold (--param): 0 sends nothing to review
+    lines = rows.decode().splitlines()
+    header = lines[0].split(",")
+    label = header.index("label")
+    scored = ["id," + ",".join(h for i, h in enumerate(header) if i != label)]
+    scored += [
+        f"r{n}," + ",".join(v for i, v in enumerate(line.split(",")) if i != label)
+        for n, line in enumerate(lines[1:51])
+    ]
+    score_csv = state_dir / "ops-score.csv"
+    score_csv.write_text("\n".join(scored) + "\n")
+    predicted = mlpoc(
+        "predict", "ops", str(score_csv), "--param", "review_threshold=0", "--wait",
+        state_dir=state_dir,
+    )  # fmt: skip
+    assert predicted.returncode == 0, predicted.stdout + predicted.stderr
+    assert '"rows": 50' in predicted.stdout and '"for_review": 0' in predicted.stdout
+    refused = mlpoc(
+        "predict", "ops", str(score_csv), "--param", "review_threshold=2", "--wait",
+        state_dir=state_dir,
+    )  # fmt: skip
+    assert refused.returncode == 1
+    assert "params.review_threshold must be from 0 to 1; got 2" in refused.stdout
+
+
 def test_the_operator_commands_and_status_work_from_another_terminal(
     local_up: tuple[Path, subprocess.Popen[str]], outputs: dict[str, str]
 ) -> None:
@@ -317,6 +344,8 @@ def test_the_operator_commands_and_status_work_from_another_terminal(
     from_file = mlpoc("train", "ops", str(local_csv), "--wait", state_dir=state_dir)
     assert from_file.returncode == 0, from_file.stdout + from_file.stderr
     assert "SUCCEEDED" in from_file.stdout
+
+    predict_with_its_own_threshold(state_dir, rows)
 
     exports = mlpoc("outputs", "--env", state_dir=state_dir)
     assert f"export AWS_ENDPOINT_URL={outputs['AwsEndpointUrl']}" in exports.stdout

@@ -78,6 +78,7 @@ class Built:
     base_version: int | None
     base_plugin: str | None  # how the promoted version was trained (the default plugin)
     base_params: dict[str, Any]  # and with which of its plugin's parameters
+    base_threshold: float | None  # its review threshold, when it has its own
     added: list[str]
     corrections: int
     new_corrections: int
@@ -239,6 +240,7 @@ def build(clients: Clients, settings: Settings, job: Job, registry: Registry) ->
         base_version=base_version,
         base_plugin=base.plugin if base else None,
         base_params=dict(base.extra.get("plugin_params", {})) if base else {},
+        base_threshold=base.extra.get("review_threshold") if base else None,
         added=used,
         corrections=len(corrections),
         new_corrections=len(fresh),

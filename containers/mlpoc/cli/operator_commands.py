@@ -103,12 +103,23 @@ def predict(
     version: Annotated[
         str, typer.Option(help="current (the promoted one) or a version number.")
     ] = "current",
+    param: Annotated[
+        list[str],
+        typer.Option(help="Job parameter key=value (repeatable), e.g. review_threshold=0.5."),
+    ] = [],  # noqa: B006
     job_id: JobId = None,
     wait: Wait = False,
 ) -> None:
     """Queue a prediction job (CSV with an `id` column and the model's features)."""
     _submit_and_wait(
-        dep, "predict", wait, model=model, dataset=dataset, version=version, job_id=job_id
+        dep,
+        "predict",
+        wait,
+        model=model,
+        dataset=dataset,
+        version=version,
+        params=_params(param),
+        job_id=job_id,
     )
 
 

@@ -5,9 +5,10 @@ CSVs, is not run here: it is split into shard jobs pinned to the resolved versio
 predict worker runs (:mod:`mlpoc.shards`).
 
 Each row becomes one item of the predictions table ``{model, item_id, version, label,
-confidence, job_id, ...}``; rows below the review threshold (``params.review_threshold`` or
-``MLPOC_REVIEW_THRESHOLD``) also carry ``review`` and their features, which puts them in the
-annotation queue. Writes are idempotent puts in BatchWriteItem calls of 25.
+confidence, job_id, ...}``; rows below the review threshold (``params.review_threshold``, else
+the version's own, else ``MLPOC_REVIEW_THRESHOLD``: :mod:`mlpoc.worker.thresholds`) also carry
+``review`` and their features, which puts them in the annotation queue. Writes are idempotent
+puts in BatchWriteItem calls of 25.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ import numpy as np
 from mlpoc import datasets, shards
 from mlpoc.aws import Clients
 from mlpoc.dynamo import BatchWriter
-from mlpoc.errors import JobFailed
 from mlpoc.inference import ModelCache
 from mlpoc.registry import Registry
 from mlpoc.settings import Settings
 from mlpoc.worker.context import JobContext
+from mlpoc.worker.thresholds import review_threshold
 
 # Above this many features, review items keep no copy of their features (item size limit).
 MAX_REVIEW_FEATURES = 4_096
@@ -41,14 +42,8 @@ class PredictHandler:
 
     def __call__(self, ctx: JobContext) -> None:
         job, settings, clients = ctx.job, ctx.settings, ctx.clients
-        threshold = job.params.get("review_threshold", settings.review_threshold)
-        if (
-            isinstance(threshold, bool)
-            or not isinstance(threshold, int | float)
-            or not (0 <= threshold <= 1)
-        ):
-            raise JobFailed(f"params.review_threshold must be from 0 to 1; got {threshold!r}")
         version = Registry(clients.dynamodb, settings.models_table).resolve(job.model, job.version)
+        threshold = review_threshold(dict(job.params), version, settings.review_threshold)
         if job.shard is not None:
             text, lines = shards.read_shard(clients.s3, job.dataset, job.shard)
             where = f"{job.dataset} ({job.shard}, bytes {job.shard.start}-{job.shard.end})"

@@ -5,7 +5,8 @@
 ``promote``: ``auto`` (default: promote when the new version beats the promoted one on
 accuracy, or when none is promoted), ``always`` or ``never``; ``then_predict``: an ``s3://`` CSV
 in the data bucket to pre-compute predictions for with the new version once it is promoted;
-``origin`` (``schedule`` or ``retrain``): kept on the version (``mlpoc models`` shows it).
+``origin`` (``schedule`` or ``retrain``): kept on the version (``mlpoc models`` shows it);
+``review_threshold`` (0-1): the version's default for its predict jobs.
 
 A dataset that is a folder (``s3://…/datasets/digits/``) is built first (:mod:`mlpoc.builds`):
 the promoted version's data, the new CSVs in the folder, every correction; with nothing new the
@@ -37,13 +38,16 @@ from mlpoc.inference import OnnxClassifier
 from mlpoc.registry import PRIMARY_METRIC, ModelVersion, Pointer, Registry
 from mlpoc.schedules import PROMOTE_POLICIES
 from mlpoc.worker.context import JobContext
+from mlpoc.worker.thresholds import check_threshold
 
 log = logging.getLogger("mlpoc.worker")
 
 MIN_ROWS = 10
 COMMIT_ATTEMPTS = 5
 # the train job's own parameters; every other key of params is the plugin's
-KIT_PARAMS = frozenset({"plugin", "origin", "promote", "test_size", "seed", "then_predict"})
+KIT_PARAMS = frozenset(
+    {"plugin", "origin", "promote", "test_size", "seed", "then_predict", "review_threshold"}
+)
 
 
 def evaluate(predicted: list[str], truth: np.ndarray, classes: list[str]) -> dict[str, float]:
@@ -127,6 +131,17 @@ def _plugin_params(params: Mapping[str, Any], built: builds.Built | None) -> dic
     return {**built.base_params, **params}
 
 
+def _review_threshold(params: Mapping[str, Any], built: builds.Built | None) -> dict[str, float]:
+    """The version's own review threshold (``params.review_threshold``, 0-1): its predictions
+    below it go to the review queue unless a predict job names another. A train job over a
+    folder keeps the live version's when it names none."""
+    threshold = params.get("review_threshold")
+    if threshold is None:
+        inherited = built.base_threshold if built is not None else None
+        return {} if inherited is None else {"review_threshold": inherited}
+    return {"review_threshold": check_threshold(threshold)}
+
+
 def _served_labels(
     plugin: plugins.Plugin,
     exported: plugins.ExportedModel,
@@ -208,6 +223,7 @@ def handle_train(ctx: JobContext) -> None:
         created_at=time.time(),
         extra={
             "plugin_params": {k: v for k, v in params.items() if k not in KIT_PARAMS},
+            **_review_threshold(job.params, built),
             "train_rows": len(y_train),
             "test_rows": len(y_test),
             **({"origin": origin} if (origin := builds.origin_of(job)) else {}),

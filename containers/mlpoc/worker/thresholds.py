@@ -1,0 +1,28 @@
+"""The review threshold: predictions whose confidence is below it go to the review queue.
+
+Where it comes from, first found: the predict job's ``params.review_threshold``; the model
+version's own (``params.review_threshold`` of the train job that made it, kept by a retrain);
+the worker's ``MLPOC_REVIEW_THRESHOLD`` (0.8). A binary model's confidence never drops below
+0.5, a ten-class model's can fall to 0.1: one global number fits no team's model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlpoc.errors import JobFailed
+from mlpoc.registry import ModelVersion
+
+
+def check_threshold(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (0 <= value <= 1):
+        raise JobFailed(f"params.review_threshold must be from 0 to 1; got {value!r}")
+    return float(value)
+
+
+def review_threshold(params: dict[str, Any], version: ModelVersion, default: float) -> float:
+    """The threshold a predict job applies (see the module's text)."""
+    if "review_threshold" in params:
+        return check_threshold(params["review_threshold"])
+    own = version.extra.get("review_threshold")
+    return default if own is None else check_threshold(own)
