@@ -18,15 +18,17 @@ from urllib.parse import urlsplit
 
 @dataclass
 class FaultPlan:
-    every: int  # throttle one request in `every`
-    seen: int = 0
+    # throttle one request in `every` of each service: counted per service, so which services
+    # are hit does not depend on how the workers' timed calls (heartbeats, polls) interleave
+    every: int
+    seen: dict[str, int] = field(default_factory=dict)
     injected: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def should_fault(self, service: str) -> bool:
         with self.lock:
-            self.seen += 1
-            if self.seen % self.every == 0:
+            self.seen[service] = self.seen.get(service, 0) + 1
+            if self.seen[service] % self.every == 0:
                 self.injected[service] = self.injected.get(service, 0) + 1
                 return True
             return False
