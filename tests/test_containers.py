@@ -442,14 +442,11 @@ def test_the_api_container_runs_read_only_as_its_own_user(served: Served) -> Non
 
 def test_the_bundle_stops_cleanly_and_down_leaves_nothing(served: Served) -> None:
     bundle = served.bundle
-    ids = {s: bundle.container(s) for s in ("api", "proxy")}
+    services = ("api", "proxy")
     started = time.monotonic()
     bundle.command("stop")
     assert time.monotonic() - started < 15  # neither waited for its SIGKILL
-    states = {
-        service: json.loads(run([bundle.docker, "inspect", "-f", "{{json .State}}", c]).stdout)
-        for service, c in ids.items()
-    }
+    states = {s: json.loads(bundle.inspect(s, "{{json .State}}")) for s in services}
     logs = bundle.logs()
     # nginx quits gracefully on SIGQUIT (exit 0); uvicorn finishes, then re-raises the SIGTERM
     # it caught (Python's default: 143 through the init), never the SIGKILL's 137

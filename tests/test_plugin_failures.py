@@ -28,15 +28,17 @@ def stack() -> Iterator[Stack]:
         yield create_stack(None)
 
 
-def train_once(stack: Stack, plugin: str) -> tuple[dict[str, Any], int]:
+def train_once(stack: Stack, plugin: str, **params: Any) -> tuple[dict[str, Any], int]:
     """One train job with ``plugin`` through one batch of an in-process worker: the ledger
     record, and how many messages the train queue still holds (visible or not)."""
     clients = stack.clients()
     key = "datasets/digits/train.csv"
     text = samples.training_csv(slice(0, 300))
     clients.s3.put_object(Bucket=stack.data_bucket, Key=key, Body=text.encode())
-    body = {"schema": 1, "job_id": f"job-{plugin}", "type": "train", "model": "digits",
-            "dataset": f"s3://{stack.data_bucket}/{key}", "params": {"plugin": plugin}}  # fmt: skip
+    body = {
+        "schema": 1, "job_id": f"job-{plugin}", "type": "train", "model": "digits",
+        "dataset": f"s3://{stack.data_bucket}/{key}", "params": {"plugin": plugin, **params},
+    }  # fmt: skip
     clients.sqs.send_message(QueueUrl=stack.train_queue_url, MessageBody=json.dumps(body))
     settings = replace(Settings.from_env("train", stack.env("")), wait_seconds=0)
     Worker(settings=settings, clients=clients, handler=handle_train).process_batch()
@@ -92,3 +94,10 @@ def test_a_refused_parameter_keeps_the_plugins_own_sentence() -> None:
     plugin = plugins.Plugin(name="t", train=train, libraries=())
     with pytest.raises(PluginError, match=r"^params\.depth must be a whole number; got 'deep'$"):
         plugins.run_train(plugin, np.zeros((2, 2)), np.zeros(2), {})
+
+
+def test_a_bad_review_threshold_fails_the_train_job_before_it_trains(stack: Stack) -> None:
+    record, left = train_once(stack, "sklearn", review_threshold=2)
+    assert record["status"] == "FAILED" and left == 0
+    assert record["reason"] == "params.review_threshold must be from 0 to 1; got 2"
+    assert "model_version" not in record  # no version was allocated: nothing was trained

@@ -141,11 +141,6 @@ class Container:
                     found.append(record)
         return found
 
-    def state(self) -> dict[str, Any]:
-        done = run([self.docker, "inspect", "-f", "{{json .State}}", self.name])
-        state: dict[str, Any] = json.loads(done.stdout)
-        return state
-
     def inspect(self) -> dict[str, Any]:
         done = run([self.docker, "inspect", self.name])
         found: dict[str, Any] = json.loads(done.stdout)[0]
@@ -158,7 +153,7 @@ class Container:
             [self.docker, "stop", "-t", str(self.stop_timeout), self.name],
             timeout=self.stop_timeout + 30,
         )
-        return int(self.state()["ExitCode"]), time.monotonic() - started
+        return int(self.inspect()["State"]["ExitCode"]), time.monotonic() - started
 
     def remove(self) -> None:
         run([self.docker, "rm", "-f", self.name], check=False)

@@ -88,7 +88,9 @@ class PluginCrashed(PluginError):
         )
 
 
-def run_train(plugin: Plugin, x: np.ndarray, y: np.ndarray, params: Mapping[str, Any]) -> Any:
+def run_train(
+    plugin: Plugin, x: np.ndarray, y: np.ndarray, params: Mapping[str, Any]
+) -> ExportedModel:
     """``plugin.train``, with its failures classified: a :class:`PluginError` (parameters it
     refuses) as it is; :data:`TRANSIENT` errors unchanged (retried); anything else
     :class:`PluginCrashed` (the job fails at once instead of going round the queue)."""

@@ -15,11 +15,14 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 USAGE = "usage: python -m mlpoc.worker train|predict|gpu"
 ROLES = ("train", "predict", "gpu")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+if TYPE_CHECKING:
+    from mlpoc.settings import Role
 
 
 class StopSignals:
@@ -68,14 +71,13 @@ def _run(name: str, signals: StopSignals) -> int:
     from mlpoc import logs, plugins  # noqa: PLC0415
     from mlpoc.aws import Clients  # noqa: PLC0415
     from mlpoc.errors import PluginError, SettingsError  # noqa: PLC0415
-    from mlpoc.settings import Role, Settings  # noqa: PLC0415
+    from mlpoc.settings import Settings  # noqa: PLC0415
     from mlpoc.worker.context import Handler  # noqa: PLC0415
     from mlpoc.worker.loop import Worker  # noqa: PLC0415
     from mlpoc.worker.predict import PredictHandler  # noqa: PLC0415
     from mlpoc.worker.train import handle_train  # noqa: PLC0415
 
-    roles: dict[str, Role] = {"train": "train", "predict": "predict", "gpu": "gpu"}
-    role = roles[name]
+    role = cast("Role", name)  # one of ROLES: main() checked it
     try:
         settings = Settings.from_env(role)
     except SettingsError as error:

@@ -43,7 +43,7 @@ class PredictHandler:
     def __call__(self, ctx: JobContext) -> None:
         job, settings, clients = ctx.job, ctx.settings, ctx.clients
         version = Registry(clients.dynamodb, settings.models_table).resolve(job.model, job.version)
-        threshold = review_threshold(dict(job.params), version, settings.review_threshold)
+        threshold = review_threshold(job.params, version, settings.review_threshold)
         if job.shard is not None:
             text, lines = shards.read_shard(clients.s3, job.dataset, job.shard)
             where = f"{job.dataset} ({job.shard}, bytes {job.shard.start}-{job.shard.end})"

@@ -8,6 +8,7 @@ the worker's ``MLPOC_REVIEW_THRESHOLD`` (0.8). A binary model's confidence never
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from mlpoc.errors import JobFailed
@@ -20,7 +21,7 @@ def check_threshold(value: Any) -> float:
     return float(value)
 
 
-def review_threshold(params: dict[str, Any], version: ModelVersion, default: float) -> float:
+def review_threshold(params: Mapping[str, Any], version: ModelVersion, default: float) -> float:
     """The threshold a predict job applies (see the module's text)."""
     if "review_threshold" in params:
         return check_threshold(params["review_threshold"])

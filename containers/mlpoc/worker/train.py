@@ -190,13 +190,14 @@ def handle_train(ctx: JobContext) -> None:
         ctx.check_lease()
     plugin = plugins.get(str(job.params.get("plugin", default_plugin)))
     params = _plugin_params(job.params, built)
+    threshold = _review_threshold(job.params, built)  # refused before any training, not after
 
     started = time.monotonic()
     if text is None:
         text = datasets.fetch(clients.s3, dataset)
     data = datasets.parse_training(text, str(dataset))
     x_train, x_test, y_train, y_test = split(data, test_size, seed)
-    exported: plugins.ExportedModel = plugins.run_train(plugin, x_train, y_train, params)
+    exported = plugins.run_train(plugin, x_train, y_train, params)
     train_seconds = round(time.monotonic() - started, 3)
     ctx.check_lease()
 
@@ -223,7 +224,7 @@ def handle_train(ctx: JobContext) -> None:
         created_at=time.time(),
         extra={
             "plugin_params": {k: v for k, v in params.items() if k not in KIT_PARAMS},
-            **_review_threshold(job.params, built),
+            **threshold,
             "train_rows": len(y_train),
             "test_rows": len(y_test),
             **({"origin": origin} if (origin := builds.origin_of(job)) else {}),
