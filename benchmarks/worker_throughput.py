@@ -30,7 +30,7 @@ sys.path.insert(0, str(CHECKOUT))  # for tests.support
 
 from mlpoc import plugins, samples
 from mlpoc.dynamo import BatchWriter, serialize
-from mlpoc.inference import OnnxClassifier
+from mlpoc.inference import OnnxModel
 from mlpoc.plugins.sklearn import build
 from mlpoc.registry import ModelVersion
 from mlpoc.settings import Settings
@@ -104,7 +104,7 @@ def single_row(estimator: str, repeats: int) -> tuple[float, float]:
         features=samples.FEATURES, classes=exported.classes, metrics={}, job_id="bench",
         dataset="", plugin="sklearn", created_at=0.0,
     )  # fmt: skip
-    classifier = OnnxClassifier(exported.onnx, version)
+    classifier = OnnxModel(exported.onnx, version)
     row = x[:1]
     sk = latency_us(model.predict_proba, row, repeats)
     ort = latency_us(classifier.predict, row, repeats)

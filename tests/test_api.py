@@ -217,12 +217,24 @@ def test_predict_input_is_checked_against_the_recorded_features(reader: TestClie
         "message": "row 1: missing ['pixel_3'], unknown ['pixel_99']; "
         "model digits v1 takes 64 features",
     }
+    dark = {**row(0), "pixel_0": "dark", "pixel_5": "12"}  # a number as text is a number
     wrong_type = reader.post(
-        "/v1/predict", headers=AUTH, json={"model": "digits", "rows": [{"pixel_0": "dark"}]}
+        "/v1/predict", headers=AUTH, json={"model": "digits", "rows": [row(1), row(2), dark]}
     )
-    assert wrong_type.status_code == 422 and wrong_type.json()["error"]["details"][0][
-        "where"
-    ].startswith("body.rows.0")
+    assert wrong_type.status_code == 422
+    error = wrong_type.json()["error"]
+    assert error["message"] == "column(s) 'pixel_0' of model digits v1 take numbers"
+    assert error["details"] == [
+        {
+            "where": "body.rows.2.pixel_0",
+            "problem": "1 row(s) (2) are not finite numbers (null is a missing value)",
+        }
+    ]
+    # a missing value is null: the model's graph imputes it, the request succeeds
+    blank = reader.post(
+        "/v1/predict", headers=AUTH, json={"model": "digits", "rows": [{**row(0), "pixel_9": None}]}
+    )
+    assert blank.status_code == 200 and blank.json()["predictions"][0]["label"]
     unknown = reader.post("/v1/predict", headers=AUTH, json={"model": "cats", "rows": [row(0)]})
     assert (
         unknown.status_code == 404

@@ -15,6 +15,9 @@ from moto import mock_aws
 
 from mlpoc import plugins, samples
 from mlpoc.errors import PluginError
+from mlpoc.schema import Schema
+
+NOTHING = plugins.TrainingData(schema=Schema(columns=()), columns={}, y=np.zeros(0))
 from mlpoc.ledger import Ledger
 from mlpoc.settings import Settings
 from mlpoc.worker.loop import Worker
@@ -79,21 +82,21 @@ def test_a_service_a_plugin_needs_being_down_is_retried(stack: Stack) -> None:
 
 @pytest.mark.parametrize("raised", [ConnectionError("x"), TimeoutError("x"), MemoryError()])
 def test_transient_errors_pass_through_unchanged(raised: BaseException) -> None:
-    def train(x: np.ndarray, y: np.ndarray, params: Any) -> Any:
+    def train(data: plugins.TrainingData, params: Any) -> Any:
         raise raised
 
     plugin = plugins.Plugin(name="t", train=train, libraries=())
     with pytest.raises(type(raised)):
-        plugins.run_train(plugin, np.zeros((2, 2)), np.zeros(2), {})
+        plugins.run_train(plugin, NOTHING, {})
 
 
 def test_a_refused_parameter_keeps_the_plugins_own_sentence() -> None:
-    def train(x: np.ndarray, y: np.ndarray, params: Any) -> Any:
+    def train(data: plugins.TrainingData, params: Any) -> Any:
         raise PluginError("params.depth must be a whole number; got 'deep'")
 
     plugin = plugins.Plugin(name="t", train=train, libraries=())
     with pytest.raises(PluginError, match=r"^params\.depth must be a whole number; got 'deep'$"):
-        plugins.run_train(plugin, np.zeros((2, 2)), np.zeros(2), {})
+        plugins.run_train(plugin, NOTHING, {})
 
 
 def test_a_bad_review_threshold_fails_the_train_job_before_it_trains(stack: Stack) -> None:

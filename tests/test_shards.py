@@ -288,7 +288,7 @@ def test_a_shard_that_fails_for_good_fails_its_parent_and_names_it(stack: Stack)
     assert parent["status"] == "FAILED"
     assert parent["reason"].startswith("shard ")
     assert "(bad.shard-000" in parent["reason"]
-    assert "is not a number" in parent["reason"]
+    assert "column 'pixel_0': 1 cells are not numbers" in parent["reason"]
 
 
 def test_a_parent_failed_by_a_shard_finishes_once_that_shard_succeeds_on_a_redrive(

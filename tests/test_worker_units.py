@@ -13,19 +13,21 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
-from mlpoc import plugins, samples
+from mlpoc import metrics, plugins, samples
+from mlpoc.datasets import parse_training
 from mlpoc.dynamo import BatchWriter
-from mlpoc.errors import JobFailed, PluginError, SettingsError, TransientError
-from mlpoc.inference import OnnxClassifier
+from mlpoc.errors import DatasetError, JobFailed, PluginError, SettingsError, TransientError
+from mlpoc.inference import OnnxModel
 from mlpoc.ledger import Ledger
 from mlpoc.registry import ModelVersion
+from mlpoc.schema import Layout
 from mlpoc.settings import Settings
 from mlpoc.worker import __main__ as worker_main
 from mlpoc.worker import loop
 from mlpoc.worker.context import JobContext
 from mlpoc.worker.loop import Worker
 from mlpoc.worker.protection import TaskProtection
-from mlpoc.worker.train import evaluate, should_promote, split
+from mlpoc.worker.train import should_promote, split
 from tests.support.aws_stack import Stack, create_stack
 from tests.support.counting import CallCounter
 
@@ -344,37 +346,70 @@ def test_the_entry_point_refuses_bad_usage_and_missing_settings(
 
 
 # -- training pieces ---------------------------------------------------------------------------
-def test_promotion_policy() -> None:
+def test_promotion_policy_compares_scores_on_the_same_rows() -> None:
     from mlpoc.registry import Pointer
+    from mlpoc.worker.train import Comparison
 
-    current = Pointer(model="m", promoted=1, promoted_metric=0.9, history=[], next_version=2)
-    assert should_promote("auto", 0.5, None)
-    assert should_promote("auto", 0.91, current)
-    assert not should_promote("auto", 0.9, current)
-    assert should_promote("always", 0.1, current)
-    assert not should_promote("never", 1.0, None)
+    current = Pointer(model="m", promoted=1, promoted_metric=0.99, history=[], next_version=2)
+    better = Comparison(1, "accuracy", rows=50, candidate=0.91, live_score=0.9)
+    tied = Comparison(1, "accuracy", rows=50, candidate=0.9, live_score=0.9)
+    assert should_promote("auto", None, None)  # nothing live: the first version goes live
+    # the live version's own recorded 0.99 (other rows) does not decide: the same rows do
+    assert should_promote("auto", current, better)
+    assert not should_promote("auto", current, tied)
+    assert not should_promote("auto", current, better, least=0.02)  # not by enough
+    lower = Comparison(1, "rmse", rows=50, candidate=3.0, live_score=3.5)
+    assert should_promote("auto", current, lower, least=0.4)  # rmse: lower is better
+    assert not should_promote("auto", current, lower, least=0.5)
+    # a live version that could not be scored on these rows is not replaced automatically
+    assert not should_promote("auto", current, Comparison(1, "accuracy", why_not="needs 'a'"))
+    assert should_promote("always", current, tied)
+    assert not should_promote("never", None, None)
 
 
-def test_evaluate_computes_accuracy_and_macro_f1() -> None:
+def test_metrics_of_both_tasks() -> None:
     truth = np.array(["a", "a", "b", "b"], dtype=object)
-    assert evaluate(["a", "b", "b", "b"], truth, ["a", "b"]) == {
+    assert metrics.classification(["a", "b", "b", "b"], truth) == {
         "accuracy": 0.75,
         "macro_f1": round((2 / 3 + 0.8) / 2, 6),
     }
+    scored = metrics.regression(np.array([1.0, 2.0, 5.0]), np.array([1.0, 3.0, 3.0]))
+    assert scored == {"rmse": round(np.sqrt(5 / 3), 6), "mae": 1.0, "r2": round(1 - 5 / (8 / 3), 6)}
+    with pytest.raises(JobFailed, match=r"params.metric must be one of \['rmse', 'mae', 'r2'\]"):
+        metrics.check("regression", "accuracy", None)
+    with pytest.raises(JobFailed, match="min_improvement must be a number >= 0"):
+        metrics.check("classification", None, -0.1)
+    assert metrics.check("regression", None, None) == ("rmse", 0.0)
+
+
+def test_held_out_rows_are_chosen_by_row_not_by_chance() -> None:
+    text = samples.training_csv(slice(0, 300))
+    first = split(parse_training(text, "d.csv"), 0.2)
+    # the same rows inside a bigger table are held out again, whatever their order
+    grown = samples.training_csv(slice(0, 600)).splitlines()
+    shuffled = "\n".join([grown[0], *reversed(grown[1:])]) + "\n"
+    second = split(parse_training(shuffled, "d.csv"), 0.2)
+    assert set(first.test.keys) <= set(second.test.keys)
+    assert not set(first.test.keys) & set(second.train.keys)
+    assert 0.1 < len(first.test.y) / 300 < 0.3  # noqa: PLR2004
+    # with an id column, the id decides: the same id is held out whatever its cells say
+    rows = "".join(f"r{i},{i % 7},{'ab'[i % 2]}\n" for i in range(200))
+    by_id = split(parse_training("key,a,label\n" + rows, "d.csv", Layout(id="key")), 0.3)
+    changed = rows.replace(",3,", ",99,")
+    again = split(parse_training("key,a,label\n" + changed, "d.csv", Layout(id="key")), 0.3)
+    assert by_id.test.keys == again.test.keys
 
 
 def test_splitting_refuses_datasets_that_cannot_be_evaluated() -> None:
-    from mlpoc.datasets import parse_training
-    from mlpoc.errors import DatasetError
-
-    one_class = parse_training("a,label\n" + "1,x\n" * 20, "d.csv")
+    one_class = parse_training("a,label\n" + "".join(f"{i},x\n" for i in range(20)), "d.csv")
     with pytest.raises(DatasetError, match="one class"):
-        split(one_class, 0.2, 0)
-    rare = parse_training("a,label\n" + "1,x\n" * 20 + "2,y\n", "d.csv")
-    with pytest.raises(DatasetError, match=r"label\(s\) \['y'\] appear only once"):
-        split(rare, 0.2, 0)
+        split(one_class, 0.2)
+    # identical rows land together: twenty copies of one row cannot be split
+    same = parse_training("a,label\n" + "1,x\n2,y\n" * 10, "d.csv")
+    with pytest.raises(DatasetError, match="identical rows go together"):
+        split(same, 0.2)
     with pytest.raises(DatasetError, match="at least 10"):
-        split(parse_training("a,label\n1,x\n2,y\n", "d.csv"), 0.2, 0)
+        split(parse_training("a,label\n1,x\n2,y\n", "d.csv"), 0.2)
 
 
 def test_plugins_refuse_unknown_names_and_bad_parameters() -> None:
@@ -382,17 +417,18 @@ def test_plugins_refuse_unknown_names_and_bad_parameters() -> None:
         plugins.get("torch")
     with pytest.raises(PluginError, match="cannot be imported"):
         plugins.load(["no.such.module"])
-    x, y = samples.digits(slice(0, 200))
+    data = plugins.TrainingData.of(parse_training(samples.training_csv(slice(0, 200)), "d.csv"))
     sklearn = plugins.get("sklearn")
     with pytest.raises(PluginError, match=r"params\.C must be a float >= 1e-09"):
-        sklearn.train(x.astype(np.float32), y.astype(str), {"C": -1})
+        sklearn.train(data, {"C": -1})
     with pytest.raises(PluginError, match=r"params\.estimator must be one of"):
-        sklearn.train(x.astype(np.float32), y.astype(str), {"estimator": "svm"})
-    forest = sklearn.train(
-        x.astype(np.float32),
-        y.astype(str),
-        {"estimator": "random_forest", "n_estimators": 5, "max_depth": 4},
+        sklearn.train(data, {"estimator": "svm"})
+    values = plugins.TrainingData(
+        schema=replace(data.schema, task="regression"), columns=data.columns, y=data.y.astype(float)
     )
+    with pytest.raises(PluginError, match=r"\['ridge', 'random_forest'\] for regression"):
+        sklearn.train(values, {"estimator": "logistic_regression"})
+    forest = sklearn.train(data, {"estimator": "random_forest", "n_estimators": 5, "max_depth": 4})
     assert forest.classes == [str(d) for d in range(10)]
     assert sklearn.library_versions()["scikit-learn"] != "unknown"
 
@@ -415,4 +451,4 @@ def test_an_artifact_that_is_not_a_usable_onnx_classifier_is_refused() -> None:
         created_at=0.0,
     )
     with pytest.raises(ArtifactError, match="is not a loadable ONNX graph"):
-        OnnxClassifier(b"definitely not protobuf", version)
+        OnnxModel(b"definitely not protobuf", version)

@@ -36,6 +36,7 @@ from mlpoc.aws import Clients
 from mlpoc.contracts import Job, S3Uri, dataset_refusal
 from mlpoc.errors import DatasetError, RegistryError
 from mlpoc.registry import ModelVersion, Registry
+from mlpoc.schema import Layout
 from mlpoc.settings import MAX_DATASET_BYTES, Settings
 
 MANIFEST_SUFFIX = ".manifest.json"
@@ -79,6 +80,8 @@ class Built:
     base_plugin: str | None  # how the promoted version was trained (the default plugin)
     base_params: dict[str, Any]  # and with which of its plugin's parameters
     base_threshold: float | None  # its review threshold, when it has its own
+    base_promotion: dict[str, Any]  # the metric it is promoted on, and the least improvement
+    layout: Layout  # the table's label, id and ignored columns and task (the job's, else its)
     added: list[str]
     corrections: int
     new_corrections: int
@@ -179,6 +182,7 @@ def build(clients: Clients, settings: Settings, job: Job, registry: Registry) ->
     except RegistryError:
         base = None
     base_version = base.version if base else None
+    shape = Layout.from_params(job.params, base.schema if base else None)
     lineage = lineage_of(clients.s3, base)
     for held in ([lineage.root] if lineage.root else []) + list(lineage.files):
         # a manifest is read from the bucket: it may name only what a train job may read
@@ -211,7 +215,7 @@ def build(clients: Clients, settings: Settings, job: Job, registry: Registry) ->
             f"version {same} was trained on exactly these inputs and was not promoted: nothing "
             "new since",
         )
-    text, skipped = _assemble(clients.s3, grown, base, corrections, where=str(folder))
+    text, skipped = _assemble(clients.s3, grown, base, shape, corrections, where=str(folder))
     used = [a for a in added if a not in skipped]
     if not used and not fresh:
         reasons = "; ".join(f"{f}: {why}" for f, why in list(skipped.items())[:3])
@@ -241,6 +245,8 @@ def build(clients: Clients, settings: Settings, job: Job, registry: Registry) ->
         base_plugin=base.plugin if base else None,
         base_params=dict(base.extra.get("plugin_params", {})) if base else {},
         base_threshold=base.extra.get("review_threshold") if base else None,
+        base_promotion=dict(base.extra.get("promotion") or {}) if base else {},
+        layout=shape,
         added=used,
         corrections=len(corrections),
         new_corrections=len(fresh),
@@ -267,16 +273,20 @@ def _assemble(
     s3: Any,
     lineage: Lineage,
     base: ModelVersion | None,
+    shape: Layout,
     corrections: list[dict[str, Any]],
     *,
     where: str,
 ) -> tuple[str, dict[str, str]]:
-    """The CSV text (features in the promoted version's order, then label) and the files left
-    out with the reason."""
-    columns: list[str] | None = [*base.features, datasets.LABEL] if base else None
+    """The CSV text (the promoted version's features in its order, its id column, the label)
+    and the files left out with the reason."""
+    keys = [shape.label, *([shape.id] if shape.id else [])]
+    columns: list[str] | None = [*base.features, *keys] if base else None
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     skipped: dict[str, str] = {}
+    # with an id column, a corrected row replaces the row of that id in the files
+    corrected = {str(c["item_id"]) for c in corrections} if shape.id else set()
     for uri in ([lineage.root] if lineage.root else []) + list(lineage.files):
         try:
             header, rows = datasets.table(datasets.fetch(s3, S3Uri.parse(uri)), uri)
@@ -286,23 +296,23 @@ def _assemble(
             # not kept as seen: a corrected upload of the same file is new again
             skipped[uri] = f"{INVALID}{error}"
             continue
-        if columns is None and datasets.LABEL in header:  # no promoted version: the first file's
-            columns = [h for h in header if h not in (datasets.LABEL, datasets.ID)]
-            columns.append(datasets.LABEL)
-        missing = [c for c in columns or [datasets.LABEL] if c not in header]
+        if columns is None and shape.label in header:  # no promoted version: the first file's
+            columns = [h for h in header if h not in shape.skipped()] + keys
+        missing = [c for c in columns or [shape.label] if c not in header]
         if missing:
             if uri == lineage.root:
                 raise DatasetError(f"the promoted version's dataset {uri} lacks {missing[:10]}")
             skipped[uri] = (
                 "no label column (a set to predict, not to train on)"
-                if datasets.LABEL in missing
+                if shape.label in missing
                 else f"lacks column(s) {missing[:10]} of the model"
             )
             continue
         assert columns is not None  # noqa: S101 - set above from this file's header
         if out.tell() == 0:
             writer.writerow(columns)
-        writer.writerows(_remapped(header, rows, columns))
+        remapped = _remapped(header, rows, columns)
+        writer.writerows(r for r in remapped if not corrected or r[-1].strip() not in corrected)
         if out.tell() > MAX_DATASET_BYTES:
             raise DatasetError(
                 f"the dataset version built from {where} passed {MAX_DATASET_BYTES} bytes: "
@@ -311,7 +321,7 @@ def _assemble(
     if columns is None or out.tell() == 0:
         raise DatasetError(f"no CSV under {where} has the model's columns and a label: nothing "
                            "to train on")  # fmt: skip
-    features = columns[:-1]
+    features = columns[: -len(keys)]
     for correction in corrections:
         values = json.loads(correction["features"])
         if len(values) != len(features):
@@ -319,7 +329,9 @@ def _assemble(
                 f"{len(values)} features, the model has {len(features)}"
             )
             continue
-        writer.writerow([*values, correction["label"]])
+        # a missing value (null) is an empty cell; the row's id is the predicted item's
+        ids = [correction["item_id"]] if shape.id else []
+        writer.writerow([*("" if v is None else v for v in values), correction["label"], *ids])
     return out.getvalue(), skipped
 
 

@@ -1,8 +1,9 @@
-"""Dataset CSVs: parsing and validation with errors that name the row and the column.
+"""Dataset CSVs: parsing and validation with errors that name the column and the lines.
 
-Train: a header, feature columns and ``label``. Predict: a header, ``id`` and (at least) the
-feature columns the model was trained on, in any order. Values are numbers; labels and ids are
-text.
+Train: a header, feature columns and a label column (``label`` unless the job names another,
+:mod:`mlpoc.schema`); the features are typed from the data. Predict: a header, the id column
+and (at least) the feature columns the version was trained on, in any order, checked against
+its schema. Problems are summarized per column: how many cells, and the first few lines.
 """
 
 from __future__ import annotations
@@ -19,10 +20,23 @@ from botocore.exceptions import ClientError
 
 from mlpoc.contracts import S3Uri
 from mlpoc.errors import DatasetError
+from mlpoc.schema import (
+    CATEGORY,
+    ID,
+    LABEL,
+    REGRESSION,
+    Column,
+    Layout,
+    Schema,
+    infer,
+    is_missing,
+    number,
+    problem,
+    refuse,
+)
 from mlpoc.settings import MAX_DATASET_BYTES
 
-LABEL = "label"
-ID = "id"
+__all__ = ["ID", "LABEL", "PredictionSet", "TrainingSet", "parse_prediction", "parse_training"]
 MAX_ID_CHARS = 512
 # what S3 answers for a missing object (HEAD has no body, so no NoSuchKey)
 NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
@@ -30,15 +44,33 @@ NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
 
 @dataclass(frozen=True)
 class TrainingSet:
-    features: list[str]
-    x: np.ndarray  # float32, (rows, features)
-    y: np.ndarray  # str labels, (rows,)
+    schema: Schema
+    columns: dict[str, np.ndarray]  # feature -> float32 (NaN: missing) or str ("": missing)
+    y: np.ndarray  # str labels (classification) or float64 values (regression), (rows,)
+    keys: list[str]  # each row's id, or its feature cells: what decides its held-out side
+
+    @property
+    def features(self) -> list[str]:
+        return self.schema.features
+
+    def take(self, rows: np.ndarray) -> TrainingSet:
+        """The rows at ``rows`` (indices or a mask)."""
+        index = np.flatnonzero(rows) if rows.dtype == bool else rows
+        return TrainingSet(
+            schema=self.schema,
+            columns={name: values[index] for name, values in self.columns.items()},
+            y=self.y[index],
+            keys=[self.keys[i] for i in index],
+        )
 
 
 @dataclass(frozen=True)
 class PredictionSet:
     ids: list[str]
-    x: np.ndarray  # float32, (rows, features) in the model's feature order
+    columns: dict[str, np.ndarray]  # the version's features, typed as its schema says
+
+    def rows(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        return {name: values[start:stop] for name, values in self.columns.items()}
 
 
 def size_of(s3: Any, uri: S3Uri) -> int:
@@ -99,64 +131,84 @@ def table(text: str, where: str) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def _numbers(
-    rows: list[list[str]], columns: Sequence[int], names: Sequence[str], where: str
+def typed(
+    column: Column, cells: Sequence[str], problems: list[str], first_line: int = 2
 ) -> np.ndarray:
-    x = np.empty((len(rows), len(columns)), dtype=np.float32)
-    for r, row in enumerate(rows):
-        for c, column in enumerate(columns):
-            raw = row[column]
-            try:
-                number = float(raw)
-            except ValueError:
-                raise DatasetError(
-                    f"{where}, line {r + 2}, column {names[c]!r}: {raw!r} is not a number"
-                ) from None
-            if not math.isfinite(number):
-                raise DatasetError(
-                    f"{where}, line {r + 2}, column {names[c]!r}: {raw!r} is not a finite "
-                    "number: impute or drop missing values before uploading"
-                )
-            x[r, c] = number
-    return x
+    """One column's cells as the model takes them (float32 with NaN, or text with "");
+    cells that are not numbers in a number column are added to ``problems``."""
+    if column.type == CATEGORY:
+        return np.array(["" if is_missing(c) else c.strip() for c in cells], dtype=object)
+    values = np.empty(len(cells), dtype=np.float32)
+    bad = []
+    for r, cell in enumerate(cells):
+        value = number(cell)
+        if value is None:
+            bad.append(r + first_line)
+            value = math.nan
+        values[r] = value
+    if bad:
+        problems.append(problem(column.name, bad, "cells are not numbers"))
+    return values
 
 
 def _some(names: Sequence[str], shown: int = 10) -> str:
     return ", ".join(names[:shown]) + (", …" if len(names) > shown else "")
 
 
-def parse_training(text: str, where: str) -> TrainingSet:
-    header, rows = table(text, where)
-    if LABEL not in header:
-        raise DatasetError(
-            f"{where} has no {LABEL!r} column; a training CSV has feature columns and "
-            f"{LABEL!r} (columns found: {_some(header)})"
+def _labels(cells: list[str], layout: Layout, where: str) -> np.ndarray:
+    blank = [line for line, cell in enumerate(cells, start=2) if is_missing(cell)]
+    if layout.task == REGRESSION:
+        values = [number(cell) for cell in cells]
+        wrong = [line for line, v in enumerate(values, start=2) if v is None]
+        refuse(
+            where,
+            [
+                *([problem(layout.label, blank, "rows have no value")] if blank else []),
+                *([problem(layout.label, wrong, "values are not numbers")] if wrong else []),
+            ],
+            "A regression label is a number in every row: fix or drop those rows",
         )
-    features = [h for h in header if h not in (LABEL, ID)]
+        return np.array(values, dtype=np.float64)
+    refuse(
+        where,
+        [problem(layout.label, blank, "rows have no label")] if blank else [],
+        "Label those rows or drop them",
+    )
+    return np.array([cell.strip() for cell in cells], dtype=object).astype(str)
+
+
+def parse_training(text: str, where: str, layout: Layout | None = None) -> TrainingSet:
+    layout = layout or Layout()
+    header, rows = table(text, where)
+    named = [c for c in (layout.label, layout.id) if c is not None and c not in header]
+    if named:
+        raise DatasetError(
+            f"{where} has no column {named[0]!r}; columns found: {_some(header)}. Name the "
+            "label column with params.label_column (and the id column with params.id_column)"
+        )
+    features = [h for h in header if h not in layout.skipped()]
     if not features:
-        raise DatasetError(f"{where} has no feature columns besides {LABEL!r}")
-    label_at = header.index(LABEL)
-    y = np.array([row[label_at].strip() for row in rows], dtype=object)
-    if any(not label for label in y):
-        line = next(i for i, label in enumerate(y) if not label) + 2
-        raise DatasetError(f"{where}, line {line}: the label is empty")
-    x = _numbers(rows, [header.index(f) for f in features], features, where)
-    return TrainingSet(features=features, x=x, y=y.astype(str))
+        raise DatasetError(
+            f"{where} has no feature columns besides {_some(sorted(layout.skipped()))}"
+        )
+    at = {name: header.index(name) for name in header}
+    cells = {name: [row[at[name]] for row in rows] for name in header}
+    y = _labels(cells[layout.label], layout, where)
+    columns = infer(features, [cells[f] for f in features], where)
+    schema = Schema(
+        columns=columns, label=layout.label, task=layout.task, id=layout.id, ignored=layout.ignore
+    )
+    problems: list[str] = []
+    typed_columns = {c.name: typed(c, cells[c.name], problems) for c in columns}
+    if layout.id is not None:
+        keys = _ids(cells[layout.id], where)
+    else:
+        keys = ["\x1f".join(row[at[f]].strip() for f in features) for row in rows]
+    return TrainingSet(schema=schema, columns=typed_columns, y=y, keys=keys)
 
 
-def parse_prediction(text: str, where: str, features: Sequence[str]) -> PredictionSet:
-    header, rows = table(text, where)
-    if ID not in header:
-        raise DatasetError(
-            f"{where} has no {ID!r} column; a prediction CSV has {ID!r} and features"
-        )
-    missing = [f for f in features if f not in header]
-    if missing:
-        raise DatasetError(
-            f"{where} lacks feature column(s) the model was trained on: {_some(missing)}"
-        )
-    id_at = header.index(ID)
-    ids = [row[id_at].strip() for row in rows]
+def _ids(cells: Sequence[str], where: str) -> list[str]:
+    ids = [cell.strip() for cell in cells]
     seen: set[str] = set()
     for line, item_id in enumerate(ids, start=2):
         if not item_id or len(item_id) > MAX_ID_CHARS:
@@ -164,5 +216,29 @@ def parse_prediction(text: str, where: str, features: Sequence[str]) -> Predicti
         if item_id in seen:
             raise DatasetError(f"{where}, line {line}: id {item_id!r} appears twice")
         seen.add(item_id)
-    x = _numbers(rows, [header.index(f) for f in features], features, where)
-    return PredictionSet(ids=ids, x=x)
+    return ids
+
+
+def parse_prediction(text: str, where: str, schema: Schema) -> PredictionSet:
+    """A CSV to predict: the schema's id column (``id`` unless the model was trained with
+    another) and its feature columns, in any order; other columns are left alone."""
+    header, rows = table(text, where)
+    id_column = schema.id_column
+    if id_column not in header:
+        raise DatasetError(
+            f"{where} has no {id_column!r} column; a prediction CSV has {id_column!r} and the "
+            "model's feature columns"
+        )
+    missing = [f for f in schema.features if f not in header]
+    if missing:
+        raise DatasetError(
+            f"{where} lacks feature column(s) the model was trained on: {_some(missing)}"
+        )
+    ids = _ids([row[header.index(id_column)] for row in rows], where)
+    problems: list[str] = []
+    columns = {
+        c.name: typed(c, [row[header.index(c.name)] for row in rows], problems)
+        for c in schema.columns
+    }
+    refuse(where, problems, "Fix those cells (leave a missing value empty)")
+    return PredictionSet(ids=ids, columns=columns)

@@ -20,11 +20,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from mlpoc import dynamo
+from mlpoc import dynamo, metrics
 from mlpoc.errors import PointerMoved, RegistryError
+from mlpoc.schema import Schema
 
 POINTER = "@pointer"
-PRIMARY_METRIC = "accuracy"
+PRIMARY_METRIC = "accuracy"  # a classifier's default promotion metric (mlpoc.metrics)
 MAX_HISTORY = 50
 
 
@@ -49,8 +50,24 @@ class ModelVersion:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def schema(self) -> Schema:
+        """Its table's schema (a version from before schemas: numbers, ``label``)."""
+        raw = self.extra.get("schema")
+        return Schema.from_json(raw) if raw else Schema.numbers(self.features)
+
+    @property
+    def task(self) -> str:
+        return self.schema.task
+
+    @property
+    def metric_name(self) -> str:
+        """What it is promoted on (``params.metric`` of its train job, else the task's)."""
+        promotion = self.extra.get("promotion") or {}
+        return str(promotion.get("metric") or metrics.DEFAULT[self.task])
+
+    @property
     def metric(self) -> float:
-        return float(self.metrics[PRIMARY_METRIC])
+        return float(self.metrics[self.metric_name])
 
     def to_item(self) -> dict[str, Any]:
         return {

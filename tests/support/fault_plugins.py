@@ -14,27 +14,25 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
-from mlpoc.plugins import ExportedModel, get, trainer
+from mlpoc.plugins import ExportedModel, TrainingData, get, trainer
 
 
 @trainer("slow", libraries=("scikit-learn",))
-def train_slow(x: np.ndarray, y: np.ndarray, params: Mapping[str, Any]) -> ExportedModel:
+def train_slow(data: TrainingData, params: Mapping[str, Any]) -> ExportedModel:
     time.sleep(float(params.get("sleep_seconds", 5)))
-    return get("sklearn").train(x, y, {})
+    return get("sklearn").train(data, {})
 
 
 @trainer("crash")
-def train_crash(x: np.ndarray, y: np.ndarray, params: Mapping[str, Any]) -> ExportedModel:
+def train_crash(data: TrainingData, params: Mapping[str, Any]) -> ExportedModel:
     raise RuntimeError("boom: the plugin crashed")
 
 
 @trainer("unreachable")
-def train_unreachable(x: np.ndarray, y: np.ndarray, params: Mapping[str, Any]) -> ExportedModel:
+def train_unreachable(data: TrainingData, params: Mapping[str, Any]) -> ExportedModel:
     raise ConnectionError("the feature service did not answer")
 
 
 @trainer("bad_onnx")
-def train_bad_onnx(x: np.ndarray, y: np.ndarray, params: Mapping[str, Any]) -> ExportedModel:
-    return ExportedModel(onnx=b"not an onnx graph", classes=[str(c) for c in sorted(set(y))])
+def train_bad_onnx(data: TrainingData, params: Mapping[str, Any]) -> ExportedModel:
+    return ExportedModel(onnx=b"not an onnx graph", classes=[str(c) for c in sorted(set(data.y))])

@@ -51,7 +51,11 @@ class JobRequest(BaseModel):
 
 class PredictRequest(BaseModel):
     model: str = Field(min_length=1, max_length=64)
-    rows: list[dict[str, float]] = Field(min_length=1)
+    rows: list[dict[str, float | str | None]] = Field(
+        min_length=1,
+        description="One object per row: each feature column of the model's schema; a number "
+        'column takes a number (null: missing), a category column text (null or "": missing)',
+    )
     ids: list[str] | None = None
 
 

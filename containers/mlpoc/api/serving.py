@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlpoc.errors import ArtifactError, RegistryError
-from mlpoc.inference import OnnxClassifier, load
+from mlpoc.inference import OnnxModel, load
 from mlpoc.registry import Registry
 
 log = logging.getLogger("mlpoc.api")
@@ -23,7 +23,7 @@ log = logging.getLogger("mlpoc.api")
 
 @dataclass
 class LoadedModel:
-    classifier: OnnxClassifier
+    classifier: OnnxModel
     pinned: bool
     problem: str | None = None  # the last refused version, for /healthz
 
@@ -48,12 +48,12 @@ class ModelServer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def loaded(self, model: str) -> OnnxClassifier | None:
+    def loaded(self, model: str) -> OnnxModel | None:
         """The loaded classifier, or None (no I/O: safe on the event loop)."""
         held = self._held.get(model)
         return held.classifier if held else None
 
-    def get(self, model: str) -> OnnxClassifier:
+    def get(self, model: str) -> OnnxModel:
         held = self._held.get(model)
         if held is not None:
             return held.classifier

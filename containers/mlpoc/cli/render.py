@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
-from mlpoc import layout
+from mlpoc import layout, metrics
 from mlpoc.cli import ops
 from mlpoc.cli.common import console, errors
 from mlpoc.ledger import shard_progress
@@ -74,8 +74,7 @@ def print_demo(result: DemoResult, state: LocalState, seconds: float) -> None:
         took = ops.duration(record)
         outcome = record.get("result", {})
         detail = (
-            f"v{outcome.get('model_version')} accuracy "
-            f"{outcome.get('metrics', {}).get('accuracy', 0):.3f}"
+            train_outcome(outcome)
             if record["type"] == "train"
             else f"{outcome.get('rows', 0)} predictions, {outcome.get('for_review', 0)} for review"
         )
@@ -98,7 +97,7 @@ def print_demo(result: DemoResult, state: LocalState, seconds: float) -> None:
         realtime.add_row(p["truth"], p["label"], f"{p['confidence']:.3f}")
     console.print(realtime)
     promoted_by = (
-        "the worker (better held-out accuracy) and confirmed through the API"
+        "the worker (better on the same held-out rows) and confirmed through the API"
         if result.auto_promoted
         else "the API"
     )
@@ -112,12 +111,40 @@ def print_demo(result: DemoResult, state: LocalState, seconds: float) -> None:
     )
 
 
+def train_outcome(outcome: dict[str, Any]) -> str:
+    """A train job's line: its version and promotion metric, and beside the live version's
+    score on the same held-out rows, when it was compared."""
+    metric = outcome.get("metric", "accuracy")
+    line = (
+        f"v{outcome.get('model_version')} {metric} {outcome.get('metrics', {}).get(metric, 0):.3f}"
+    )
+    compared = outcome.get("compared") or {}
+    if "live_score" in compared:
+        line += (
+            f"; on the same {compared['rows']} held-out rows {compared['candidate']:.3f} vs "
+            f"v{compared['live']} {compared['live_score']:.3f}"
+        )
+    elif "not_compared" in compared:
+        line += f"; not compared with v{compared['live']} ({compared['not_compared']})"
+    return line + (" → promoted" if outcome.get("promoted") else "")
+
+
+def _scores(version: Any) -> str:
+    """The promotion metric first, the task's others after it in brackets."""
+    first = version.metric_name
+    names = [first, *(n for n in metrics.METRICS.get(version.task, ()) if n != first)]
+    shown = [f"{n} {version.metrics[n]:.3f}" for n in names if n in version.metrics]
+    if not shown:
+        return ""
+    return shown[0] + (f" ({', '.join(shown[1:])})" if len(shown) > 1 else "")
+
+
 def models_table(summaries: list[ops.ModelSummary]) -> Table:
     table = Table(
         "model",
         "version",
-        "accuracy",
-        "macro F1",
+        "task",
+        "held-out metrics (promoted on the first)",
         "train rows",
         "dataset",
         "from",
@@ -128,8 +155,8 @@ def models_table(summaries: list[ops.ModelSummary]) -> Table:
         live = summary.pointer.promoted if summary.pointer else None
         for v in summary.versions:
             table.add_row(
-                summary.model, f"v{v.version}", f"{v.metrics.get('accuracy', 0):.3f}",
-                f"{v.metrics.get('macro_f1', 0):.3f}", str(v.extra.get("train_rows", "")),
+                summary.model, f"v{v.version}", v.task, _scores(v),
+                str(v.extra.get("train_rows", "")),
                 v.dataset.rsplit("/", 1)[-1], str(v.extra.get("origin", "")),
                 "[green]●[/]" if v.version == live else "",
             )  # fmt: skip

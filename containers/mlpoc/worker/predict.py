@@ -14,6 +14,7 @@ puts in BatchWriteItem calls of 25.
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import Any
 
@@ -32,8 +33,18 @@ from mlpoc.worker.thresholds import review_threshold
 MAX_REVIEW_FEATURES = 4_096
 
 
-def _feature_list(row: np.ndarray) -> str:
-    return json.dumps([int(v) if float(v).is_integer() else round(float(v), 6) for v in row])
+def _cell(value: Any) -> Any:
+    if isinstance(value, str):
+        return value or None  # a missing category
+    number = float(value)
+    if math.isnan(number):
+        return None
+    return int(number) if number.is_integer() else round(number, 6)
+
+
+def _feature_list(columns: dict[str, np.ndarray], row: int) -> str:
+    """One row's features for the annotation queue (null: missing), in the schema's order."""
+    return json.dumps([_cell(values[row]) for values in columns.values()])
 
 
 class PredictHandler:
@@ -58,10 +69,11 @@ class PredictHandler:
             text, lines = datasets.fetch(clients.s3, job.dataset, size), 1
             where, owner = str(job.dataset), job.job_id
         classifier = self.cache.get(version)
+        schema = version.schema
         data = (
-            datasets.parse_prediction(text, where, version.features)
+            datasets.parse_prediction(text, where, schema)
             if lines
-            else datasets.PredictionSet(ids=[], x=np.empty((0, len(version.features)), np.float32))
+            else datasets.PredictionSet(ids=[], columns={})
         )
         writer = BatchWriter(clients.dynamodb)
         keep_features = len(version.features) <= MAX_REVIEW_FEATURES
@@ -71,26 +83,29 @@ class PredictHandler:
         ids = data.ids
         for start in range(0, len(ids), chunk):
             ctx.check_lease()
-            x = data.x[start : start + chunk]
-            predictions = classifier.predict(x)
-            for offset, (label, confidence) in enumerate(
-                zip(predictions.labels, predictions.confidence.tolist(), strict=True)
-            ):
+            rows = data.rows(start, start + chunk)
+            predictions = classifier.predict(rows)
+            for offset, label in enumerate(predictions.labels):
                 item: dict[str, Any] = {
                     "model": job.model,
                     "item_id": ids[start + offset],
                     "version": version.version,
                     "label": label,
-                    "confidence": round(confidence, 6),
                     "job_id": owner,
                     "dataset": str(job.dataset),
                     "predicted_at": now,
                 }
-                if confidence < threshold:
-                    for_review += 1
-                    item["review"] = job.model
-                    if keep_features:
-                        item["features"] = _feature_list(x[offset])
+                if predictions.values is not None:  # regression: a value, no confidence
+                    item["value"] = round(float(predictions.values[offset]), 6)
+                else:
+                    assert predictions.confidence is not None  # noqa: S101 - a classifier's
+                    confidence = float(predictions.confidence[offset])
+                    item["confidence"] = round(confidence, 6)
+                    if confidence < threshold:
+                        for_review += 1
+                        item["review"] = job.model
+                        if keep_features:
+                            item["features"] = _feature_list(rows, offset)
                 writer.put(settings.predictions_table, item)
         writer.flush()
         result = {

@@ -1,12 +1,22 @@
 """The train job: CSV -> plugin -> ONNX -> held-out metrics -> artifact -> registry (+ promotion).
 
 ``params`` (all optional): ``plugin`` (default ``sklearn``) and that plugin's own parameters;
-``test_size`` (0.05-0.5, default 0.2) and ``seed`` for the stratified held-out split;
+the table's ``label_column``, ``id_column``, ``ignore_columns`` and ``task`` (:mod:`mlpoc.schema`);
+``test_size`` (0.05-0.5, default 0.2): the share of rows held out; ``seed`` (the plugin's);
 ``promote``: ``auto`` (default: promote when the new version beats the promoted one on
-accuracy, or when none is promoted), ``always`` or ``never``; ``then_predict``: an ``s3://`` CSV
-in the data bucket to pre-compute predictions for with the new version once it is promoted;
-``origin`` (``schedule`` or ``retrain``): kept on the version (``mlpoc models`` shows it);
-``review_threshold`` (0-1): the version's default for its predict jobs.
+``metric`` by more than ``min_improvement`` (:mod:`mlpoc.metrics`), both scored on the same
+held-out rows, or when none is promoted), ``always`` or ``never``; ``then_predict``: an
+``s3://`` CSV in the data bucket to pre-compute predictions for with the new version once it is
+promoted; ``origin`` (``schedule`` or ``retrain``): kept on the version (``mlpoc models`` shows
+it); ``review_threshold`` (0-1): the version's default for its predict jobs.
+
+**The held-out rows** are chosen per row, not at random: a row is held out when the hash of its
+id (``id_column``), or of its feature cells, falls under ``test_size``. The same row is on the
+same side in every version, so a retrain on more data never trains on rows an earlier version
+was tested on, and the live version can be scored on the candidate's held-out rows: the rows
+held out from both. Both scores are recorded (``compared``) and decide ``auto`` promotion;
+a live version that cannot take the new table (another task, a column it needs is gone or
+changed type) is not compared, and the candidate is not promoted automatically.
 
 A dataset that is a folder (``s3://…/datasets/digits/``) is built first (:mod:`mlpoc.builds`):
 the promoted version's data, the new CSVs in the folder, every correction; with nothing new the
@@ -19,26 +29,28 @@ version records its plugin's parameters (``plugin_params``).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.metadata
+import json
 import logging
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 import mlpoc
-from mlpoc import artifacts, builds, datasets, plugins
+from mlpoc import artifacts, builds, datasets, inference, metrics, plugins
 from mlpoc.artifacts import ArtifactKeys
 from mlpoc.contracts import Job, S3Uri, dataset_refusal
-from mlpoc.errors import CommitConflict, DatasetError, JobFailed, TransientError
+from mlpoc.errors import ArtifactError, CommitConflict, DatasetError, JobFailed, TransientError
 from mlpoc.events import Event
-from mlpoc.inference import OnnxClassifier
-from mlpoc.registry import PRIMARY_METRIC, ModelVersion, Pointer, Registry
+from mlpoc.inference import OnnxModel
+from mlpoc.registry import ModelVersion, Pointer, Registry
 from mlpoc.schedules import PROMOTE_POLICIES
+from mlpoc.schema import CLASSIFICATION, REGRESSION, TABLE_PARAMS, Layout
 from mlpoc.worker.context import JobContext
-from mlpoc.worker.thresholds import check_threshold
+from mlpoc.worker.thresholds import NO_REVIEW, check_threshold
 
 log = logging.getLogger("mlpoc.worker")
 
@@ -46,28 +58,26 @@ MIN_ROWS = 10
 COMMIT_ATTEMPTS = 5
 # the train job's own parameters; every other key of params is the plugin's
 KIT_PARAMS = frozenset(
-    {"plugin", "origin", "promote", "test_size", "seed", "then_predict", "review_threshold"}
-)
-
-
-def evaluate(predicted: list[str], truth: np.ndarray, classes: list[str]) -> dict[str, float]:
-    """Accuracy and macro-averaged F1 of the served (ONNX) model on the held-out rows."""
-    pred = np.asarray(predicted, dtype=object)
-    scores = []
-    for c in classes:
-        tp = int(np.sum((pred == c) & (truth == c)))
-        fp = int(np.sum((pred == c) & (truth != c)))
-        fn = int(np.sum((pred != c) & (truth == c)))
-        scores.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
-    return {
-        "accuracy": round(float(np.mean(pred == truth)), 6),
-        "macro_f1": round(float(np.mean(scores)), 6),
+    {
+        "plugin",
+        "origin",
+        "promote",
+        "test_size",
+        "then_predict",
+        "review_threshold",
+        "metric",
+        "min_improvement",
+        *TABLE_PARAMS,
     }
+)
+# a schema bigger than this is kept whole in the version's metadata.json, and in the registry
+# item without the categories seen (an item holds at most 400 KB)
+SCHEMA_ITEM_BYTES = 64_000
 
 
 def _options(
     job: Job, data_bucket: str, sources: tuple[S3Uri, ...] = ()
-) -> tuple[float, int, str, S3Uri | None]:
+) -> tuple[float, str, S3Uri | None]:
     params = job.params
     test_size = params.get("test_size", 0.2)
     if (
@@ -94,32 +104,43 @@ def _options(
         refusal = dataset_refusal(uri, "predict", data_bucket, sources)
         if refusal is not None:
             raise JobFailed(f"params.then_predict: {refusal}")
-    return float(test_size), seed, promote, uri
+    return float(test_size), promote, uri
 
 
-def split(
-    data: datasets.TrainingSet, test_size: float, seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    if len(data.y) < MIN_ROWS:
+def held_out_share(key: str) -> float:
+    """Where a row falls in [0, 1): held out when under ``test_size`` (the same in every run)."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    train: datasets.TrainingSet
+    test: datasets.TrainingSet
+    shares: np.ndarray  # each held-out row's share (rows under another version's size too)
+
+
+def split(data: datasets.TrainingSet, test_size: float) -> Split:
+    rows = len(data.y)
+    if rows < MIN_ROWS:
+        raise DatasetError(f"the dataset has {rows} rows; training needs at least {MIN_ROWS}")
+    if data.schema.task == CLASSIFICATION:
+        classes = np.unique(data.y)
+        if len(classes) < 2:  # noqa: PLR2004
+            raise DatasetError(
+                f"the label column has one class ({classes[0]!r}); it needs two or more"
+            )
+    shares = np.array([held_out_share(key) for key in data.keys])
+    held = shares < test_size
+    if not held.any() or held.all():
         raise DatasetError(
-            f"the dataset has {len(data.y)} rows; training needs at least {MIN_ROWS}"
+            f"none of the {rows} rows fell on the {'held-out' if not held.any() else 'training'} "
+            f"side at test_size {test_size} (rows are assigned by their id or content, and "
+            "identical rows go together): add rows, or change test_size"
         )
-    classes, counts = np.unique(data.y, return_counts=True)
-    if len(classes) < 2:  # noqa: PLR2004
-        raise DatasetError(f"the label column has one class ({classes[0]!r}); it needs two or more")
-    rare = [str(c) for c, n in zip(classes, counts, strict=True) if n < 2]  # noqa: PLR2004
-    if rare:
-        raise DatasetError(
-            f"label(s) {rare[:10]} appear only once; each class needs at least 2 rows for a "
-            "held-out split: add examples or drop those rows"
-        )
-    try:
-        x_train, x_test, y_train, y_test = train_test_split(
-            data.x, data.y, test_size=test_size, random_state=seed, stratify=data.y
-        )
-    except ValueError as error:  # test split too small to hold every class
-        raise DatasetError(f"cannot make a stratified held-out split: {error}") from None
-    return x_train, x_test, y_train, y_test
+    train = data.take(~held)
+    if data.schema.task == CLASSIFICATION and len(np.unique(train.y)) < 2:  # noqa: PLR2004
+        raise DatasetError("the training rows hold one class: add rows of the other classes")
+    return Split(train=train, test=data.take(held), shares=shares[held])
 
 
 def _plugin_params(params: Mapping[str, Any], built: builds.Built | None) -> dict[str, Any]:
@@ -142,35 +163,101 @@ def _review_threshold(params: Mapping[str, Any], built: builds.Built | None) -> 
     return {"review_threshold": check_threshold(threshold)}
 
 
-def _served_labels(
-    plugin: plugins.Plugin,
-    exported: plugins.ExportedModel,
-    version: ModelVersion,
-    x_test: np.ndarray,
-) -> list[str]:
-    """The held-out rows through the plugin's ONNX graph in onnxruntime, as the API will run
-    it; a graph onnxruntime refuses fails the job at once (it would on every retry)."""
+def score(model: OnnxModel, rows: datasets.TrainingSet) -> dict[str, float]:
+    """The model's metrics on ``rows``, computed by running its ONNX graph."""
+    predictions = model.predict(rows.columns)
+    if predictions.values is not None:
+        return metrics.regression(predictions.values, rows.y)
+    return metrics.classification(predictions.labels, rows.y)
+
+
+def _served(
+    plugin: plugins.Plugin, exported: plugins.ExportedModel, version: ModelVersion
+) -> OnnxModel:
+    """The plugin's ONNX graph in onnxruntime, checked against the contract, as the API will
+    run it; a graph that breaks it fails the job at once (it would on every retry)."""
     try:
-        return list(OnnxClassifier(exported.onnx, version).predict(x_test).labels)
+        return OnnxModel(exported.onnx, version)
     except Exception as error:
         raise plugins.PluginCrashed(
             f"the ONNX model of the plugin {plugin.name!r}, run by onnxruntime,", error
         ) from error
 
 
-def should_promote(mode: str, metric: float, pointer: Pointer | None) -> bool:
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """The candidate and the live version on the same held-out rows (or why they were not)."""
+
+    live: int
+    metric: str
+    rows: int = 0
+    candidate: float | None = None
+    live_score: float | None = None
+    why_not: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        if self.why_not is not None:
+            return {"live": self.live, "metric": self.metric, "not_compared": self.why_not}
+        return {
+            "live": self.live,
+            "metric": self.metric,
+            "rows": self.rows,
+            "candidate": self.candidate,
+            "live_score": self.live_score,
+        }
+
+
+def compare(
+    ctx: JobContext, live: ModelVersion, candidate: OnnxModel, held: Split, metric: str
+) -> Comparison:
+    """Score ``live`` and the candidate on the held-out rows of both: the candidate's held-out
+    rows that also fall under the live version's own test_size."""
+    refusal = live.schema.accepts(candidate.schema)
+    if refusal is not None:
+        return Comparison(live.version, metric, why_not=f"v{live.version}: {refusal}")
+    share = (live.extra.get("held_out") or {}).get("share")  # none: trained on a random split
+    rows = held.test.take(held.shares < float(share)) if share is not None else held.test
+    if len(rows.y) == 0:
+        return Comparison(live.version, metric, why_not="no held-out rows in common")
+    try:
+        served = inference.load(ctx.clients.s3, ctx.settings.model_bucket, live)
+        live_metrics = score(served, rows)
+    except ArtifactError as error:
+        return Comparison(live.version, metric, why_not=str(error))
+    return Comparison(
+        live.version,
+        metric,
+        rows=len(rows.y),
+        candidate=score(candidate, rows)[metric],
+        live_score=live_metrics[metric],
+    )
+
+
+def should_promote(
+    mode: str, pointer: Pointer | None, comparison: Comparison | None, least: float = 0.0
+) -> bool:
     if mode == "never":
         return False
     if mode == "always" or pointer is None or pointer.promoted is None:
         return True
-    return pointer.promoted_metric is None or metric > pointer.promoted_metric
+    if comparison is None or comparison.candidate is None or comparison.live_score is None:
+        return False
+    return metrics.better(comparison.metric, comparison.candidate, comparison.live_score, least)
+
+
+def _schema_item(schema: dict[str, Any]) -> dict[str, Any]:
+    if len(json.dumps(schema)) <= SCHEMA_ITEM_BYTES:
+        return schema
+    return {
+        **schema,
+        "columns": [{k: v for k, v in c.items() if k != "categories"} for c in schema["columns"]],
+        "categories_in": "metadata.json",
+    }
 
 
 def handle_train(ctx: JobContext) -> None:
     job, settings, clients = ctx.job, ctx.settings, ctx.clients
-    test_size, seed, promote_mode, then_predict = _options(
-        job, settings.data_bucket, settings.sources
-    )
+    test_size, promote_mode, then_predict = _options(job, settings.data_bucket, settings.sources)
     registry = Registry(clients.dynamodb, settings.models_table)
     dataset, text, built, default_plugin = job.dataset, None, None, plugins.DEFAULT_PLUGIN
     if job.over_prefix:  # a folder: build the dataset version (mlpoc.builds)
@@ -190,14 +277,23 @@ def handle_train(ctx: JobContext) -> None:
         ctx.check_lease()
     plugin = plugins.get(str(job.params.get("plugin", default_plugin)))
     params = _plugin_params(job.params, built)
+    layout = built.layout if built else Layout.from_params(job.params)
+    if layout.task == REGRESSION and "review_threshold" in job.params:
+        raise JobFailed(NO_REVIEW)
     threshold = _review_threshold(job.params, built)  # refused before any training, not after
+    inherited = built.base_promotion if built else {}
+    metric, least = metrics.check(
+        layout.task,
+        job.params.get("metric", inherited.get("metric")),
+        job.params.get("min_improvement", inherited.get("min_improvement")),
+    )
 
     started = time.monotonic()
     if text is None:
         text = datasets.fetch(clients.s3, dataset)
-    data = datasets.parse_training(text, str(dataset))
-    x_train, x_test, y_train, y_test = split(data, test_size, seed)
-    exported = plugins.run_train(plugin, x_train, y_train, params)
+    data = datasets.parse_training(text, str(dataset), layout)
+    held = split(data, test_size)
+    exported = plugins.run_train(plugin, plugins.TrainingData.of(held.train), params)
     train_seconds = round(time.monotonic() - started, 3)
     ctx.check_lease()
 
@@ -209,6 +305,7 @@ def handle_train(ctx: JobContext) -> None:
         ctx.note(model_version=number)
     number = int(number)
     keys = ArtifactKeys.of(job.model, number)
+    schema = data.schema.to_json()
     version = ModelVersion(
         model=job.model,
         version=number,
@@ -223,30 +320,90 @@ def handle_train(ctx: JobContext) -> None:
         plugin=plugin.name,
         created_at=time.time(),
         extra={
+            "schema": _schema_item(schema),
             "plugin_params": {k: v for k, v in params.items() if k not in KIT_PARAMS},
+            "promotion": {"metric": metric, "min_improvement": least},
+            "held_out": {"by": "id" if layout.id else "row", "share": test_size},
             **threshold,
-            "train_rows": len(y_train),
-            "test_rows": len(y_test),
+            "train_rows": len(held.train.y),
+            "test_rows": len(held.test.y),
             **({"origin": origin} if (origin := builds.origin_of(job)) else {}),
             **({"inputs": built.inputs, "folder": str(job.dataset)} if built else {}),
         },
     )
     # Metrics of the ONNX graph itself: what is recorded is what will be served.
-    metrics = evaluate(_served_labels(plugin, exported, version, x_test), y_test, exported.classes)
-    version = dataclasses.replace(version, metrics=metrics)
+    served = _served(plugin, exported, version)
+    try:
+        scores = score(served, held.test)
+    except Exception as error:
+        raise plugins.PluginCrashed(
+            f"the ONNX model of the plugin {plugin.name!r}, run by onnxruntime,", error
+        ) from error
+    version = dataclasses.replace(version, metrics=scores)
     artifacts.write(
         clients.s3,
         settings.model_bucket,
         keys,
         exported.onnx,
-        _metadata(version, plugin, params, train_seconds),
+        {**_metadata(version, plugin, params, train_seconds), "schema": schema},
     )
     ctx.check_lease()
 
+    summary = {
+        "task": layout.task,
+        "metric": metric,
+        "metrics": scores,
+        "sha256": version.sha256,
+        "artifact": f"s3://{settings.model_bucket}/{keys.onnx}",
+        "train_seconds": train_seconds,
+        **({"dataset": str(dataset), "built": built.summary()} if built else {}),
+    }
+    _register(
+        ctx,
+        registry,
+        version,
+        Candidate(served, held, promote_mode, least),
+        then_predict=then_predict,
+        summary=summary,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    served: OnnxModel
+    held: Split
+    mode: str  # params.promote
+    least: float  # params.min_improvement
+
+
+def _register(
+    ctx: JobContext,
+    registry: Registry,
+    version: ModelVersion,
+    candidate: Candidate,
+    *,
+    then_predict: S3Uri | None,
+    summary: dict[str, Any],
+) -> None:
+    """Register the version and, when it wins, promote it, in one transaction with the job's
+    result; the live version is scored on the same rows again if the pointer moves."""
+    job, number = ctx.job, version.version
+    comparisons: dict[int, Comparison] = {}  # per live version: the pointer may move meanwhile
     for _ in range(COMMIT_ATTEMPTS):
         pointer = registry.pointer(job.model)
-        promote = should_promote(promote_mode, version.metric, pointer)
-        extra: list[Mapping[str, Any]] = [{"Put": registry.put_version_request(version)}]
+        live = pointer.promoted if pointer and pointer.promoted != number else None
+        if live is not None and live not in comparisons:
+            comparisons[live] = compare(
+                ctx, registry.get(job.model, live), candidate.served, candidate.held,
+                version.metric_name,
+            )  # fmt: skip
+        comparison = comparisons.get(live) if live is not None else None
+        promote = should_promote(candidate.mode, pointer, comparison, candidate.least)
+        recorded = dataclasses.replace(
+            version,
+            extra={**version.extra, **({"compared": comparison.to_json()} if comparison else {})},
+        )
+        extra: list[Mapping[str, Any]] = [{"Put": registry.put_version_request(recorded)}]
         if promote:
             extra.append(
                 {
@@ -269,11 +426,8 @@ def handle_train(ctx: JobContext) -> None:
         result = {
             "model_version": number,
             "promoted": promote,
-            "metrics": metrics,
-            "sha256": version.sha256,
-            "artifact": f"s3://{settings.model_bucket}/{keys.onnx}",
-            "train_seconds": train_seconds,
-            **({"dataset": str(dataset), "built": built.summary()} if built else {}),
+            **summary,
+            **({"compared": comparison.to_json()} if comparison else {}),
         }
         try:
             ctx.commit(result, extra=extra, followups=followups)
@@ -282,7 +436,11 @@ def handle_train(ctx: JobContext) -> None:
             continue
         log.info(
             "train.registered",
-            extra={"model_version": number, PRIMARY_METRIC: version.metric, "promoted": promote},
+            extra={
+                "model_version": number,
+                version.metric_name: version.metric,
+                "promoted": promote,
+            },
         )
         return
     raise TransientError(

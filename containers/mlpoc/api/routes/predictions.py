@@ -14,6 +14,8 @@ from mlpoc.api.deps import ClientsDep, ServerDep, SettingsDep, require_key
 from mlpoc.api.responses import errors
 from mlpoc.api.schemas import PredictRequest
 from mlpoc.errors import ApiError, RegistryError
+from mlpoc.inference import OnnxModel
+from mlpoc.schema import CATEGORY, is_missing, number
 
 router = APIRouter(tags=["predictions"], dependencies=[Depends(require_key)], responses=errors(401))
 
@@ -33,12 +35,34 @@ async def predict(body: PredictRequest, settings: SettingsDep, server: ServerDep
             classifier = await run_in_threadpool(server.get, body.model)
         except RegistryError as error:
             raise ApiError(404, "not_found", str(error)) from None
-    features = classifier.features
-    x = np.empty((len(body.rows), len(features)), dtype=np.float32)
-    wanted = set(features)
+    columns = _columns(body, classifier)
+    result = classifier.predict(columns)
+    if result.values is not None:
+        answers = [{"value": round(float(v), 6)} for v in result.values]
+    else:
+        assert result.confidence is not None  # noqa: S101 - a classifier's
+        answers = [
+            {"label": label, "confidence": round(float(confidence), 6)}
+            for label, confidence in zip(result.labels, result.confidence.tolist(), strict=True)
+        ]
+    return {
+        "model": body.model,
+        "version": classifier.version.version,
+        "predictions": [
+            {**({"id": body.ids[i]} if body.ids else {}), **answer}
+            for i, answer in enumerate(answers)
+        ],
+    }
+
+
+def _columns(body: PredictRequest, model: OnnxModel) -> dict[str, np.ndarray]:
+    """The rows as the version's typed columns, or a 422 that names the columns at fault."""
+    schema = model.schema
+    features = schema.features
+    allowed = {*features, schema.label, schema.id_column, *schema.ignored}
     for r, row in enumerate(body.rows):
         missing = [f for f in features if f not in row]
-        unknown = sorted(set(row) - wanted)
+        unknown = sorted(set(row) - allowed)
         if missing or unknown:
             problem = []
             if missing:
@@ -49,27 +73,55 @@ async def predict(body: PredictRequest, settings: SettingsDep, server: ServerDep
                 422,
                 "invalid_features",
                 f"row {r}: {', '.join(problem)}; model {body.model} "
-                f"v{classifier.version.version} takes {len(features)} features",
+                f"v{model.version.version} takes {len(features)} features",
             )
-        values = [row[f] for f in features]
-        if not all(math.isfinite(v) for v in values):
-            raise ApiError(422, "invalid_features", f"row {r}: values must be finite numbers")
-        x[r] = values
-    result = classifier.predict(x)
-    return {
-        "model": body.model,
-        "version": classifier.version.version,
-        "predictions": [
-            {
-                **({"id": body.ids[i]} if body.ids else {}),
-                "label": label,
-                "confidence": round(float(confidence), 6),
-            }
-            for i, (label, confidence) in enumerate(
-                zip(result.labels, result.confidence.tolist(), strict=True)
+    columns: dict[str, np.ndarray] = {}
+    details = []
+    for column in schema.columns:
+        cells = [row[column.name] for row in body.rows]
+        if column.type == CATEGORY:
+            columns[column.name] = np.array([_text(c) for c in cells], dtype=object)
+            continue
+        values = np.empty(len(cells), dtype=np.float32)
+        bad = []
+        for r, cell in enumerate(cells):
+            value = math.nan if cell is None else _number(cell)
+            if value is None:
+                bad.append(r)
+                value = math.nan
+            values[r] = value
+        if bad:
+            details.append(
+                {
+                    "where": f"body.rows.{bad[0]}.{column.name}",
+                    "problem": f"{len(bad)} row(s) ({', '.join(map(str, bad[:5]))}) are not "
+                    "finite numbers (null is a missing value)",
+                }
             )
-        ],
-    }
+        columns[column.name] = values
+    if details:
+        named = ", ".join(repr(d["where"].rsplit(".", 1)[-1]) for d in details)
+        raise ApiError(
+            422,
+            "invalid_features",
+            f"column(s) {named} of model {body.model} v{model.version.version} take numbers",
+            details,
+        )
+    return columns
+
+
+def _number(cell: float | str) -> float | None:
+    if isinstance(cell, str):
+        return number(cell)
+    return float(cell) if math.isfinite(cell) else None
+
+
+def _text(cell: float | str | None) -> str:
+    if cell is None:
+        return ""
+    if isinstance(cell, float):
+        return str(int(cell)) if cell.is_integer() else repr(cell)
+    return "" if is_missing(cell) else cell.strip()
 
 
 @router.get("/v1/predictions/{model}/{item_id}", responses=errors(404, 422))
