@@ -16,11 +16,15 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(INSTALLED): pyproject.toml
+# The team's model plugins (containers/plugins/*/, `mlpoc plugin new`): installed with the kit,
+# in one resolve, so local mode and the tests have them and a pin that clashes fails here.
+PLUGINS := $(wildcard containers/plugins/*/pyproject.toml)
+
+$(INSTALLED): pyproject.toml $(PLUGINS)
 	@.ci/stages start install
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip==$(PIP_VERSION)
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev]" $(foreach p,$(PLUGINS),-e $(dir $(p)))
 	touch $@
 	@.ci/stages end install
 

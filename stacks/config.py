@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeVar
 
 from mlpoc import platforms
 from mlpoc.errors import ConfigError
+from mlpoc.paths import CHECKOUT
 from stacks.accounts import (
     NO_SHARE,
     ScheduleSpec,
@@ -47,6 +48,10 @@ GPU_INSTANCE_PATTERN = re.compile(r"^[gp]\d+[a-z]*(?<!g)\.\d*x?large$")
 GRAVITON_PATTERN = re.compile(r"^[a-z]+\d+[a-z-]*g[a-z-]*\.")
 GPU_INSTANCE_RULE = 'a list of x86_64 GPU instance types such as ["g4dn.xlarge", "g5.xlarge"]'
 MAX_GPU_TYPES = 20
+PINNED_PATTERN = re.compile(
+    r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9_,-]+\])?==[A-Za-z0-9.+!_-]+$"
+)
+PLUGINS_DIR = CHECKOUT / "containers" / "plugins"
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 SECRET_NAME_PATTERN = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
 PROJECT_RULE = "3-20 lowercase letters, digits or -, starting with a letter"
@@ -74,6 +79,10 @@ class Config:
     gpu: bool = False
     gpu_instance_types: tuple[str, ...] = ()
     gpu_max_instances: int = 0
+    # the team's model plugins (containers/plugins/<name>/) the worker and GPU images carry
+    plugins: tuple[str, ...] = ()
+    # pinned packages for the GPU image only (its framework's CUDA build, e.g. torch==2.9.1)
+    gpu_packages: tuple[str, ...] = ()
     # a second account: datasets read from its exchange bucket, predictions shared back
     sources: tuple[Source, ...] = ()
     result_readers: tuple[str, ...] = ()
@@ -117,6 +126,8 @@ class Config:
             gpu=read("gpu", _boolean),
             gpu_instance_types=read("gpu_instance_types", _gpu_instance_types),
             gpu_max_instances=read("gpu_max_instances", _int_range(1, 20)),
+            plugins=read("plugins", _plugins),
+            gpu_packages=read("gpu_packages", _pinned_packages),
             sources=sources,
             result_readers=read("result_readers", parse_readers),
             schedules=read("schedules", lambda name, v: parse_schedules(name, v, sources)),
@@ -190,6 +201,33 @@ def _boolean(name: str, value: Any) -> bool:
     if text in {"true", "false"}:
         return text == "true"
     raise ConfigError(f"{name} must be true or false; got {value!r}")
+
+
+def _plugins(name: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(
+            f'{name} must be a list of plugin names, e.g. ["lightgbm"]; got {value!r}'
+        )
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{name} names a plugin twice: {value!r}")
+    for plugin in value:
+        if not (PLUGINS_DIR / plugin / "pyproject.toml").is_file():
+            here = sorted(p.parent.name for p in PLUGINS_DIR.glob("*/pyproject.toml"))
+            raise ConfigError(
+                f"{name} names {plugin!r}, but containers/plugins/{plugin}/pyproject.toml does "
+                f"not exist (plugins here: {here}); scaffold one with `mlpoc plugin new {plugin}`"
+            )
+    return tuple(value)
+
+
+def _pinned_packages(name: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(
+        isinstance(v, str) and PINNED_PATTERN.match(v) for v in value
+    ):
+        raise ConfigError(
+            f'{name} must be a list of pinned packages, e.g. ["torch==2.9.1"]; got {value!r}'
+        )
+    return tuple(value)
 
 
 def _gpu_instance_types(name: str, value: Any) -> tuple[str, ...]:

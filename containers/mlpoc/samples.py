@@ -60,3 +60,26 @@ def batch_csv(rows: int, *, id_prefix: str = "row-") -> str:
     writer.writerow(["id", *FEATURES])
     writer.writerows([f"{id_prefix}{i}", *map(int, x[i % len(x)])] for i in range(rows))
     return out.getvalue()
+
+
+INK = ("light", "medium", "heavy")
+
+
+def check_csv(task: str = "classification", rows: int = 600) -> str:
+    """A small table shaped the way teams have theirs, made from the digits (what
+    ``mlpoc plugin check`` trains on when given no CSV): an ``id``; every second pixel, with
+    every 7th cell left blank; ``ink``, a category (light, medium, heavy by the image's total
+    ink; every 11th blank); and ``label``: the digit, or for ``regression`` the total ink."""
+    x, y = digits(slice(0, rows))
+    ink = x.sum(axis=1)
+    edges = np.quantile(ink, [1 / 3, 2 / 3])
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    pixels = list(range(0, 64, 2))
+    writer.writerow(["id", *(FEATURES[p] for p in pixels), "ink", "label"])
+    for r in range(len(y)):
+        cells = ["" if (r + p) % 7 == 0 else str(int(x[r, p])) for p in pixels]
+        category = "" if r % 11 == 0 else INK[int(np.searchsorted(edges, ink[r]))]
+        label = str(int(ink[r])) if task == "regression" else str(int(y[r]))
+        writer.writerow([f"row-{r}", *cells, category, label])
+    return out.getvalue()

@@ -71,6 +71,7 @@ class GpuPool(Construct):
         log_retention: logs.RetentionDays,
     ) -> None:
         super().__init__(scope, construct_id)
+        self._config = config
         self.instances = self._instances(config, vpc)
         self.capacity_provider = ecs.AsgCapacityProvider(
             self,
@@ -194,7 +195,14 @@ class GpuPool(Construct):
             self, "Task", network_mode=ecs.NetworkMode.BRIDGE, task_role=task_role
         )
         # the GPU image (containers/Dockerfile, target gpu): CUDA's runtime and the same package
-        image = kit_image(self, "Image", target="gpu", platform=ecr_assets.Platform.LINUX_AMD64)
+        image = kit_image(
+            self,
+            "Image",
+            target="gpu",
+            platform=ecr_assets.Platform.LINUX_AMD64,
+            plugins=self._config.plugins,
+            gpu_packages=self._config.gpu_packages,
+        )
         task.add_container(
             "worker",
             image=ecs.ContainerImage.from_docker_image_asset(image),

@@ -71,7 +71,11 @@ class Workers(Construct):
         # One image for both roles, built for ARM64 (Graviton: cheaper, and Fargate Spot runs
         # ARM64 on platform 1.4.0).
         self.image = kit_image(
-            self, "Image", target="worker", platform=ecr_assets.Platform.LINUX_ARM64
+            self,
+            "Image",
+            target="worker",
+            platform=ecr_assets.Platform.LINUX_ARM64,
+            plugins=config.plugins,
         )
         self.security_group = ec2.SecurityGroup(
             self,

@@ -6,7 +6,8 @@ The commands live by what they are for, and register on the one Typer app of
 * :mod:`mlpoc.cli.local_commands`: `local up|down|status`, `demo`;
 * :mod:`mlpoc.cli.operator_commands`: `train`, `predict`, `jobs`, `models`, `promote`, `rollback`,
   `dlq show|redrive`, `outputs` (either target);
-* :mod:`mlpoc.cli.deploy_commands`: `preflight`, `smoke`, `cost`.
+* :mod:`mlpoc.cli.deploy_commands`: `preflight`, `smoke`, `cost`;
+* :mod:`mlpoc.cli.plugin_commands`: `plugin new|check`.
 
 What they print is in :mod:`mlpoc.cli.render`.
 """
@@ -15,10 +16,10 @@ from __future__ import annotations
 
 import os
 
-from mlpoc.cli import deploy_commands, local_commands, operator_commands
+from mlpoc.cli import deploy_commands, local_commands, operator_commands, plugin_commands
 from mlpoc.cli.common import app
 
-COMMAND_MODULES = (local_commands, operator_commands, deploy_commands)
+COMMAND_MODULES = (local_commands, operator_commands, deploy_commands, plugin_commands)
 
 __all__ = ["app", "main"]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +37,8 @@ app.add_typer(local_app, name="local")
 schedule_app = typer.Typer(help="Scheduled retraining (mlpoc:schedules): list, or run one now.")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(schedule_app, name="schedule")
+plugin_app = typer.Typer(help="Model plugins: scaffold one, check one before any job is sent.")
+app.add_typer(plugin_app, name="plugin")
 console = Console()
 errors = Console(stderr=True)
 
@@ -122,3 +125,17 @@ def operates(command: F) -> F:
     run.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     run.__annotations__ = {p.name: p.annotation for p in parameters}
     return run  # type: ignore[return-value]
+
+
+def key_values(values: list[str]) -> dict[str, Any]:
+    """``--param key=value`` options: each value JSON when it parses as JSON, else text."""
+    params: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise fail(f"--param takes key=value, got {item!r}", 2)
+        try:
+            params[key] = json.loads(raw)
+        except ValueError:
+            params[key] = raw
+    return params

@@ -14,7 +14,7 @@ from rich.live import Live
 from rich.table import Table
 
 from mlpoc.cli import ops, render
-from mlpoc.cli.common import app, console, dlq_app, fail, operates, schedule_app
+from mlpoc.cli.common import app, console, dlq_app, key_values, operates, schedule_app
 from mlpoc.cli.target import Deployment
 
 
@@ -33,19 +33,6 @@ Wait = Annotated[bool, typer.Option(help="Wait for the job to finish.")]
 Dataset = Annotated[
     str, typer.Argument(help="s3:// URI in the data bucket, or a local CSV to upload.")
 ]
-
-
-def _params(values: list[str]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for item in values:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise fail(f"--param takes key=value, got {item!r}", 2)
-        try:
-            params[key] = json.loads(raw)
-        except ValueError:
-            params[key] = raw
-    return params
 
 
 def _submit_and_wait(dep: Deployment, job_type: str, wait: bool, **kwargs: Any) -> None:
@@ -88,7 +75,7 @@ def train(
         wait,
         model=model,
         dataset=dataset,
-        params=_params(param),
+        params=key_values(param),
         job_id=job_id,
         gpu=gpu,
     )
@@ -118,7 +105,7 @@ def predict(
         model=model,
         dataset=dataset,
         version=version,
-        params=_params(param),
+        params=key_values(param),
         job_id=job_id,
     )
 
