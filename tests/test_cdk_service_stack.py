@@ -776,10 +776,20 @@ def test_the_images_are_built_from_what_they_need_only(poc: Synthesized) -> None
         staged = {str(p.relative_to(context)) for p in context.rglob("*") if p.is_file()}
         assert "containers/mlpoc/worker/loop.py" in staged
         outside = {p for p in staged if not p.startswith("containers/mlpoc/")}
-        assert outside == {
+        # the model plugins' packages, without their tests or an editable install's metadata
+        plugins = {p for p in outside if p.startswith("containers/plugins/")}
+        assert {
+            "containers/plugins/lightgbm/pyproject.toml",
+            "containers/plugins/lightgbm/mlpoc_lightgbm/__init__.py",
+        } <= plugins
+        assert not [p for p in plugins if "test_" in p or ".egg-info" in p]
+        assert outside - plugins == {
             "pyproject.toml", "containers/Dockerfile", "containers/extras.py", ".dockerignore"
         }  # fmt: skip
         assert not [p for p in staged if "__pycache__" in p]
+    # mlpoc:plugins reaches the worker's build (part of its hash), never the API's
+    args = {i["source"]["dockerBuildTarget"]: i["source"].get("dockerBuildArgs") for i in images}
+    assert args == {"worker": {"PLUGINS": "lightgbm"}, "api": None}
 
 
 def test_cloudfront_proves_itself_to_the_api_with_a_generated_secret(poc: Synthesized) -> None:

@@ -67,6 +67,15 @@ def test_command_line_strings_are_parsed() -> None:
             "mlpoc:eb_solution_stack must be 'auto' (mlpoc preflight resolves the current "
             "platform) or an Elastic Beanstalk 'Docker running on Amazon Linux 2023'",
         ),
+        (
+            {"plugins": ["xgboost"]},
+            "mlpoc:plugins names 'xgboost', but containers/plugins/xgboost/pyproject.toml does "
+            "not exist (plugins here: ['lightgbm']); scaffold one with `mlpoc plugin new xgboost`",
+        ),
+        ({"plugins": "lightgbm"}, "mlpoc:plugins must be a list of plugin names"),
+        ({"plugins": ["lightgbm", "lightgbm"]}, "mlpoc:plugins names a plugin twice"),
+        ({"gpu_packages": ["torch"]}, "mlpoc:gpu_packages must be a list of pinned packages"),
+        ({"gpu_packages": ["torch==2.9.1; rm -rf /"]}, "mlpoc:gpu_packages must be a list of"),
     ],
 )
 def test_bad_values_name_the_key_and_the_allowed_values(

@@ -42,7 +42,7 @@ def test_a_table_as_teams_have_it_named_label_id_ignored_text_and_blanks() -> No
         ],
     }
     assert data.columns["island"].tolist() == ["Biscoe", "", "Dream"]  # missing: ""
-    assert np.isnan(data.columns["mass"][1]) and data.columns["mass"][2] == 4100  # noqa: PLR2004
+    assert np.isnan(data.columns["mass"][1]) and data.columns["mass"][2] == 4100
     assert data.keys == ["p1", "p2", "p3"]
     assert data.y.tolist() == ["Adelie", "Gentoo", "Adelie"]
     regression = parse_training("a,y\n1,2.5\n2,3\n", "r.csv", Layout(label="y", task="regression"))
@@ -97,7 +97,7 @@ def test_bad_training_csvs(text: str, reason: str) -> None:
 
 
 def test_bad_table_parameters_are_refused_before_any_read() -> None:
-    with pytest.raises(JobFailed, match="params.task must be one of"):
+    with pytest.raises(JobFailed, match=r"params\.task must be one of"):
         Layout.from_params({"task": "ranking"})
     with pytest.raises(JobFailed, match="must name different columns"):
         Layout.from_params({"label_column": "y", "ignore_columns": ["y"]})

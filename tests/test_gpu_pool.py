@@ -44,7 +44,7 @@ KEY = "k" * 32
 
 @pytest.fixture(scope="module")
 def gpu(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
-    return Synthesized(tmp_path_factory.mktemp("cdk-gpu"), gpu=True)
+    return Synthesized(tmp_path_factory.mktemp("cdk-gpu"), gpu=True, gpu_packages=["torch==2.9.1"])
 
 
 def of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -156,6 +156,10 @@ def test_the_gpu_service_runs_the_train_workers_code_and_role_on_one_gpu(
     assert targets_built == [
         ("api", "linux/arm64"), ("gpu", "linux/amd64"), ("worker", "linux/arm64")
     ]  # fmt: skip
+    # the model plugins reach the GPU image as they reach the worker's; mlpoc:gpu_packages only it
+    args = {i["source"]["dockerBuildTarget"]: i["source"].get("dockerBuildArgs") for i in images}
+    assert args["gpu"] == {"PLUGINS": "lightgbm", "GPU_PACKAGES": "torch==2.9.1"}
+    assert args["worker"] == {"PLUGINS": "lightgbm"}
 
 
 def test_spot_interruptions_and_an_idle_gpu_reach_the_alerts_topic(gpu: Synthesized) -> None:

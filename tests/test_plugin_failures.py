@@ -15,14 +15,14 @@ from moto import mock_aws
 
 from mlpoc import plugins, samples
 from mlpoc.errors import PluginError
-from mlpoc.schema import Schema
-
-NOTHING = plugins.TrainingData(schema=Schema(columns=()), columns={}, y=np.zeros(0))
 from mlpoc.ledger import Ledger
+from mlpoc.schema import Schema
 from mlpoc.settings import Settings
 from mlpoc.worker.loop import Worker
 from mlpoc.worker.train import handle_train
 from tests.support.aws_stack import Stack, create_stack
+
+NOTHING = plugins.TrainingData(schema=Schema(columns=()), columns={}, y=np.zeros(0))
 
 
 @pytest.fixture

@@ -123,6 +123,7 @@ def _preflight(
         context_file=root / "cdk.context.json",
         configured_platform=str(context.get("mlpoc:eb_solution_stack", "auto")),
         budget_usd=float(context.get("mlpoc:budget_usd", 0)),
+        plugins=tuple(context.get("mlpoc:plugins", ())),
         local=target == "local",
         endpoint=endpoint,
         refresh_platform=refresh_platform,

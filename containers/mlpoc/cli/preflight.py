@@ -6,7 +6,9 @@ makes arm64 images; the Elastic Beanstalk Docker platform offered now against th
 will use (``auto``: resolved here and kept in ``cdk.context.json``, see :mod:`mlpoc.platforms`);
 the stacks' state (a stack left in ROLLBACK_COMPLETE blocks a deploy); the service-linked roles
 the stacks need, or that they will be created; the idle month from ``mlpoc cost`` against the
-budget. Against local mode, the same checks where they apply (no bootstrap, no Docker locally).
+budget; and the model plugins ``mlpoc:plugins`` lists import here (with or without
+credentials). Against local mode, the same checks where they apply (no bootstrap, no Docker
+locally).
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from mlpoc import cost, platforms
+from mlpoc import cost, platforms, plugins
 from mlpoc.assembly import Assembly
+from mlpoc.errors import PluginError
 
 BOOTSTRAP_PARAMETER = "/cdk-bootstrap/hnb659fds/version"
 # what the synthesized templates' CheckBootstrapVersion rule asks for when it cannot be read
@@ -61,6 +64,7 @@ class Preflight:
     context_file: Path  # cdk.context.json of the checkout
     configured_platform: str  # cdk.json's mlpoc:eb_solution_stack
     budget_usd: float
+    plugins: tuple[str, ...] = ()  # cdk.json's mlpoc:plugins
     local: bool = False
     endpoint: str | None = None
     refresh_platform: bool = False
@@ -71,7 +75,7 @@ class Preflight:
         return self.session.client(service, endpoint_url=self.endpoint)
 
     def checks(self) -> list[Check]:
-        found = [self.identity()]
+        found = [self.identity(), self.model_plugins()]
         if not self.account:
             return found  # nothing else can be asked without credentials
         for check in (
@@ -86,6 +90,29 @@ class Preflight:
         return found
 
     # -- the checks --------------------------------------------------------------------------
+    def model_plugins(self) -> Check:
+        """The plugins mlpoc:plugins lists import here, as the worker image will import them
+        (a missing library or a typo fails here, not in the first train job)."""
+        try:
+            plugins.load()
+        except PluginError as error:
+            return Check("model plugins", False, str(error), "make install")
+        missing = [name for name in self.plugins if name not in plugins.names()]
+        if missing:
+            return Check(
+                "model plugins",
+                False,
+                f"mlpoc:plugins lists {missing}, which this environment cannot import",
+                "`make install` (it installs containers/plugins/*), then `mlpoc plugin check "
+                f"{missing[0]}`",
+            )
+        return Check(
+            "model plugins",
+            True,
+            f"{', '.join(['sklearn (built in)', *self.plugins])} import; the worker image "
+            "carries the same",
+        )
+
     def identity(self) -> Check:
         try:
             who = self.client("sts").get_caller_identity()

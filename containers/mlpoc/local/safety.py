@@ -35,7 +35,9 @@ FAKE_CREDENTIALS = {
 REAL_KEY_ID = re.compile(r"^(AKIA|ASIA|AIDA|AROA)[A-Z0-9]{16}$")
 # Variables a child process may inherit from the shell; everything AWS_* is rebuilt.
 PASSED_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV",
-                  "COVERAGE_PROCESS_START", "SYSTEMROOT")  # fmt: skip
+                  "COVERAGE_PROCESS_START", "SYSTEMROOT",
+                  # a plugin module not packaged yet (mlpoc.plugins): workers import it too
+                  "MLPOC_PLUGINS")  # fmt: skip
 
 
 @dataclass(frozen=True)

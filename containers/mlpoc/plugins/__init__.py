@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import os
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -174,8 +175,12 @@ def trainer(
     return register
 
 
-def load(extra_modules: Iterable[str] = ()) -> None:
-    """Import the built-in, configured and installed plugin modules (idempotent)."""
+def load(extra_modules: Iterable[str] | None = None) -> None:
+    """Import the built-in, configured (``extra_modules``, by default ``MLPOC_PLUGINS``) and
+    installed plugin modules (idempotent)."""
+    if extra_modules is None:
+        listed = os.environ.get("MLPOC_PLUGINS", "")
+        extra_modules = [m.strip() for m in listed.split(",") if m.strip()]
     for module in (*BUILTIN_MODULES, *extra_modules):
         try:
             importlib.import_module(module)

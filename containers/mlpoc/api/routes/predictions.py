@@ -37,6 +37,7 @@ async def predict(body: PredictRequest, settings: SettingsDep, server: ServerDep
             raise ApiError(404, "not_found", str(error)) from None
     columns = _columns(body, classifier)
     result = classifier.predict(columns)
+    answers: list[dict[str, Any]]
     if result.values is not None:
         answers = [{"value": round(float(v), 6)} for v in result.values]
     else:
