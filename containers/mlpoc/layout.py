@@ -65,8 +65,9 @@ DATASET_VERSIONS = Prefix(
 MODEL_ARTIFACTS = Prefix(
     "models",
     "models/",
-    "model.onnx and metadata.json of every trained version",
-    read_by=("predict", "api"),
+    "model.onnx and metadata.json of every trained version (the train worker reads the live "
+    "version's to score it on a candidate's held-out rows)",
+    read_by=("train", "predict", "api"),
     written_by=("train",),
 )
 PREFIXES: tuple[Prefix, ...] = (DATASETS, INPUTS, DATASET_VERSIONS, MODEL_ARTIFACTS)

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,28 +16,37 @@ from mlpoc.paths import CHECKOUT
 ARTIFACTS = CHECKOUT / "test-artifacts"
 
 
-def mlpoc(*args: str, state_dir: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def mlpoc(
+    *args: str,
+    state_dir: Path | None,
+    timeout: float = 120,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """``mlpoc ARGS`` (with ``--state-dir`` unless None: a command that takes none)."""
+    where = [] if state_dir is None else ["--state-dir", str(state_dir)]
     return subprocess.run(
-        [sys.executable, "-m", "mlpoc.cli", *args, "--state-dir", str(state_dir)],
+        [sys.executable, "-m", "mlpoc.cli", *args, *where],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
-        env={**os.environ, "COLUMNS": "250"},
+        env={**os.environ, "COLUMNS": "250", **(env or {})},
     )
 
 
 @contextmanager
-def local_up(state_dir: Path, assembly: Path, log_name: str) -> Iterator[subprocess.Popen[str]]:
+def local_up(
+    state_dir: Path, assembly: Path, log_name: str, env: Mapping[str, str] | None = None
+) -> Iterator[subprocess.Popen[str]]:
     """`mlpoc local up --assembly` until its state file exists; Ctrl-C (SIGINT) at the end.
-    Its output is kept in test-artifacts/<log_name>."""
+    Its output is kept in test-artifacts/<log_name>; ``env`` is added to the shell's."""
     ARTIFACTS.mkdir(exist_ok=True)
     log_path = ARTIFACTS / log_name
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "mlpoc.cli", "local", "up", "--state-dir", str(state_dir),
              "--assembly", str(assembly)],
-            stdout=log, stderr=subprocess.STDOUT, text=True,
+            stdout=log, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})},
         )  # fmt: skip
         deadline = time.monotonic() + 120
         while not (state_dir / "local.json").exists():

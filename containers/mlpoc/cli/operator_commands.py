@@ -47,9 +47,12 @@ def _wait_and_show(dep: Deployment, job_id: str) -> None:
     with console.status(f"waiting for {job_id}"):
         record = ops.wait_for(dep, [job_id], timeout=3600)[job_id]
     colour = "green" if record["status"] == "SUCCEEDED" else "red"
-    console.print(
+    console.print(  # one line, never wrapped: the JSON can be copied or parsed
         f"[{colour}]{record['status']}[/] "
-        + json.dumps(record.get("result") or record.get("reason"))
+        + json.dumps(record.get("result") or record.get("reason")),
+        soft_wrap=True,
+        markup=True,
+        highlight=False,
     )
     if record["status"] != "SUCCEEDED":
         raise typer.Exit(1)

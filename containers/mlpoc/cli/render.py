@@ -173,14 +173,19 @@ def jobs_table(records: list[dict[str, Any]]) -> Table:
         created = dt.datetime.fromtimestamp(float(r.get("created_at", 0)), dt.UTC).strftime(
             "%H:%M:%S"
         )
-        detail = r.get("reason") or json.dumps(r.get("result", ""))
+        result = r.get("result")
+        detail = str(r.get("reason") or "")[:160] or (
+            train_outcome(result)
+            if r.get("type") == "train" and isinstance(result, dict) and "metrics" in result
+            else json.dumps(result or "")[:80]
+        )
         status = str(r.get("status", "?"))
         progress = shard_progress(r)  # a split job: shards done out of total
         shown = f"{status} {progress} shards" if progress else status
         table.add_row(
             str(r["job_id"]), str(r.get("type", "")), str(r.get("model", "")),
             f"[{colours.get(status, 'white')}]{shown}[/]", str(r.get("attempts", 0)),
-            f"{took:.1f}" if took else "", created, str(detail)[:80],
+            f"{took:.1f}" if took else "", created, str(detail),
         )  # fmt: skip
     return table
 
