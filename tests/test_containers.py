@@ -92,9 +92,11 @@ class Jobs:
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=text.encode())
         return f"s3://{self.bucket}/{key}"
 
-    def submit(self, job_id: str, kind: str, dataset: str, **params: Any) -> None:
+    def submit(
+        self, job_id: str, kind: str, dataset: str, model: str = "digits", **params: Any
+    ) -> None:
         body = json.dumps(
-            {"schema": 1, "job_id": job_id, "type": kind, "model": "digits",
+            {"schema": 1, "job_id": job_id, "type": kind, "model": model,
              "dataset": dataset, "params": params}
         )  # fmt: skip
         job = parse_job(body, data_bucket=self.bucket)
@@ -136,6 +138,16 @@ class Trained:
     logs: dict[str, str]  # role -> the container's output
     inspected: dict[str, dict[str, Any]]  # role -> docker inspect's Config and HostConfig
     stopped: dict[str, tuple[int, float]]  # role -> (exit code, seconds) of an idle stop
+    example: dict[str, Any]  # the worked example: LightGBM (a plugin in the image) on penguins
+
+
+def penguins_csv() -> str:
+    """The worked example's table: palmerpenguins' own CSV with an id (text, blanks)."""
+    from palmerpenguins import load_penguins
+
+    table = load_penguins()
+    table.insert(0, "penguin", [f"p{i}" for i in range(len(table))])
+    return str(table.to_csv(index=False))
 
 
 @pytest.fixture(scope="module")
@@ -160,10 +172,17 @@ def trained(rig: Rig) -> Trained:
         train = submitted.wait("c-train-1", {"SUCCEEDED", "FAILED"})
         submitted.submit("c-predict-1", "predict", score_csv, review_threshold=0.95)
         predict = submitted.wait("c-predict-1", {"SUCCEEDED", "FAILED"})
+        # AND the worked example: the image's LightGBM plugin on the team's penguins table
+        table = submitted.upload("inputs/penguins/train.csv", penguins_csv())
+        submitted.submit(
+            "c-train-penguins", "train", table, model="penguins", plugin="lightgbm",
+            label_column="species", id_column="penguin", ignore_columns=["year"],
+        )  # fmt: skip
+        example = submitted.wait("c-train-penguins", {"SUCCEEDED", "FAILED"})
         inspected = {role: c.inspect() for role, c in containers.items()}
         stopped = {role: c.stop() for role, c in containers.items()}
         logs = {role: c.logs() for role, c in containers.items()}
-        return Trained(train, predict, logs, inspected, stopped)
+        return Trained(train, predict, logs, inspected, stopped, example)
     finally:
         for container in containers.values():
             container.remove()
@@ -181,6 +200,17 @@ def test_the_workers_run_a_train_and_a_predict_job_as_containers(
     dynamodb = stack.client("operator", "dynamodb")
     stored = scan(dynamodb, stack.outputs["PredictionsTableName"])
     assert len(stored) == 297
+    # the worked example trained in the image, with the plugin's own library, on text and blanks
+    assert trained.example["status"] == "SUCCEEDED", (trained.example, trained.logs["train"])
+    assert trained.example["result"]["metrics"]["accuracy"] > 0.9
+    example = registry.get("penguins", 1)
+    assert example.plugin == "lightgbm" and example.schema.column("island") is not None
+    metadata = json.loads(
+        stack.client("operator", "s3")
+        .get_object(Bucket=stack.outputs["ModelBucketName"], Key=example.metadata_key)["Body"]
+        .read()
+    )
+    assert metadata["libraries"]["lightgbm"] == "4.7.0"
     # and the workers ran as the image's user, on a read-only root, as the task says
     for inspected in trained.inspected.values():
         assert inspected["Config"]["User"] == "10001"
@@ -368,6 +398,13 @@ def test_the_bundle_serves_realtime_predictions_through_nginx(
     pointer = registry.pointer("digits")
     assert pointer is not None and answer["version"] == pointer.promoted
     assert [p["id"] for p in answer["predictions"]] == ["a", "b"]
+    # the worked example's LightGBM version, trained in the worker image, answers text and nulls
+    penguin = {"island": "Dream", "bill_length_mm": 49.0, "bill_depth_mm": 18.5,
+               "flipper_length_mm": 195, "body_mass_g": None, "sex": "male"}  # fmt: skip
+    payload = json.dumps({"model": "penguins", "rows": [penguin]}).encode()
+    status, _, body = request(f"{url}/v1/predict", key=key, data=payload)
+    assert status == 200, body
+    assert json.loads(body)["predictions"][0]["label"] == "Chinstrap"
 
 
 def test_the_bundles_proxy_caps_bodies_limits_clients_and_compresses(served: Served) -> None:
@@ -468,7 +505,8 @@ key = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----")
 found = {"git": [], "kit_files": [], "secrets": []}
 # files only the checkout has (the build context is allow-listed by .dockerignore)
 kit = {"cdk.json", "package-lock.json", ".dockerignore", "Dockerfile", "docker-compose.yml",
-       "test_containers.py", "data_stack.py", ".env", "images.json", "worker.txt"}
+       "test_containers.py", "data_stack.py", ".env", "images.json", "worker.txt",
+       "test_mlpoc_lightgbm.py"}
 for top, dirs, files in os.walk("/"):
     if top in ("/proc", "/sys", "/dev"):
         dirs[:] = []
@@ -505,15 +543,19 @@ def test_an_image_holds_the_package_and_nothing_of_the_checkout(found: Images, i
 
 
 def test_the_api_image_serves_onnx_without_the_training_libraries(found: Images) -> None:
-    # the API image has onnxruntime and FastAPI, and none of the workers' training stack
+    # the API image has onnxruntime and FastAPI, and none of the workers' training stack nor
+    # the model plugins' libraries (mlpoc:plugins go into the worker image only)
     probe = (
         "import importlib.util as u; print(' '.join(m for m in "
-        "('sklearn', 'scipy', 'skl2onnx', 'onnx', 'onnxruntime', 'fastapi', 'uvicorn') "
-        "if u.find_spec(m)))"
+        "('sklearn', 'scipy', 'skl2onnx', 'onnx', 'pandas', 'lightgbm', 'onnxmltools', "
+        "'mlpoc_lightgbm', 'onnxruntime', 'fastapi', 'uvicorn') if u.find_spec(m)))"
     )
     api = run([found.docker, "run", "--rm", "--network", "none", found.api, "python", "-c", probe])
     assert api.stdout.split() == ["onnxruntime", "fastapi", "uvicorn"]
     worker = run(
         [found.docker, "run", "--rm", "--network", "none", found.worker, "python", "-c", probe]
     )
-    assert worker.stdout.split() == ["sklearn", "scipy", "skl2onnx", "onnx", "onnxruntime"]
+    assert worker.stdout.split() == [
+        "sklearn", "scipy", "skl2onnx", "onnx", "pandas", "lightgbm", "onnxmltools",
+        "mlpoc_lightgbm", "onnxruntime",
+    ]  # fmt: skip

@@ -99,7 +99,7 @@ def version(outputs: dict[str, str], model: str, number: int) -> dict[str, Any]:
 
 
 def api(outputs: dict[str, str], body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    import httpx  # noqa: PLC0415 - the dev extra's
+    import httpx
 
     response = httpx.post(
         outputs["ApiUrl"] + "/v1/predict",
@@ -142,7 +142,7 @@ def test_a_teams_plugin_and_table_train_and_the_next_version_is_judged_on_the_sa
     )  # fmt: skip
     assert status == "SUCCEEDED", first
     assert first["promoted"] is True and "compared" not in first  # nothing was live
-    assert first["metrics"]["accuracy"] > 0.9  # noqa: PLR2004
+    assert first["metrics"]["accuracy"] > 0.9
     recorded = version(outputs, "penguins", first["model_version"])
     assert recorded["plugin"] == PLUGIN
     assert recorded["schema"]["label"] == "species" and recorded["schema"]["id"] == "penguin"
@@ -231,7 +231,7 @@ def test_a_regression_model_is_judged_by_rmse_and_serves_values(
     assert status == "SUCCEEDED", trained
     assert trained["task"] == "regression" and trained["metric"] == "rmse"
     assert set(trained["metrics"]) == {"rmse", "mae", "r2"}
-    assert trained["metrics"]["r2"] > 0.6 and trained["metrics"]["rmse"] < 500  # noqa: PLR2004
+    assert trained["metrics"]["r2"] > 0.6 and trained["metrics"]["rmse"] < 500
     code, body = api(
         outputs,
         {"model": "mass", "rows": [{"species": "Gentoo", "island": "Biscoe",
@@ -240,7 +240,7 @@ def test_a_regression_model_is_judged_by_rmse_and_serves_values(
     )  # fmt: skip
     assert code == 200, body
     (answer,) = body["predictions"]
-    assert set(answer) == {"value"} and 4000 < answer["value"] < 6000  # noqa: PLR2004
+    assert set(answer) == {"value"} and 4000 < answer["value"] < 6000
     # a regression has no review queue: a threshold for it is refused, not ignored
     score = io.StringIO()
     load_penguins().drop(columns=["body_mass_g"]).assign(

@@ -26,6 +26,7 @@ import pytest
 
 from mlpoc.local.safety import REGION
 from mlpoc.local.supervisor import LOCAL_OVERRIDES
+from mlpoc.local.synth import load_context
 from mlpoc.paths import CHECKOUT
 from tests.support.enforced import EnforcedStack
 
@@ -39,6 +40,7 @@ class Images:
     worker: str
     api: str
     proxy: str
+    plugins: str = ""  # the model plugins the worker image carries (cdk.json's, at build time)
 
 
 def unavailable(reason: str) -> None:
@@ -56,6 +58,12 @@ def images() -> Images:
     if not IMAGES_FILE.exists():
         unavailable("no images were built here (run `make images`, which needs a Docker engine)")
     found = Images(**json.loads(IMAGES_FILE.read_text()))
+    configured = " ".join(load_context(CHECKOUT)["mlpoc:plugins"])
+    if found.plugins != configured:
+        unavailable(
+            f"the worker image carries plugins {found.plugins!r}, cdk.json lists {configured!r} "
+            "(run `make images`)"
+        )
     if run([found.docker, "info"], check=False, timeout=20).returncode != 0:
         unavailable(f"no Docker engine answers `{found.docker} info`")
     for image in (found.worker, found.api, found.proxy):

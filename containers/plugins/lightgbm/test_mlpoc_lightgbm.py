@@ -1,0 +1,35 @@
+"""The ``lightgbm`` plugin keeps the ONNX contract on tables with categories and blanks, for
+both tasks (the check `mlpoc plugin check lightgbm` runs), and refuses bad parameters."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlpoc import samples
+from mlpoc.errors import PluginError
+from mlpoc.plugins.check import check
+from mlpoc.schema import Layout
+
+
+def test_lightgbm_classifies_a_table_with_categories_and_blanks() -> None:
+    text = samples.check_csv("classification")
+    report = check("lightgbm", text, "sample.csv", layout=Layout(id="id"))
+    assert report.metrics["accuracy"] > 0.8  # noqa: PLR2004
+    assert "ink" in report.inputs and report.classes == [str(d) for d in range(10)]
+
+
+def test_lightgbm_regresses() -> None:
+    text = samples.check_csv("regression")
+    report = check("lightgbm", text, "sample.csv", layout=Layout(id="id", task="regression"))
+    assert report.metrics["r2"] > 0.5  # noqa: PLR2004
+
+
+def test_lightgbm_refuses_a_bad_parameter_with_its_name() -> None:
+    with pytest.raises(PluginError, match=r"params\.learning_rate must be a number > 0"):
+        check(
+            "lightgbm",
+            samples.check_csv(),
+            "sample.csv",
+            layout=Layout(id="id"),
+            params={"learning_rate": 0},
+        )
