@@ -29,6 +29,7 @@ sys.path.insert(0, str(CHECKOUT))  # for tests.support
 
 
 from mlpoc import plugins, samples
+from mlpoc.datasets import parse_training
 from mlpoc.dynamo import BatchWriter, serialize
 from mlpoc.inference import OnnxModel
 from mlpoc.plugins.sklearn import build
@@ -93,21 +94,21 @@ def latency_us(predict: object, row: np.ndarray, repeats: int) -> float:
 
 
 def single_row(estimator: str, repeats: int) -> tuple[float, float]:
-    x, y = samples.digits()
-    x = x.astype(np.float32)
-    labels = y.astype(str)
+    data = plugins.TrainingData.of(parse_training(samples.training_csv(), "digits.csv"))
     params = {"estimator": estimator}
-    model = build(params).fit(x, labels)
-    exported = plugins.get("sklearn").train(x, labels, params)
+    model = build(params, data.schema).fit(data.matrix, data.y)
+    exported = plugins.get("sklearn").train(data, params)
     version = ModelVersion(
         model="bench", version=1, sha256="", artifact_key="", metadata_key="",
         features=samples.FEATURES, classes=exported.classes, metrics={}, job_id="bench",
         dataset="", plugin="sklearn", created_at=0.0,
+        extra={"schema": data.schema.to_json()},
     )  # fmt: skip
     classifier = OnnxModel(exported.onnx, version)
-    row = x[:1]
+    row = data.matrix[:1]
+    columns = {name: values[:1] for name, values in data.columns.items()}
     sk = latency_us(model.predict_proba, row, repeats)
-    ort = latency_us(classifier.predict, row, repeats)
+    ort = latency_us(classifier.predict, columns, repeats)
     return sk, ort
 
 
