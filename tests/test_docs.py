@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -57,3 +58,84 @@ def test_the_slug_matches_githubs() -> None:
     assert slug("The `mlpoc` command line") == "the-mlpoc-command-line"
     assert slug("Operator commands (local or AWS)") == "operator-commands-local-or-aws"
     assert slug("What happens to a bad or unlucky job") == "what-happens-to-a-bad-or-unlucky-job"
+
+
+# -- what the pages name exists ---------------------------------------------------------------
+CODE_SPAN = re.compile(r"`([^`\n]+)`")
+# `mlpoc …` as a shell runs it (not Python's `from mlpoc import …`)
+INVOCATION = re.compile(r"(?:^|[\s/(])(?<!from )mlpoc((?: [a-z][a-z-]*)+)((?: [^|;#&]*)?)")
+OPTION = re.compile(r"(?<![\w-])(--[a-z][a-z-]*)")
+
+
+def code_of(page: Path) -> list[str]:
+    """The page's code: every line of its fenced blocks, and every inline code span."""
+    text = page.read_text()
+    blocks = [line for block in FENCE.findall(text) for line in block.splitlines()[1:-1]]
+    return blocks + CODE_SPAN.findall(FENCE.sub("", text))
+
+
+def command_tree() -> dict[str, set[str]]:
+    """Every `mlpoc` command path ("train", "dlq show") and the options it takes."""
+    import click  # noqa: PLC0415 - typer's
+    import typer  # noqa: PLC0415
+
+    from mlpoc.cli.app import app  # noqa: PLC0415
+
+    tree: dict[str, set[str]] = {}
+
+    def walk(command: click.Command, path: str) -> None:
+        tree[path] = {o for p in command.params for o in p.opts if o.startswith("--")}
+        tree[path] |= {o for p in command.params for o in p.secondary_opts}
+        for name, child in getattr(command, "commands", {}).items():
+            walk(child, f"{path} {name}".strip())
+
+    walk(typer.main.get_command(app), "")
+    return tree
+
+
+def named_commands() -> list[tuple[str, str, list[str]]]:
+    """(page, command path, options) for every `mlpoc …` the pages show."""
+    tree = command_tree()
+    found = []
+    for page in PAGES:
+        for code in code_of(page):
+            for match in INVOCATION.finditer(code):
+                words = match[1].split()
+                path = ""
+                for word in words:  # the longest prefix of words that is a command
+                    if f"{path} {word}".strip() in tree:
+                        path = f"{path} {word}".strip()
+                    else:
+                        break
+                options = OPTION.findall(match[1] + (match[2] or ""))
+                found.append((page.name, path or words[0], options))
+    return found
+
+
+def test_every_mlpoc_command_and_option_the_pages_name_exists() -> None:
+    tree = command_tree()
+    named = named_commands()
+    assert len(named) > 40  # noqa: PLR2004 - the pages show the commands; the parse found them
+    wrong = [
+        f"{page}: mlpoc {path}" + (f" {o}" if path in tree else "")
+        for page, path, options in named
+        for o in (options or [""])
+        if path not in tree or (o and o not in tree[path] | {"--help"})
+    ]
+    assert not wrong, f"the pages name commands or options that do not exist: {wrong}"
+
+
+def test_every_mlpoc_key_the_pages_name_exists_and_every_key_is_documented() -> None:
+    context = json.loads((CHECKOUT / "cdk.json").read_text())["context"]
+    keys = {k for k in context if k.startswith("mlpoc:")}
+    named = {
+        (page.name, f"mlpoc:{m}")
+        for page in PAGES
+        for m in re.findall(r"mlpoc:([a-z_]+)", page.read_text())
+    }
+    assert not [(p, k) for p, k in named if k not in keys], "keys the pages name, not in cdk.json"
+    configuration = (CHECKOUT / "docs" / "configuration.md").read_text()
+    undocumented = sorted(k for k in keys if f"`{k}`" not in configuration)
+    assert not undocumented, (
+        f"cdk.json keys docs/configuration.md does not describe: {undocumented}"
+    )

@@ -37,7 +37,16 @@ QUEUES = {
     "train": ("TrainQueueUrl", "TrainDeadLetterQueueUrl"),
     "predict": ("PredictQueueUrl", "PredictDeadLetterQueueUrl"),
     "events": ("EventsQueueUrl", "EventsDeadLetterQueueUrl"),
+    "gpu": ("GpuQueueUrl", "GpuDeadLetterQueueUrl"),  # a stack with the GPU pool (mlpoc:gpu)
 }
+
+
+def queue_urls(dep: Deployment, queue: str) -> tuple[str, str]:
+    """A queue's URL and its DLQ's; the GPU queue's only on a stack with the pool."""
+    source, dead = QUEUES[queue]
+    if queue == "gpu" and dead not in dep.outputs:
+        raise TargetError("this stack has no GPU pool (mlpoc:gpu), so it has no GPU dead letters")
+    return dep.output(source), dep.output(dead)
 
 
 def dataset_uri(dep: Deployment, model: str, dataset: str) -> S3Uri:
@@ -259,7 +268,7 @@ def _dead_letter(message: dict[str, Any]) -> DeadLetter:
 def dlq_show(dep: Deployment, queue: str, *, peek: int = 10) -> tuple[int, list[DeadLetter]]:
     """How many messages wait in the DLQ, and up to ``peek`` of them (left visible)."""
     sqs = dep.client("sqs")
-    url = dep.output(QUEUES[queue][1])
+    _, url = queue_urls(dep, queue)
     count = int(
         sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])[
             "Attributes"
@@ -280,7 +289,7 @@ def dlq_show(dep: Deployment, queue: str, *, peek: int = 10) -> tuple[int, list[
 def dlq_redrive(dep: Deployment, queue: str) -> list[DeadLetter]:
     """Move every message of the DLQ back to its queue, making its job claimable again."""
     sqs = dep.client("sqs")
-    source, dead = dep.output(QUEUES[queue][0]), dep.output(QUEUES[queue][1])
+    source, dead = queue_urls(dep, queue)
     ledger = dep.ledger() if queue != "events" else None
     moved: list[DeadLetter] = []
     while True:

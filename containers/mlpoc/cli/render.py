@@ -99,7 +99,7 @@ def print_demo(result: DemoResult, state: LocalState, seconds: float) -> None:
     promoted_by = (
         "the worker (better on the same held-out rows) and confirmed through the API"
         if result.auto_promoted
-        else "the API"
+        else "the API (the worker kept the live one: no better on the same held-out rows)"
     )
     console.print(
         f"Corrections fed back: {len(result.corrections)}; "
@@ -130,7 +130,8 @@ def train_outcome(outcome: dict[str, Any]) -> str:
 
 
 def _scores(version: Any) -> str:
-    """The promotion metric first, the task's others after it in brackets."""
+    """The promotion metric first (accuracy, or RMSE for a regression), the task's others
+    after it in brackets."""
     first = version.metric_name
     names = [first, *(n for n in metrics.METRICS.get(version.task, ()) if n != first)]
     shown = [f"{n} {version.metrics[n]:.3f}" for n in names if n in version.metrics]
@@ -143,8 +144,7 @@ def models_table(summaries: list[ops.ModelSummary]) -> Table:
     table = Table(
         "model",
         "version",
-        "task",
-        "held-out metrics (promoted on the first)",
+        "held-out metrics",
         "train rows",
         "dataset",
         "from",
@@ -155,7 +155,7 @@ def models_table(summaries: list[ops.ModelSummary]) -> Table:
         live = summary.pointer.promoted if summary.pointer else None
         for v in summary.versions:
             table.add_row(
-                summary.model, f"v{v.version}", v.task, _scores(v),
+                summary.model, f"v{v.version}", _scores(v),
                 str(v.extra.get("train_rows", "")),
                 v.dataset.rsplit("/", 1)[-1], str(v.extra.get("origin", "")),
                 "[green]●[/]" if v.version == live else "",
