@@ -76,10 +76,10 @@ def code_of(page: Path) -> list[str]:
 
 def command_tree() -> dict[str, set[str]]:
     """Every `mlpoc` command path ("train", "dlq show") and the options it takes."""
-    import click  # noqa: PLC0415 - typer's
-    import typer  # noqa: PLC0415
+    import click
+    import typer
 
-    from mlpoc.cli.app import app  # noqa: PLC0415
+    from mlpoc.cli.app import app
 
     tree: dict[str, set[str]] = {}
 
@@ -115,7 +115,7 @@ def named_commands() -> list[tuple[str, str, list[str]]]:
 def test_every_mlpoc_command_and_option_the_pages_name_exists() -> None:
     tree = command_tree()
     named = named_commands()
-    assert len(named) > 40  # noqa: PLR2004 - the pages show the commands; the parse found them
+    assert len(named) > 40
     wrong = [
         f"{page}: mlpoc {path}" + (f" {o}" if path in tree else "")
         for page, path, options in named

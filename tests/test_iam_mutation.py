@@ -15,11 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from mlpoc import samples
-from tests.support.cli import local_up, mlpoc
+from tests.support.cli import local_up, mlpoc, operator_client
 
 pytestmark = pytest.mark.integration
 
@@ -57,13 +56,7 @@ def mutated(
 
 
 def ledger_record(outputs: dict[str, str], job_id: str) -> dict[str, Any]:
-    dynamodb = boto3.client(
-        "dynamodb",
-        endpoint_url=outputs["AwsEndpointUrl"],
-        region_name="us-east-1",
-        aws_access_key_id=outputs["AwsAccessKeyId"],
-        aws_secret_access_key=outputs["AwsSecretAccessKey"],
-    )
+    dynamodb = operator_client("dynamodb", outputs)
     item = dynamodb.get_item(TableName=outputs["JobsTableName"], Key={"job_id": {"S": job_id}})
     return {k: v.get("S", v.get("N")) for k, v in item.get("Item", {}).items()}
 

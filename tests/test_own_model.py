@@ -18,12 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from palmerpenguins import load_penguins
 
 from mlpoc import dynamo, metrics
-from tests.support.cli import local_up, mlpoc
+from tests.support.cli import local_up, mlpoc, operator_client
 
 pytestmark = pytest.mark.integration
 PLUGIN = "teamforest"
@@ -83,13 +82,7 @@ def job(state_dir: Path, env: dict[str, str], *args: str) -> tuple[str, Any]:
 
 
 def version(outputs: dict[str, str], model: str, number: int) -> dict[str, Any]:
-    dynamodb = boto3.client(
-        "dynamodb",
-        endpoint_url=outputs["AwsEndpointUrl"],
-        region_name="us-east-1",
-        aws_access_key_id=outputs["AwsAccessKeyId"],
-        aws_secret_access_key=outputs["AwsSecretAccessKey"],
-    )
+    dynamodb = operator_client("dynamodb", outputs)
     item = dynamodb.get_item(
         TableName=outputs["ModelsTableName"],
         Key={"model": {"S": model}, "version": {"S": f"v{number:08d}"}},

@@ -134,7 +134,9 @@ def on_upload(deps: Deps, bucket: str, key: str, sequencer: str) -> dict[str, An
             )
             + (
                 "The header needs a 'label' column (a training set) or an 'id' column "
-                f"(a set to predict); found {header[:10]}"
+                f"(a set to predict); found {header[:10]}. A table whose label has another "
+                "name is trained by a job that names it: mlpoc train <model> <csv> --param "
+                "label_column=<column>"
                 if "label" not in header and "id" not in header
                 else ""
             )

@@ -10,6 +10,9 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import boto3
 
 from mlpoc.paths import CHECKOUT
 
@@ -65,3 +68,14 @@ def uncovered_env(**extra: str) -> dict[str, str]:
     """This environment without coverage's variables, for a subprocess that runs none of our
     code worth measuring (cfn-lint, a synthesis): tracing it would only slow it down."""
     return {**{k: v for k, v in os.environ.items() if not k.startswith("COVERAGE")}, **extra}
+
+
+def operator_client(service: str, outputs: Mapping[str, str]) -> Any:
+    """A plain boto3 client of the local stack, as the operator (`mlpoc outputs --json`)."""
+    return boto3.client(
+        service,
+        endpoint_url=outputs["AwsEndpointUrl"],
+        region_name="us-east-1",
+        aws_access_key_id=outputs["AwsAccessKeyId"],
+        aws_secret_access_key=outputs["AwsSecretAccessKey"],
+    )

@@ -37,7 +37,7 @@ def plugin_new(
 
 
 @plugin_app.command("check")
-def plugin_check(  # noqa: PLR0917 - one parameter per option
+def plugin_check(
     name: Annotated[str, typer.Argument(help="The plugin's name.")],
     csv: Annotated[
         Path | None,

@@ -44,7 +44,19 @@ function when(seconds) { return seconds ? new Date(seconds * 1000).toLocaleStrin
 
 // -- review predictions --------------------------------------------------------------------
 let classes = [];
+let featureNames = [];
 const corrected = new Set();
+
+// an image when the features are a square of numbers (the digits), else the row's cells
+const isImage = (features) => features.length >= 16 && Number.isInteger(Math.sqrt(features.length))
+  && features.every((v) => typeof v === "number");
+
+function cells(features) {
+  return el("dl", { class: "cells" }, ...features.slice(0, 12).flatMap((value, i) => [
+    el("dt", {}, featureNames[i] || `column ${i + 1}`),
+    el("dd", {}, value === null ? "(blank)" : String(value)),
+  ]));
+}
 
 function drawDigit(canvas, features) {
   const side = Math.round(Math.sqrt(features.length));
@@ -60,8 +72,9 @@ function drawDigit(canvas, features) {
 }
 
 function card(item) {
-  const canvas = el("canvas", { "aria-label": `item ${item.item_id}` });
-  if (item.features && Number.isInteger(Math.sqrt(item.features.length))) drawDigit(canvas, item.features);
+  let canvas = el("canvas", { "aria-label": `item ${item.item_id}` });
+  if (item.features && isImage(item.features)) drawDigit(canvas, item.features);
+  else if (item.features) canvas = cells(item.features);
   const node = el("article", { class: "card", "data-item": item.item_id });
   const save = async (label, button) => {
     try {
@@ -91,6 +104,7 @@ async function annotate() {
   const detail = await api("GET", `/v1/models/${model}`);
   const promoted = detail.versions.find((v) => v.version === detail.promoted);
   classes = promoted ? promoted.classes : [];
+  featureNames = promoted ? promoted.features : [];
   const queue = await api("GET", `/v1/annotations/${model}?limit=24`);
   const cards = document.getElementById("cards");
   cards.replaceChildren(...queue.items.map(card));
@@ -111,8 +125,7 @@ async function models() {
   const detail = await api("GET", `/v1/models/${model}`);
   const rows = detail.versions.slice().reverse().map((v) => el("tr", {},
     el("td", {}, `v${v.version} `, v.version === detail.promoted ? el("span", { class: "badge promoted" }, "serving") : ""),
-    el("td", {}, (v.metrics.accuracy * 100).toFixed(1) + "%"),
-    el("td", {}, (v.metrics.macro_f1 * 100).toFixed(1) + "%"),
+    el("td", {}, scores(v.metrics)),
     el("td", {}, when(v.created_at)),
     el("td", {}, v.job_id),
     el("td", {}, v.version === detail.promoted ? "" : el("button", { onclick: async () => {
@@ -128,9 +141,20 @@ async function models() {
 }
 
 // -- jobs -----------------------------------------------------------------------------------
+// held-out metrics as people read them: shares as percentages, errors as numbers
+function score(name, value) {
+  return ["accuracy", "macro_f1"].includes(name) ? `${name} ${(value * 100).toFixed(1)}%` : `${name} ${Number(value.toPrecision(4))}`;
+}
+const scores = (metrics) => Object.entries(metrics).map(([name, value]) => score(name, value)).join(" · ");
+
 function outcome(result) {
   if (!result) return "";
-  if (result.metrics) return `accuracy ${(result.metrics.accuracy * 100).toFixed(1)}%`;
+  if (result.metrics) {
+    const metric = result.metric || "accuracy";
+    const compared = result.compared && result.compared.live_score !== undefined
+      ? `; v${result.compared.live} ${score(metric, result.compared.live_score)} on the same rows` : "";
+    return score(metric, result.metrics[metric]) + compared + (result.promoted ? " (promoted)" : "");
+  }
   if (result.rows !== undefined) return `${result.rows} predictions${result.shards ? ` in ${result.shards} shards` : ""}`;
   return "";
 }
