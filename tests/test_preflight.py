@@ -147,9 +147,22 @@ def test_without_credentials_only_that_is_said(poc: Synthesized, tmp_path: Path)
         region_name="us-east-1", aws_access_key_id="", aws_secret_access_key=""
     )
     checks = preflight(poc, tmp_path, session=session, endpoint="http://127.0.0.1:9").checks()
-    assert [c.name for c in checks] == ["credentials"]
+    # the model plugins are checked without credentials too: they are this machine's
+    assert [c.name for c in checks] == ["credentials", "model plugins"]
     assert checks[0].ok is False
     assert "aws sso login" in checks[0].fix
+
+
+def test_the_configured_model_plugins_must_import_here(poc: Synthesized, tmp_path: Path) -> None:
+    ready = preflight(poc, tmp_path, plugins=("lightgbm",)).model_plugins()
+    assert ready.ok is True
+    assert ready.detail.startswith("sklearn (built in), lightgbm import")
+    missing = preflight(poc, tmp_path, plugins=("lightgbm", "teamforest")).model_plugins()
+    assert missing.ok is False
+    assert (
+        missing.detail == "mlpoc:plugins lists ['teamforest'], which this environment cannot import"
+    )
+    assert "make install" in missing.fix and "mlpoc plugin check teamforest" in missing.fix
 
 
 def test_no_docker_command_is_named(aws: None, poc: Synthesized, tmp_path: Path) -> None:

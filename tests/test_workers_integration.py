@@ -359,7 +359,8 @@ def test_bad_dataset_fails_the_job_with_the_line_and_column(
     finally:
         worker.terminate()
     assert record["status"] == "FAILED"
-    assert "line 6" in record["reason"] and "is not a number" in record["reason"]
+    # one text cell in a column of numbers: a typo, named with its column and line
+    assert "1 cells are not numbers in a column of numbers (line 6)" in record["reason"]
     assert queue_depth(stack, stack.train_queue_url) == 0
 
 
