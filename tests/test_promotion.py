@@ -99,3 +99,13 @@ def test_a_live_version_that_cannot_take_the_new_table_is_not_compared_or_replac
     }
     assert second["promoted"] is False
     assert train(stack, "v3", without(text, "pixel_10"), promote="always")["promoted"] is True
+
+
+def test_a_live_version_that_predicts_another_label_is_not_compared(stack: Stack) -> None:
+    text = samples.training_csv(slice(0, 600))
+    train(stack, "v1", text)
+    relabelled = text.replace(",label\n", ",digit\n", 1)
+    second = train(stack, "v2", relabelled, label_column="digit")
+    assert (
+        second["compared"]["not_compared"] == "v1: it predicts 'label', the data's label is 'digit'"
+    )

@@ -152,6 +152,8 @@ class Schema:
         its columns there with the same type); else why not."""
         if self.task != other.task:
             return f"it is a {self.task} model, the data is for {other.task}"
+        if self.label != other.label:
+            return f"it predicts {self.label!r}, the data's label is {other.label!r}"
         for column in self.columns:
             theirs = other.column(column.name)
             if theirs is None:

@@ -219,11 +219,16 @@ def compare(
     rows = held.test.take(held.shares < float(share)) if share is not None else held.test
     if len(rows.y) == 0:
         return Comparison(live.version, metric, why_not="no held-out rows in common")
-    try:
+    try:  # S3's own errors propagate: the job is retried
         served = inference.load(ctx.clients.s3, ctx.settings.model_bucket, live)
-        live_metrics = score(served, rows)
-    except ArtifactError as error:
+    except ArtifactError as error:  # the live version's own fault, not the candidate's
         return Comparison(live.version, metric, why_not=str(error))
+    try:
+        live_metrics = score(served, rows)
+    except Exception as error:  # onnxruntime's own errors on rows the live graph refuses
+        return Comparison(
+            live.version, metric, why_not=f"v{live.version} failed on these rows: {error}"
+        )
     return Comparison(
         live.version,
         metric,
