@@ -392,3 +392,17 @@ def test_the_dashboard_shows_the_pool(gpu: Synthesized, poc: Synthesized) -> Non
     assert service_id in body(gpu)  # its running tasks
     assert "GpuQueue" in body(gpu)  # its queue's depth and age (an export of the data stack)
     assert "Gpu" not in body(poc)
+
+
+def test_every_service_waits_for_the_clusters_capacity_provider_association(
+    gpu: Synthesized,
+) -> None:
+    # ECS: a capacity provider must be associated with the cluster before CreateService names
+    # it in a strategy, and cannot be removed while a service uses it: each service depends on
+    # the association, so CloudFormation creates it first and deletes it last
+    resources = gpu.service_json["Resources"]
+    (association,) = of_type(gpu.service_json, "AWS::ECS::ClusterCapacityProviderAssociations")
+    services = of_type(gpu.service_json, "AWS::ECS::Service")
+    assert len(services) == 3  # train, predict and the GPU pool's
+    for name in services:
+        assert association in resources[name].get("DependsOn", []), name

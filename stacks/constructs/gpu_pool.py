@@ -102,6 +102,8 @@ class GpuPool(Construct):
             min_healthy_percent=0,  # a stopped worker releases its job: nothing to keep up
             max_healthy_percent=100,  # a deploy never asks for a second GPU instance
         )
+        # after the cluster's capacity-provider association exists, and deleted before it
+        self.service.node.add_dependency(cluster)
         scale_with_queue(
             self,
             name="gpu",

@@ -169,6 +169,11 @@ class Workers(Construct):
             min_healthy_percent=0,  # a stopped worker releases its job: nothing to keep up
             max_healthy_percent=200,
         )
+        # a service's capacity providers must be associated with the cluster before CreateService
+        # names them, and the association must outlive the service on delete (ECS: "The
+        # specified capacity provider is in use"): the service depends on the whole cluster
+        # construct, its ClusterCapacityProviderAssociations included
+        service.node.add_dependency(self.cluster)
         scale_with_queue(
             self,
             name=spec.role,
