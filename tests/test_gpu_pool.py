@@ -119,6 +119,40 @@ def test_the_instances_boot_the_ecs_gpu_ami_privately_and_report_gpu_use(gpu: Sy
     ]
 
 
+def test_the_agents_get_what_spot_draining_and_the_idle_metric_need(gpu: Synthesized) -> None:
+    # the ECS agent drains on a Spot notice only when told to (off by default), and then sets
+    # its own instance DRAINING, within this cluster
+    data = one(gpu.service_json, "AWS::EC2::LaunchTemplate")["LaunchTemplateData"]
+    assert "echo ECS_ENABLE_SPOT_INSTANCE_DRAINING=true >> /etc/ecs/ecs.config" in json.dumps(
+        data["UserData"]
+    )
+    statements = [
+        s
+        for i, p in of_type(gpu.service_json, "AWS::IAM::Policy").items()
+        if i.startswith("GpuInstanceRole")
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+    def granting(action: str) -> dict[str, Any]:
+        # aws-cdk-lib merges statements with the same resource and condition
+        (found,) = [
+            s
+            for s in statements
+            if action in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+        ]
+        return found
+
+    drain = granting("ecs:UpdateContainerInstancesState")
+    assert drain["Resource"] == "*"
+    assert drain["Condition"] == {
+        "ArnEquals": {"ecs:cluster": {"Fn::GetAtt": ["WorkerCluster", "Arn"]}}
+    }
+    # the CloudWatch agent reads the group's name from the instance's tags: without
+    # ec2:DescribeTags it drops every metric, and the idle alarm never gets data
+    tags = granting("ec2:DescribeTags")
+    assert tags["Resource"] == "*" and "Condition" not in tags
+
+
 def test_the_gpu_service_runs_the_train_workers_code_and_role_on_one_gpu(
     gpu: Synthesized,
 ) -> None:
@@ -177,8 +211,9 @@ def test_spot_interruptions_and_an_idle_gpu_reach_the_alerts_topic(gpu: Synthesi
     assert allowed["Condition"]["ArnEquals"]["aws:SourceArn"] == {"Fn::GetAtt": [rule_id, "Arn"]}
     alarms = of_type(gpu.service_json, "AWS::CloudWatch::Alarm")
     (idle,) = [a["Properties"] for i, a in alarms.items() if i.startswith("AlertsGpuIdle")]
+    # Minimum across the group's instances: one idle instance fires it while another is busy
     assert (idle["Namespace"], idle["MetricName"], idle["Statistic"]) == (
-        "CWAgent", "nvidia_smi_utilization_gpu", "Maximum",
+        "CWAgent", "nvidia_smi_utilization_gpu", "Minimum",
     )  # fmt: skip
     assert (idle["ComparisonOperator"], idle["Threshold"]) == ("LessThanThreshold", 5)
     assert idle["Period"] * idle["EvaluationPeriods"] == 30 * 60

@@ -167,14 +167,19 @@ class Alerts(Construct):
 
     def gpu_idle(self, group_name: str, *, namespace: str, metric: str) -> cloudwatch.Alarm:
         """A GPU instance that ran 30 minutes with its GPU idle: a job that does not use the
-        GPU (a CPU plugin sent with "resources": "gpu"), or an instance left behind."""
+        GPU (a CPU plugin sent with "resources": "gpu"), or an instance left behind.
+
+        The agent publishes each instance's samples under the group's dimension; the alarm
+        takes their Minimum, so one idle instance fires it while others are busy (Maximum
+        would wait for every instance to idle). A job whose GPU dips under 5 % at least once
+        in every 5 minutes for half an hour fires it too: it barely uses the GPU."""
         return self._alarm(
             cloudwatch.Metric(
                 namespace=namespace,
                 metric_name=metric,
                 dimensions_map={"AutoScalingGroupName": group_name},
                 period=Duration.minutes(5),
-                statistic="Maximum",
+                statistic="Minimum",
             ).create_alarm(
                 self,
                 "GpuIdle",

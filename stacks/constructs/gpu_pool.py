@@ -53,6 +53,7 @@ AGENT_CONFIG = {
         "metrics_collected": {"nvidia_gpu": {"measurement": ["utilization_gpu"]}},
     },
 }
+SPOT_DRAINING = "ECS_ENABLE_SPOT_INSTANCE_DRAINING=true"
 AGENT_CONFIG_PATH = "/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.json"
 
 
@@ -79,10 +80,21 @@ class GpuPool(Construct):
             auto_scaling_group=self.instances,
             enable_managed_scaling=True,
             enable_managed_termination_protection=True,
-            spot_instance_draining=True,  # a Spot notice drains the instance's tasks
+            # (spot_instance_draining is read by aws-cdk-lib only for a group with a spotPrice,
+            # which a mixed-instances group never has: the user data turns it on instead)
             target_capacity_percent=100,
         )
         cluster.add_asg_capacity_provider(self.capacity_provider)
+        # Spot draining: on an interruption notice the ECS agent sets its own container
+        # instance to DRAINING (the action AmazonEC2ContainerServiceforEC2Role grants for it),
+        # limited to this cluster's instances by condition
+        self.instance_role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["ecs:UpdateContainerInstancesState"],
+                resources=["*"],
+                conditions={"ArnEquals": {"ecs:cluster": cluster.cluster_arn}},
+            )
+        )
         self.log_group = logs.LogGroup(
             self, "Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
         )
@@ -139,7 +151,16 @@ class GpuPool(Construct):
                 conditions={"StringEquals": {"cloudwatch:namespace": CW_AGENT_NAMESPACE}},
             )
         )
+        # the agent reads the instance's aws:autoscaling:groupName tag for the metric's
+        # AutoScalingGroupName dimension, and drops every metric until it has it (its
+        # ec2tagger; CloudWatchAgentServerPolicy grants the same action)
+        self.instance_role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["ec2:DescribeTags"], resources=["*"])
+        )
         user_data = ec2.UserData.for_linux()
+        # Spot draining is off by default on the ECS agent (ECS: "Spot Instance draining is
+        # turned off by default"): a notice then drains the instance's tasks
+        user_data.add_commands(f"echo {SPOT_DRAINING} >> /etc/ecs/ecs.config")
         # on exit: after the ECS agent's configuration (the capacity provider adds it), so the
         # agent joins this cluster however long the package install takes
         user_data.add_on_exit_commands(
@@ -231,9 +252,11 @@ class GpuPool(Construct):
             self.instance_role.node.find_child("DefaultPolicy"),
             "AwsSolutions-IAM5[Resource::*]",
             "cloudwatch:PutMetricData has no resource-level permissions: the statement is "
-            f"limited to the {CW_AGENT_NAMESPACE} namespace by condition; the ECS agent's "
-            "statements aws-cdk-lib adds (container instance registration, telemetry, "
-            "ecr:GetAuthorizationToken) take no resource ARN either.",
+            f"limited to the {CW_AGENT_NAMESPACE} namespace by condition; ec2:DescribeTags "
+            "(the CloudWatch agent's group-name dimension) has none either; "
+            "ecs:UpdateContainerInstancesState (Spot draining) is limited to this cluster by "
+            "its ecs:cluster condition; the ECS agent's statements aws-cdk-lib adds (container "
+            "instance registration, telemetry, ecr:GetAuthorizationToken) take no resource ARN.",
         )
         acknowledge(
             self.instance_role.node.find_child("DefaultPolicy"),
