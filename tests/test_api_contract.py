@@ -79,6 +79,7 @@ def probes(stack: Stack) -> list[tuple[str, str, dict[str, Any]]]:
             {"json": {**job, "job_id": "c2", "dataset": "s3://x/y.csv"}, "headers": AUTH},
         ),
         ("POST", "/v1/jobs", {"content": b"not json", "headers": AUTH}),
+        ("POST", "/v1/jobs", {"content": b"\xff{", "headers": AUTH}),  # not even UTF-8
         ("POST", "/v1/jobs", {"json": predict_v1, "headers": AUTH}),
         ("GET", "/v1/jobs", {"headers": AUTH, "params": {"limit": "many"}}),
         ("GET", "/v1/jobs/contract-1", {"headers": AUTH}),
@@ -173,6 +174,46 @@ def test_submitting_a_job_has_a_body_model(spec: dict[str, Any]) -> None:
     assert {
         "schema", "job_id", "type", "model", "dataset", "version", "params", "resources"
     } == set(fields)  # fmt: skip
+
+
+BAD_BODIES = [b"\xff", b"{bad", b"[]", b"{" + b" " * 5000 + b"}"]
+
+
+def test_without_the_key_every_v1_call_is_401_whatever_its_body_or_method(
+    api: TestClient, spec: dict[str, Any]
+) -> None:
+    # what an outside fuzzer sends: every operation, every method, bodies that are not JSON,
+    # not UTF-8, or over the limit, with no key or a wrong one: the answer is 401 before any
+    # parsing (the key is checked first), in the one error shape
+    for path in spec["paths"]:
+        if path == "/healthz":
+            continue
+        concrete = re.sub(r"\{[^}]+\}", "digits", path)
+        for method in ("GET", "POST", "PUT", "DELETE"):
+            for body in BAD_BODIES:
+                for headers in ({}, {"X-API-Key": "wrong"}):
+                    response = api.request(method, concrete, content=body, headers=headers)
+                    assert response.status_code == 401, (method, concrete, body[:5], response.text)
+                    assert response.json()["error"]["code"] == "unauthorized"
+    assert api.get("/v1/no-such-route").status_code == 401  # no route is revealed either
+
+
+def test_with_the_key_a_body_that_is_not_json_is_a_documented_422(api: TestClient) -> None:
+    for body in (b"\xff", b"{bad"):
+        response = api.post("/v1/jobs", content=body, headers=AUTH)
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["code"] == "invalid_request"
+    # the contract's closed sets are enums: a wrong type is named by the body's validation
+    job = {"type": "retrain", "model": "digits", "dataset": "s3://x/datasets/a.csv"}
+    wrong = api.post("/v1/jobs", json=job, headers=AUTH)
+    assert wrong.status_code == 422
+    assert wrong.json()["error"]["details"][0]["where"] == "body.type"
+
+
+def test_the_contracts_closed_sets_are_enums(spec: dict[str, Any]) -> None:
+    fields = spec["components"]["schemas"]["JobRequest"]["properties"]
+    assert fields["type"]["enum"] == ["train", "predict"]
+    assert fields["resources"]["enum"] == ["cpu", "gpu"]
 
 
 def test_a_wrong_method_is_405_with_every_allowed_method(api: TestClient) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 
 from mlpoc.api.deps import ServerDep, Services, require_key
-from mlpoc.api.middleware import BodyLimit, OriginCheck
+from mlpoc.api.middleware import BodyLimit, KeyCheck, OriginCheck
 from mlpoc.api.responses import errors, install
 from mlpoc.api.routes import annotations as annotation_routes
 from mlpoc.api.routes import jobs, models, pages, predictions
@@ -79,7 +79,9 @@ def create_app(
         nudge=nudger(settings.worker_services, ecs) if ecs is not None else None,
     )
     app.state.api_key = settings.api_key.encode()
+    # the last added runs first: CloudFront's header, then the key, then the body's size
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(KeyCheck, key=app.state.api_key)
     if settings.origin_secret:
         app.add_middleware(OriginCheck, secret=settings.origin_secret)
 

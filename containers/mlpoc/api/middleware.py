@@ -1,5 +1,7 @@
-"""The API's two guards before any route: the body size limit (413) and, on AWS, the check that a
-request came through CloudFront (403)."""
+"""The API's guards before any route, outermost first: on AWS, the check that a request came
+through CloudFront (403); the API key of every /v1/ call (401), before its body is read or
+parsed, so a caller without the key learns nothing about the route (not its methods, not its
+body's shape); the body size limit (413)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from mlpoc.api.responses import error_body
 from mlpoc.errors import ApiError
 
 ORIGIN_HEADER = b"x-origin-verify"
+KEY_HEADER = b"x-api-key"
+KEYED_PREFIX = "/v1/"
 
 
 class BodyLimit:
@@ -69,6 +73,27 @@ class OriginCheck:
                 ),
                 403,
             )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+class KeyCheck:
+    """Refuse (401) every /v1/ request without the right X-API-Key, compared in constant time,
+    whatever its method, path or body (the routes' own dependency checks it again)."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], key: bytes) -> None:
+        self.app, self.key = app, key
+
+    async def __call__(
+        self, scope: MutableMapping[str, Any], receive: Callable[..., Any], send: Callable[..., Any]
+    ) -> None:
+        if scope["type"] != "http" or not str(scope.get("path", "")).startswith(KEYED_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        sent = dict(scope.get("headers") or []).get(KEY_HEADER, b"")
+        if not hmac.compare_digest(sent, self.key):
+            response = JSONResponse(error_body("unauthorized", "missing or wrong API key"), 401)
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)

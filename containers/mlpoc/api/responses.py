@@ -83,6 +83,16 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code == 400:  # noqa: PLR2004 - FastAPI's "error parsing the body"
+            # a body that is not UTF-8 JSON: the same documented answer as any invalid body
+            return JSONResponse(
+                error_body(
+                    "invalid_request",
+                    "the body is not valid JSON (UTF-8): send a JSON object",
+                    [{"where": "body", "problem": str(error.detail)}],
+                ),
+                422,
+            )
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
         headers = dict(error.headers or {})
         if error.status_code == 405:  # noqa: PLR2004

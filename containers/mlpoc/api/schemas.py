@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -39,12 +39,12 @@ class JobRequest(BaseModel):
 
     schema_: int = Field(SCHEMA_VERSION, alias="schema", description="The contract's version")
     job_id: str | None = Field(None, description="Your id (default: generated); unique")
-    type: str = Field(description="train or predict")
+    type: Literal["train", "predict"] = Field(description="train or predict")
     model: str = Field(description="The model's name, e.g. digits")
     dataset: str = Field(description="s3://<data bucket>/datasets/… (or inputs/ for predict)")
     version: str | int = Field("current", description="predict: current or a version number")
     params: dict[str, Any] = Field(default_factory=dict, description="train: plugin parameters")
-    resources: str = Field(
+    resources: Literal["cpu", "gpu"] = Field(
         "cpu", description='train: "gpu" runs it on the GPU pool (a stack with mlpoc:gpu)'
     )
 
