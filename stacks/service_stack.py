@@ -121,6 +121,7 @@ class ServiceStack(Stack):
                 schedules=config.schedules,
                 queue=data.train.queue,
                 data_bucket=data.storage.data.bucket_name,
+                key=data.encryption.key,
             )
             if config.schedules
             else None
@@ -221,6 +222,8 @@ class ServiceStack(Stack):
         self.alerts.task_failures(self.workers.cluster.cluster_arn)
         self.alerts.budget(config.project, config.budget_usd)
         self.alerts.api_errors(self.api.environment.ref)
+        if self.schedules is not None:
+            self.alerts.dead_letters("Schedules", self.schedules.dead_letters)
         if self.gpu is not None and data.gpu is not None:
             self.alerts.dead_letters("Gpu", data.gpu.dead_letter_queue)
             self.alerts.oldest_message("Gpu", data.gpu.queue, Duration.hours(2))

@@ -14,7 +14,7 @@ import pytest
 from mlpoc import cost
 from mlpoc.assembly import Assembly
 from mlpoc.errors import ConfigError
-from mlpoc.schedules import EXECUTION_ID
+from mlpoc.schedules import SCHEDULED_TIME
 from stacks.accounts import worker_role_name
 from stacks.config import Config
 from tests.support.cdk_app import (
@@ -203,7 +203,7 @@ def test_each_schedule_sends_its_train_job_to_the_train_queue(linked: Synthesize
         by_model[message["model"]] = (schedule["Properties"]["ScheduleExpression"], message)
     digits_expression, digits = by_model["digits"]
     assert digits_expression == "rate(1 day)"
-    assert digits["job_id"] == f"schedule-digits-{EXECUTION_ID}"
+    assert digits["job_id"] == f"schedule-digits-{SCHEDULED_TIME}"
     assert (digits["type"], digits["dataset"]) == ("train", "s3://BUCKET/datasets/digits/")
     assert digits["params"] == {"origin": "schedule", "promote": "auto"}
     churn_expression, churn = by_model["churn"]
@@ -212,7 +212,9 @@ def test_each_schedule_sends_its_train_job_to_the_train_queue(linked: Synthesize
     assert churn["params"]["promote"] == "never"
 
 
-def test_the_schedules_role_may_only_send_to_the_train_queue(linked: Synthesized) -> None:
+def test_the_schedules_role_may_only_send_to_the_train_queue_and_its_dead_letters(
+    linked: Synthesized,
+) -> None:
     (role,) = [v for k, v in of_type(linked.service_json, "AWS::IAM::Role").items()
                if k.startswith("SchedulesRole")]  # fmt: skip
     (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
@@ -220,11 +222,37 @@ def test_the_schedules_role_may_only_send_to_the_train_queue(linked: Synthesized
     assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
     policy = role_policies(linked.service_json, "SchedulesRole")
     sqs = [s for s in policy if any(a.startswith("sqs:") for a in _actions(s))]
-    assert len(sqs) == 1
-    assert sqs[0]["Resource"]["Fn::ImportValue"].startswith(
-        "mlpoc-data:ExportsOutputFnGetAttTrainQueue"
-    )
+    (dead_letters,) = [k for k in of_type(linked.service_json, "AWS::SQS::Queue")
+                       if k.startswith("SchedulesDeadLetters")]  # fmt: skip
+    resources = [r for s in sqs for r in (s["Resource"] if isinstance(s["Resource"], list)
+                                          else [s["Resource"]])]  # fmt: skip
+    # the train queue and the schedules' dead letters, nothing else
+    own = {"Fn::GetAtt": [dead_letters, "Arn"]}
+    assert len(resources) == 2 and own in resources
+    (train,) = [r for r in resources if r != own]
+    assert train["Fn::ImportValue"].startswith("mlpoc-data:ExportsOutputFnGetAttTrainQueue")
     assert linked.service_json["Outputs"]["ScheduleNames"]
+
+
+def test_a_run_that_cannot_be_sent_goes_to_an_encrypted_alarmed_dead_letter_queue(
+    linked: Synthesized,
+) -> None:
+    queues = of_type(linked.service_json, "AWS::SQS::Queue")
+    (name,) = [k for k in queues if k.startswith("SchedulesDeadLetters")]
+    queue = queues[name]["Properties"]
+    assert "ProjectKey" in json.dumps(queue["KmsMasterKeyId"])  # the project key
+    assert queue["MessageRetentionPeriod"] == 14 * 24 * 3600
+    for schedule in of_type(linked.service_json, "AWS::Scheduler::Schedule").values():
+        target = schedule["Properties"]["Target"]
+        assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [name, "Arn"]}}
+    alarms = [
+        a["Properties"] for a in of_type(linked.service_json, "AWS::CloudWatch::Alarm").values()
+    ]
+    assert any(
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": [name, "QueueName"]}}
+        in a.get("Dimensions", [])
+        for a in alarms
+    )
 
 
 def _actions(statement: dict[str, Any]) -> list[str]:

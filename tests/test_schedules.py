@@ -87,12 +87,23 @@ def test_local_mode_names_what_only_eventbridge_evaluates() -> None:
     assert schedules.local_refusal("cron(0 12 1 * ? *)") is None
 
 
-def test_a_fired_schedule_is_a_valid_job_with_its_own_id() -> None:
+def test_a_fired_schedule_is_a_valid_job_whose_id_is_its_scheduled_time() -> None:
     template = json.dumps(schedules.job_message("digits", "s3://data/datasets/digits/", "auto"))
-    first = parse_job(schedules.fire(template, execution_id="d32c5kddcf5bb8c3"), data_bucket="data")
-    second = parse_job(schedules.fire(template), data_bucket="data")
-    assert first.job_id == "schedule-digits-d32c5kddcf5bb8c3"
-    assert second.job_id != first.job_id and second.job_id.startswith("schedule-digits-")
+    noon = at("2026-11-30 12:00")
+    first = parse_job(
+        schedules.fire(template, execution_id="d32c5kddcf5bb8c3", now=noon), data_bucket="data"
+    )
+    assert first.job_id == "schedule-digits-2026-11-30T12:00:00Z"
+    # a retried send of the same run: Scheduler's new execution id, the same scheduled time,
+    # so the same job id (the ledger refuses the second one as a duplicate)
+    retry = parse_job(
+        schedules.fire(template, execution_id="a81bc81b", now=noon), data_bucket="data"
+    )
+    assert retry.job_id == first.job_id
+    tomorrow = parse_job(schedules.fire(template, now=noon + 86_400), data_bucket="data")
+    assert tomorrow.job_id == "schedule-digits-2026-12-01T12:00:00Z"
+    manual = parse_job(schedules.fire(template, scheduled="manual-1a2b"), data_bucket="data")
+    assert manual.job_id == "schedule-digits-manual-1a2b"
     assert (first.type, first.over_prefix, first.params) == (
         "train", True, {"origin": "schedule", "promote": "auto"},
     )  # fmt: skip
@@ -112,7 +123,7 @@ def test_local_mode_reads_the_templates_schedules_and_sends_when_due(linked: Syn
     assert {f.model for f in found} == {"digits", "churn"}
     digits = next(f for f in found if f.model == "digits")
     assert digits.queue_arn.endswith(":train-queue") and digits.role_id
-    assert schedules.EXECUTION_ID in digits.input
+    assert schedules.SCHEDULED_TIME in digits.input
     sent: list[tuple[str, str]] = []
     scheduler = LocalScheduler(found, send=lambda s, body: sent.append((s.model, body)),
                                started=at("2026-11-29 12:00"))  # fmt: skip

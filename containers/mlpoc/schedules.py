@@ -75,10 +75,12 @@ def expression_refusal(expression: Any) -> str | None:
 def job_message(model: str, dataset: str, promote: str) -> dict[str, Any]:
     """What a schedule sends: a train job over a folder (the worker builds the dataset version:
     the promoted version's data, what is new under the folder, every correction). Its job id
-    holds the scheduler's execution id, so each run is its own job."""
+    holds the run's scheduled time: each run is its own job, and a retried send of the same run
+    (Scheduler gives each attempt a new execution id, not a new scheduled time) is a duplicate
+    the ledger refuses."""
     return {
         "schema": 1,
-        "job_id": f"{JOB_ID_PREFIX}{model}-{EXECUTION_ID}",
+        "job_id": f"{JOB_ID_PREFIX}{model}-{SCHEDULED_TIME}",
         "type": "train",
         "model": model,
         "dataset": dataset,
@@ -86,9 +88,17 @@ def job_message(model: str, dataset: str, promote: str) -> dict[str, Any]:
     }
 
 
-def fire(template: str, *, execution_id: str | None = None, arn: str = "", now: float = 0) -> str:
-    """The body a schedule's input becomes on one invocation (the scheduler's substitution)."""
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now or time.time()))
+def fire(
+    template: str,
+    *,
+    execution_id: str | None = None,
+    arn: str = "",
+    now: float = 0,
+    scheduled: str | None = None,
+) -> str:
+    """The body a schedule's input becomes on one invocation (the scheduler's substitution);
+    ``scheduled`` replaces the scheduled time (a manual run names itself)."""
+    stamp = scheduled or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now or time.time()))
     return (
         template.replace(EXECUTION_ID, execution_id or secrets.token_hex(8))
         .replace(SCHEDULED_TIME, stamp)

@@ -2,15 +2,19 @@
 sends a train job straight to the train queue (a templated SQS target, no function between).
 
 The job (:func:`mlpoc.schedules.job_message`) is a train job over a folder: the worker builds
-the dataset version itself. Its id carries ``<aws.scheduler.execution-id>``, so each run is its
-own job. The schedules' role may send to the train queue and use the project key for it
+the dataset version itself. Its id carries ``<aws.scheduler.scheduled-time>``: each run is its
+own job, and a retried send of one run (Scheduler gives each attempt a new execution id) is a
+duplicate the ledger refuses. A run that could not be sent after its retries goes to the
+schedules' dead-letter queue (encrypted with the project key; an alarm watches it). The
+schedules' role may send to the train queue and to that queue and use the project key for it
 (``grant_send_messages``), and Scheduler may assume it only for schedules of this account.
 """
 
 from __future__ import annotations
 
-from aws_cdk import Fn, Stack
+from aws_cdk import Duration, Fn, Stack
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_sqs as sqs
 
@@ -35,6 +39,7 @@ class Schedules(Construct):
         schedules: tuple[ScheduleSpec, ...],
         queue: sqs.IQueue,
         data_bucket: str,
+        key: kms.IKey,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -48,6 +53,22 @@ class Schedules(Construct):
             ),
         )
         queue.grant_send_messages(self.role)
+        self.dead_letters = sqs.Queue(
+            self,
+            "DeadLetters",
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=key,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        # Scheduler delivers a run it could not send with the schedule's execution role
+        self.dead_letters.grant_send_messages(self.role)
+        acknowledge(
+            self.dead_letters,
+            "AwsSolutions-SQS3",
+            "This queue is itself the dead-letter queue of the schedules (EventBridge Scheduler's "
+            "DeadLetterConfig); an alarm fires on its first message.",
+        )
         for action in ("kms:GenerateDataKey*", "kms:ReEncrypt*"):
             acknowledge(
                 self.role.node.find_child("DefaultPolicy"),
@@ -75,6 +96,9 @@ class Schedules(Construct):
                     role_arn=self.role.role_arn,
                     input=stack.to_json_string(message),
                     retry_policy=RETRY,
+                    dead_letter_config=scheduler.CfnSchedule.DeadLetterConfigProperty(
+                        arn=self.dead_letters.queue_arn
+                    ),
                 ),
             )
 

@@ -145,7 +145,8 @@ def run_schedule(dep: Deployment, model: str) -> Job:
     if model not in found:
         listed = ", ".join(found) or "none (set mlpoc:schedules in cdk.json and deploy)"
         raise TargetError(f"no schedule for model {model!r}; schedules: {listed}")
-    body = fire(found[model].input, execution_id=f"manual-{uuid.uuid4().hex[:12]}")
+    # a run of its own: not a scheduled time, so never a duplicate of the schedule's runs
+    body = fire(found[model].input, scheduled=f"manual-{uuid.uuid4().hex[:12]}")
     try:
         job = parse_job(body, data_bucket=dep.output("DataBucketName"), sources=sources(dep))
     except JobRejected as rejected:
