@@ -142,6 +142,29 @@ def test_a_stack_left_in_rollback_complete_blocks_the_deploy(
     assert found.fix.startswith("aws cloudformation delete-stack --stack-name mlpoc-data")
 
 
+GPU_DATA_STACK = {
+    "Resources": {"GpuQueue": {"Type": "AWS::SQS::Queue"}},
+    "Outputs": {"GpuQueueUrl": {"Value": {"Ref": "GpuQueue"}}},
+}
+
+
+def test_turning_the_gpu_pool_off_says_to_deploy_the_service_stack_first(
+    aws: None, poc: Synthesized, tmp_path: Path
+) -> None:
+    # GIVEN a deployed data stack that still has the GPU queue (deployed with mlpoc:gpu true)
+    cloudformation = boto3.client("cloudformation", region_name="us-east-1")
+    cloudformation.create_stack(StackName="mlpoc-data", TemplateBody=json.dumps(GPU_DATA_STACK))
+    # WHEN the app is synthesized with the pool off THEN preflight stops the deploy with the order
+    off = preflight(poc, tmp_path).stacks()
+    assert off.ok is False
+    assert "mlpoc:gpu is now false" in off.detail
+    assert off.fix.startswith("npx cdk deploy mlpoc-service --exclusively")
+    # AND with the pool still on, or in local mode (no service stack deployed), nothing to say
+    gpu = Synthesized(tmp_path / "gpu", gpu=True)
+    assert preflight(gpu, tmp_path).stacks().ok is True
+    assert preflight(poc, tmp_path, local=True).stacks().ok is True
+
+
 def test_without_credentials_only_that_is_said(poc: Synthesized, tmp_path: Path) -> None:
     session = boto3.session.Session(
         region_name="us-east-1", aws_access_key_id="", aws_secret_access_key=""

@@ -26,6 +26,7 @@ from mlpoc import cost, platforms, plugins
 from mlpoc.assembly import Assembly
 from mlpoc.errors import PluginError
 
+GPU_QUEUE_OUTPUT = "GpuQueueUrl"  # the data stack's output while the GPU pool exists
 BOOTSTRAP_PARAMETER = "/cdk-bootstrap/hnb659fds/version"
 # what the synthesized templates' CheckBootstrapVersion rule asks for when it cannot be read
 DEFAULT_BOOTSTRAP_VERSION = 6
@@ -234,7 +235,8 @@ class Preflight:
         states = []
         for stack in (f"{self.project}-data", f"{self.project}-service"):
             try:
-                status = cloudformation.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"]
+                found = cloudformation.describe_stacks(StackName=stack)["Stacks"]
+                status = found[0]["StackStatus"]
             except ClientError as error:
                 if "does not exist" not in str(error):
                     raise
@@ -249,10 +251,31 @@ class Preflight:
                 )
             if status.endswith("IN_PROGRESS"):
                 return Check("stacks", False, f"{stack} is {status}", "wait until it settles")
+            if stack.endswith("-data") and not self.local:
+                turning_off = self._gpu_turned_off(found[0])
+                if turning_off is not None:
+                    return turning_off
             states.append(f"{stack}: {status}")
         if self.local:  # the service stack runs as local processes, not as a stack
             states = [s for s in states if not s.startswith(f"{self.project}-service")]
         return Check("stacks", True, "; ".join(states))
+
+    def _gpu_turned_off(self, data_stack: dict[str, Any]) -> Check | None:
+        """mlpoc:gpu going from true to false: `cdk deploy --all` would update the data stack
+        first, and CloudFormation refuses to drop the GPU queue's exports while the deployed
+        service stack imports them. The service stack must let go of them first."""
+        deployed = {o["OutputKey"] for o in data_stack.get("Outputs", [])}
+        if GPU_QUEUE_OUTPUT not in deployed or self.assembly.gpu_images:
+            return None
+        return Check(
+            "stacks",
+            False,
+            f"mlpoc:gpu is now false, but the deployed {self.project}-data still has the GPU "
+            f"queue that {self.project}-service imports: deploying the data stack first fails "
+            "(CloudFormation keeps an export that another stack imports)",
+            f"npx cdk deploy {self.project}-service --exclusively (the service stack drops the "
+            "GPU pool first), then make deploy",
+        )
 
     def service_linked_roles(self) -> Check:
         if self.local:
