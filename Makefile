@@ -110,6 +110,8 @@ deploy: $(INSTALLED) $(NODE_INSTALLED) ## deploy both stacks to the current AWS 
 	npx cdk deploy --all --require-approval broadening
 
 destroy: $(INSTALLED) $(NODE_INSTALLED) ## remove the PoC (stage poc: everything; retain: the data stack stays)
+	@# the GPU pool to zero first: a protected instance would hold the stack in DELETE_IN_PROGRESS
+	$(VENV)/bin/mlpoc release-gpu --target aws || echo "release-gpu did not run (stacks not deployed?): destroying anyway"
 	npx cdk destroy --all --force
 
 SHARE = -c 'mlpoc:share={"ml_account":"$(ML_ACCOUNT)","prefix":"$(or $(PREFIX),cleansed/)"}'

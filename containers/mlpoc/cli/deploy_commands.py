@@ -30,8 +30,39 @@ from mlpoc.cli.target import Deployment
 from mlpoc.errors import CostError, TargetError
 from mlpoc.local.state import LocalState
 
+GPU_GROUP_OUTPUT = "GpuAutoScalingGroupName"
+
 if TYPE_CHECKING:
     from mlpoc.cli.preflight import Check
+
+
+@app.command("release-gpu")
+@operates
+def release_gpu(
+    dep: Deployment,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the instances to go.")] = 900,
+) -> None:
+    """Before `cdk destroy`: the GPU pool to zero (service, scale-in protection, group), so the
+    stack can be deleted (`make destroy` runs it first)."""
+    from mlpoc.cli.teardown import GpuPool, release  # noqa: PLC0415
+
+    if GPU_GROUP_OUTPUT not in dep.outputs:
+        console.print("no GPU pool: nothing to release")
+        return
+    pool = GpuPool(
+        cluster=dep.output("ClusterName"),
+        service=dep.output("GpuServiceName"),
+        group=dep.output(GPU_GROUP_OUTPUT),
+    )
+    with friendly():
+        held = release(
+            dep.client("ecs"),
+            dep.client("autoscaling"),
+            pool,
+            timeout=timeout,
+            progress=lambda m: console.print(f"[dim]·[/] {m}"),
+        )
+    console.print(f"the GPU pool is at zero ({held} instance(s) released): cdk destroy can go on")
 
 
 @app.command()
