@@ -85,11 +85,15 @@ def test_the_pool_is_an_all_spot_group_from_zero_behind_a_managed_capacity_provi
 
 def test_the_instances_boot_the_ecs_gpu_ami_privately_and_report_gpu_use(gpu: Synthesized) -> None:
     data = one(gpu.service_json, "AWS::EC2::LaunchTemplate")["LaunchTemplateData"]
-    assert "ecsoptimizedamiamazonlinux2gpurecommended" in data["ImageId"]["Ref"]
+    assert "ecsoptimizedamiamazonlinux2023gpurecommended" in data["ImageId"]["Ref"]
     parameters = gpu.service_json["Parameters"]
     assert parameters[data["ImageId"]["Ref"]]["Default"] == (
-        "/aws/service/ecs/optimized-ami/amazon-linux-2/gpu/recommended/image_id"
+        "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id"
     )
+    # AL2023's repositories are S3 over HTTPS: the instances may reach port 443 only
+    groups = of_type(gpu.service_json, "AWS::EC2::SecurityGroup")
+    (instances,) = [g["Properties"] for k, g in groups.items() if k.startswith("GpuInstances")]
+    assert [(r["FromPort"], r["ToPort"]) for r in instances["SecurityGroupEgress"]] == [(443, 443)]
     assert data["MetadataOptions"] == {"HttpPutResponseHopLimit": 1, "HttpTokens": "required"}
     (volume,) = data["BlockDeviceMappings"]
     assert volume["Ebs"]["Encrypted"] is True
@@ -99,7 +103,7 @@ def test_the_instances_boot_the_ecs_gpu_ami_privately_and_report_gpu_use(gpu: Sy
     assert "nvidia_gpu" in script
     # the agent's install runs in the exit trap: after ECS_CLUSTER is written, so the ECS agent
     # joins this cluster however long the install takes
-    order = ["function exitTrap", "yum install", "trap exitTrap EXIT", "ECS_CLUSTER"]
+    order = ["function exitTrap", "dnf install", "trap exitTrap EXIT", "ECS_CLUSTER"]
     assert [script.index(w) for w in order] == sorted(script.index(w) for w in order)
     # AND the instance role may put metrics into the agent's namespace only
     statements = [

@@ -130,13 +130,10 @@ class GpuPool(Construct):
             self,
             "InstancesSecurityGroup",
             vpc=vpc,
-            description="GPU instances: no inbound; outbound HTTPS to AWS, HTTP to the AL2 repo",
+            description="GPU instances: no inbound; outbound HTTPS to AWS and the AL2023 repositories",
             allow_all_outbound=False,
         )
         self.security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "AWS APIs")
-        self.security_group.add_egress_rule(
-            ec2.Peer.any_ipv4(), ec2.Port.tcp(80), "Amazon Linux 2 package repository"
-        )
         self.instance_role = iam.Role(
             self,
             "InstanceRole",
@@ -164,7 +161,7 @@ class GpuPool(Construct):
         # on exit: after the ECS agent's configuration (the capacity provider adds it), so the
         # agent joins this cluster however long the package install takes
         user_data.add_on_exit_commands(
-            "yum install -y amazon-cloudwatch-agent",
+            "dnf install -y amazon-cloudwatch-agent",
             f"cat > {AGENT_CONFIG_PATH} <<'EOF'\n{json.dumps(AGENT_CONFIG, indent=1)}\nEOF",
             "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl -a fetch-config "
             f"-m ec2 -s -c file:{AGENT_CONFIG_PATH}",
@@ -172,7 +169,9 @@ class GpuPool(Construct):
         template = ec2.LaunchTemplate(
             self,
             "LaunchTemplate",
-            machine_image=ecs.EcsOptimizedImage.amazon_linux2(ecs.AmiHardwareType.GPU),
+            # the ECS GPU-optimized Amazon Linux 2023 AMI (AL2's ECS AMIs reach their end of
+            # support); its package repositories are S3 over HTTPS, so port 443 is all it needs
+            machine_image=ecs.EcsOptimizedImage.amazon_linux2023(ecs.AmiHardwareType.GPU),
             role=self.instance_role,
             user_data=user_data,
             security_group=self.security_group,
