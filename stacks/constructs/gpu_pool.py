@@ -130,7 +130,7 @@ class GpuPool(Construct):
             self,
             "InstancesSecurityGroup",
             vpc=vpc,
-            description="GPU instances: no inbound; outbound HTTPS to AWS and the AL2023 repositories",
+            description="GPU instances: no inbound; outbound HTTPS (AWS APIs, AL2023 repositories)",
             allow_all_outbound=False,
         )
         self.security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "AWS APIs")

@@ -11,11 +11,11 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
-from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
 from stacks.constructs.functions import PythonFunction
 from stacks.constructs.nag import acknowledge
+from stacks.constructs.queues import dead_letter_queue
 
 
 class AlertNotifier(PythonFunction):
@@ -32,14 +32,7 @@ class AlertNotifier(PythonFunction):
         # SNS invokes the function asynchronously: what fails after the retries lands here. The
         # queue and the secret's import are the function's siblings (the function needs the queue
         # before it exists): their logical ids stay what deployed stacks already have.
-        undelivered = sqs.Queue(
-            scope,
-            "UndeliveredAlerts",
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=key,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
+        undelivered = dead_letter_queue(scope, "UndeliveredAlerts", key=key)
         secret = (
             secretsmanager.Secret.from_secret_name_v2(
                 scope, "SlackWebhook", slack_webhook_secret_name

@@ -11,6 +11,19 @@ from constructs import Construct
 DLQ_RETENTION = Duration.days(14)
 
 
+def dead_letter_queue(scope: Construct, construct_id: str, *, key: kms.IKey) -> sqs.Queue:
+    """A queue that is itself a dead-letter destination (of a function, of the schedules):
+    the project key, TLS only, 14 days to look at what failed."""
+    return sqs.Queue(
+        scope,
+        construct_id,
+        encryption=sqs.QueueEncryption.KMS,
+        encryption_master_key=key,
+        enforce_ssl=True,
+        retention_period=DLQ_RETENTION,
+    )
+
+
 class JobQueue(Construct):
     def __init__(
         self,

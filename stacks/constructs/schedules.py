@@ -12,7 +12,7 @@ schedules' role may send to the train queue and to that queue and use the projec
 
 from __future__ import annotations
 
-from aws_cdk import Duration, Fn, Stack
+from aws_cdk import Fn, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_scheduler as scheduler
@@ -23,6 +23,7 @@ from mlpoc import layout
 from mlpoc.schedules import job_message
 from stacks.accounts import ScheduleSpec
 from stacks.constructs.nag import acknowledge
+from stacks.constructs.queues import dead_letter_queue
 
 # a run that could not be sent is retried for up to an hour; a later run catches up anyway
 RETRY = scheduler.CfnSchedule.RetryPolicyProperty(
@@ -53,14 +54,7 @@ class Schedules(Construct):
             ),
         )
         queue.grant_send_messages(self.role)
-        self.dead_letters = sqs.Queue(
-            self,
-            "DeadLetters",
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=key,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
+        self.dead_letters = dead_letter_queue(self, "DeadLetters", key=key)
         # Scheduler delivers a run it could not send with the schedule's execution role
         self.dead_letters.grant_send_messages(self.role)
         acknowledge(
