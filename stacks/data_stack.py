@@ -4,7 +4,7 @@ destroyed and redeployed freely while datasets, models and the ledger stay.
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import Aspects, CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -15,7 +15,7 @@ from constructs import Construct
 from mlpoc import layout
 from mlpoc.contracts import QUEUE_OUTPUTS, SOURCES_OUTPUT
 from stacks.config import Config
-from stacks.constructs.encryption import ProjectKey
+from stacks.constructs.encryption import EncryptLogGroups, ProjectKey
 from stacks.constructs.helper_logs import keep_helper_logs
 from stacks.constructs.nag import acknowledge
 from stacks.constructs.queues import JobQueue
@@ -82,6 +82,7 @@ class DataStack(Stack):
 
         self._notify_dataset_uploads()
         keep_helper_logs(self, retention=LOG_RETENTION, removal=keep)
+        Aspects.of(self).add(EncryptLogGroups(self.encryption.key))
         self._pin_logical_ids()
         self._outputs()
 

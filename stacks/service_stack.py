@@ -6,9 +6,10 @@ Data access is granted in one place, `constructs/access.py`, from the bucket lay
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import Aspects, CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 
 from constructs import Construct
@@ -21,6 +22,7 @@ from stacks.constructs.access import DataAccess
 from stacks.constructs.alerts import Alerts
 from stacks.constructs.api import ApiService
 from stacks.constructs.dashboard import PipelineDashboard
+from stacks.constructs.encryption import EncryptLogGroups
 from stacks.constructs.gpu_pool import CW_AGENT_NAMESPACE, GPU_UTILIZATION, GpuPool
 from stacks.constructs.helper_logs import keep_helper_logs
 from stacks.constructs.network import Network
@@ -96,6 +98,9 @@ class ServiceStack(Stack):
             config=config,
             vpc=self.network.vpc,
             environment=producers,
+            # imported by ARN: its grants go on the roles' policies, never on the data stack's
+            # key policy (which would make the data stack depend on this one)
+            key=kms.Key.from_key_arn(self, "ProjectKey", data.encryption.key.key_arn),
         )
 
         self.dataset_uploaded = UploadFunction(
@@ -168,6 +173,7 @@ class ServiceStack(Stack):
             retention=LOG_RETENTION,
             removal=RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY,
         )
+        Aspects.of(self).add(EncryptLogGroups(data.encryption.key))
         self._outputs()
 
     def _grant(self, data: DataStack) -> None:

@@ -729,7 +729,26 @@ def test_the_key_admits_service_principals_only_for_this_accounts_sources(
         "AllowCloudWatchAlarmsToEncryptedTopics",
         "AllowBudgetsToEncryptedTopics",
         "AllowEventBridgeRulesToEncryptedTopics",
+        "AllowCloudWatchLogsOfThisAccount",
     }
+    # CloudWatch Logs: this account's and region's log groups only, by encryption context
+    logs_statement = by_sid.pop("AllowCloudWatchLogsOfThisAccount")
+    assert logs_statement["Principal"]["Service"] == {
+        "Fn::Join": ["", ["logs.", {"Ref": "AWS::Region"}, ".amazonaws.com"]]
+    }
+    assert logs_statement["Condition"] == {
+        "ArnLike": {
+            "kms:EncryptionContext:aws:logs:arn": {
+                "Fn::Join": [
+                    "",
+                    [
+                        "arn:", {"Ref": "AWS::Partition"}, ":logs:", {"Ref": "AWS::Region"},
+                        ":", {"Ref": "AWS::AccountId"}, ":log-group:*",
+                    ],
+                ]
+            }
+        }
+    }  # fmt: skip
     for sid, statement in by_sid.items():
         if sid == "AllowEventBridgeRulesToEncryptedTopics":
             # EventBridge sends no source keys to KMS; the topic policy names the rule instead
@@ -740,6 +759,27 @@ def test_the_key_admits_service_principals_only_for_this_accounts_sources(
         }
     for sid in ("AllowCloudWatchAlarmsToEncryptedTopics", "AllowBudgetsToEncryptedTopics"):
         assert "aws:SourceArn" in by_sid[sid]["Condition"]["ArnLike"]
+
+
+def of_type_in(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def test_every_log_group_and_secret_is_encrypted_with_the_project_key(poc: Synthesized) -> None:
+    # the workers', the functions', the flow logs', aws-cdk-lib's helpers' log groups and the
+    # two generated secrets: none is left on a service-owned default key
+    data_groups = of_type_in(poc.data_json, "AWS::Logs::LogGroup")
+    assert data_groups  # the data stack's helpers (auto-delete, bucket notifications)
+    for group in data_groups.values():
+        assert group["Properties"]["KmsKeyId"] == {"Fn::GetAtt": ["ProjectKey", "Arn"]}
+    service_kinds = ("AWS::Logs::LogGroup", "AWS::SecretsManager::Secret")
+    found = {k: v for kind in service_kinds for k, v in of_type(poc, kind).items()}
+    assert len(found) >= 8
+    for name, resource in found.items():
+        key = resource["Properties"].get("KmsKeyId", {})
+        assert key.get("Fn::ImportValue", "").startswith(
+            "mlpoc-data:ExportsOutputFnGetAttProjectKeyArn"
+        ), name
 
 
 def test_an_alert_the_notify_function_cannot_deliver_is_kept_and_raises_an_alarm(

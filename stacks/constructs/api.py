@@ -27,6 +27,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_elasticbeanstalk as beanstalk
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import custom_resources as cr
@@ -57,9 +58,11 @@ class ApiService(Construct):
         config: Config,
         vpc: ec2.IVpc,
         environment: dict[str, str],
+        key: kms.IKey,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
+        self._key = key  # the secrets' (grant_read then includes kms:Decrypt through them)
         removal = RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY
         self.api_key = self._generated_secret(
             "ApiKey",
@@ -365,6 +368,7 @@ class ApiService(Construct):
             generate_secret_string=secretsmanager.SecretStringGenerator(
                 password_length=length, exclude_punctuation=True
             ),
+            encryption_key=self._key,
             removal_policy=removal,
         )
         acknowledge(secret, "AwsSolutions-SMG4", no_rotation)

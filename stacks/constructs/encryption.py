@@ -1,14 +1,22 @@
-"""The project's KMS key: every bucket, table and queue of the data plane is encrypted with it."""
+"""The project's KMS key: every bucket, table, queue, log group and secret is encrypted with it.
+
+:class:`EncryptLogGroups` is the aspect that gives every log group of a stack the key (the
+workers', the functions', the flow logs', aws-cdk-lib's helpers'), so none is left on the
+service-owned default; the key policy lets CloudWatch Logs use it for this account's log
+groups only.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Duration, Names, RemovalPolicy, Stack
+import jsii
+from aws_cdk import Duration, IAspect, Names, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
 
-from constructs import Construct
+from constructs import Construct, IConstruct
 
 # (statement id, service, the ARN pattern of its sources in this account)
 PUBLISHERS = (
@@ -106,7 +114,44 @@ class ProjectKey(Construct):
                     },
                 )
             )
+        # CloudWatch Logs encrypts this account's log groups with the key (CloudWatch Logs user
+        # guide, "Encrypt log data in CloudWatch Logs using AWS KMS"): the service principal of
+        # the region, limited by the encryption context to log groups of this account and region
+        stack = self.key.stack
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchLogsOfThisAccount",
+                principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
+                actions=[
+                    "kms:Encrypt*",
+                    "kms:Decrypt*",
+                    "kms:ReEncrypt*",
+                    "kms:GenerateDataKey*",
+                    "kms:Describe*",
+                ],
+                resources=["*"],  # in a key policy, "*" means this key
+                conditions={
+                    "ArnLike": {
+                        "kms:EncryptionContext:aws:logs:arn": (
+                            f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:*"
+                        )
+                    }
+                },
+            )
+        )
         # a unique suffix: two PoCs (or a redeploy while the old key is pending deletion) never
         # collide on the alias name
         suffix = Names.unique_id(self)[-8:].lower()
         self.alias = self.key.add_alias(f"alias/{project}-{suffix}")
+
+
+@jsii.implements(IAspect)
+class EncryptLogGroups:
+    """Every log group of the scope it is applied to gets the project key (unless it has one)."""
+
+    def __init__(self, key: kms.IKey) -> None:
+        self.key = key
+
+    def visit(self, node: IConstruct) -> None:
+        if isinstance(node, logs.CfnLogGroup) and node.kms_key_id is None:
+            node.kms_key_id = self.key.key_arn
