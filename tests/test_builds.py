@@ -255,3 +255,48 @@ def test_a_run_trains_the_live_versions_configuration_unless_it_names_its_own(
         "estimator": "logistic_regression",
         "C": 0.5,
     }
+
+
+def test_a_teams_table_is_retrained_with_its_corrections_and_its_own_shape(stack: Stack) -> None:
+    from tests.support.pipeline import run_job
+
+    # GIVEN v1 trained on a team's table: an id, a label named "digit", a text column, blanks
+    table = samples.check_csv().replace(",label\n", ",digit\n", 1)
+    put(stack, f"datasets/{MODEL}/team.csv", table)
+    shape = {"label_column": "digit", "id_column": "id"}
+    run_job(stack, {"job_id": "team-1", "type": "train", "model": MODEL,
+                    "dataset": f"s3://{stack.data_bucket}/datasets/{MODEL}/team.csv",
+                    "params": shape})  # fmt: skip
+    # AND ten of its rows predicted again, all sent to review, and corrected by a person
+    lines = table.splitlines()
+    header = lines[0].split(",")
+    truth = {line.split(",")[0]: line.split(",")[-1] for line in lines[1:11]}
+    to_score = "\n".join(",".join(line.split(",")[:-1]) for line in lines[:11]) + "\n"
+    put(stack, f"inputs/{MODEL}/again.csv", to_score)
+    run_job(stack, {"job_id": "team-p", "type": "predict", "model": MODEL,
+                    "dataset": f"s3://{stack.data_bucket}/inputs/{MODEL}/again.csv",
+                    "params": {"review_threshold": 1.0}})  # fmt: skip
+    settings = Settings.from_env("api", stack.env())
+    clients = stack.clients()
+    registry = Registry(clients.dynamodb, stack.models_table)
+    notes = Annotations(settings, clients, Ledger(clients.dynamodb, stack.jobs_table), registry)
+    items = notes.review_queue(MODEL, 10)
+    # the review items keep the row's cells as the model took them: text, and null for a blank
+    cells = [i["features"] for i in items]
+    assert any(None in row for row in cells) and any("light" in row for row in cells)
+    for item in items:
+        notes.correct(MODEL, item["item_id"], truth[item["item_id"]])
+    # WHEN a retrain over the folder names nothing of the table's shape
+    record = run(stack, "team-retrain")
+    # THEN it took v1's shape: the same label, id and types; the corrected rows replaced the
+    # file's rows of the same ids (each id once), nothing else lost
+    assert record["status"] == "SUCCEEDED", record
+    assert record["result"]["built"]["corrections"] == 10
+    v2 = registry.get(MODEL, 2)
+    assert (v2.schema.label, v2.schema.id) == ("digit", "id")
+    assert v2.schema.column("ink") is not None and v2.schema.column("ink").type == "category"
+    rows = rows_of(stack, record["result"]["dataset"])
+    features = [h for h in header if h not in ("id", "digit")]
+    assert rows[0] == [*features, "digit", "id"]
+    ids = [r[-1] for r in rows[1:]]
+    assert len(ids) == len(set(ids)) == 600

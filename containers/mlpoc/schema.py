@@ -109,8 +109,7 @@ class Layout:
             raise JobFailed(f"params.ignore_columns must be a list of column names; got {ignore!r}")
         if task not in TASKS:
             raise JobFailed(f"params.task must be one of {list(TASKS)}; got {task!r}")
-        clash = {label, id_column} & set(ignore) if id_column else {label} & set(ignore)
-        if id_column == label or clash:
+        if id_column == label or {label, id_column} & set(ignore):
             raise JobFailed(
                 "params.label_column, params.id_column and params.ignore_columns must name "
                 "different columns"

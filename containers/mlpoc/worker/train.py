@@ -172,12 +172,17 @@ def score(model: OnnxModel, rows: datasets.TrainingSet) -> dict[str, float]:
 
 
 def _served(
-    plugin: plugins.Plugin, exported: plugins.ExportedModel, version: ModelVersion
-) -> OnnxModel:
-    """The plugin's ONNX graph in onnxruntime, checked against the contract, as the API will
-    run it; a graph that breaks it fails the job at once (it would on every retry)."""
+    plugin: plugins.Plugin,
+    exported: plugins.ExportedModel,
+    version: ModelVersion,
+    held_out: datasets.TrainingSet,
+) -> tuple[OnnxModel, dict[str, float]]:
+    """The plugin's ONNX graph in onnxruntime, checked against the contract, and its metrics on
+    the held-out rows, as the API will run it; a graph that breaks the contract or fails on
+    those rows fails the job at once (it would on every retry)."""
     try:
-        return OnnxModel(exported.onnx, version)
+        served = OnnxModel(exported.onnx, version)
+        return served, score(served, held_out)
     except Exception as error:
         raise plugins.PluginCrashed(
             f"the ONNX model of the plugin {plugin.name!r}, run by onnxruntime,", error
@@ -337,13 +342,7 @@ def handle_train(ctx: JobContext) -> None:
         },
     )
     # Metrics of the ONNX graph itself: what is recorded is what will be served.
-    served = _served(plugin, exported, version)
-    try:
-        scores = score(served, held.test)
-    except Exception as error:
-        raise plugins.PluginCrashed(
-            f"the ONNX model of the plugin {plugin.name!r}, run by onnxruntime,", error
-        ) from error
+    served, scores = _served(plugin, exported, version, held.test)
     version = dataclasses.replace(version, metrics=scores)
     artifacts.write(
         clients.s3,
