@@ -4,11 +4,17 @@ role by role in test_local_iam.py."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+import boto3
 import pytest
 from botocore.exceptions import ClientError
+from moto.dynamodb.models import DynamoDBBackend
 
 from mlpoc.local import motopatch
 from mlpoc.local.motopatch import Denial, dynamodb_authorizations
+from mlpoc.local.motoserver import EmbeddedMoto
 from tests.support.enforced import EnforcedStack
 
 
@@ -115,3 +121,48 @@ def test_s3_denials_name_the_object(enforced: EnforcedStack) -> None:
     error = denied.value.response["Error"]
     assert error["Code"] == "AccessDenied"
     assert f"s3:PutObject on resource: arn:aws:s3:::{bucket}/models/m/1/x" in error["Message"]
+
+
+def test_a_dynamodb_update_is_never_seen_half_applied(monkeypatch: pytest.MonkeyPatch) -> None:
+    # moto updates the stored item in place, action by action, on one of its server's threads;
+    # DynamoDB shows readers committed items only. Every DynamoDB action runs under the lock, so
+    # a GetItem (another thread) waits for the whole update.
+    seen: list[tuple[str, bool]] = []
+
+    def watched(name: str) -> Callable[..., Any]:
+        original = getattr(DynamoDBBackend, name)
+
+        def call(self: DynamoDBBackend, *args: Any, **kwargs: Any) -> Any:
+            seen.append((name, motopatch.DYNAMODB_LOCK.locked()))
+            return original(self, *args, **kwargs)
+
+        return call
+
+    for name in ("update_item", "get_item", "transact_write_items"):
+        monkeypatch.setattr(DynamoDBBackend, name, watched(name))
+    with EmbeddedMoto() as endpoint:
+        dynamodb = boto3.client(
+            "dynamodb", endpoint_url=endpoint, region_name="us-east-1",
+            aws_access_key_id="testing", aws_secret_access_key="testing",
+        )  # fmt: skip
+        dynamodb.create_table(
+            TableName="jobs",
+            KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        key = {"job_id": {"S": "j"}}
+        update = {
+            "TableName": "jobs",
+            "Key": key,
+            "UpdateExpression": "SET #s = :done, #r = :result",
+            "ExpressionAttributeNames": {"#s": "status", "#r": "result"},
+            "ExpressionAttributeValues": {":done": {"S": "SUCCEEDED"}, ":result": {"N": "1"}},
+        }
+        dynamodb.update_item(**update)
+        dynamodb.transact_write_items(TransactItems=[{"Update": update}])
+        assert dynamodb.get_item(TableName="jobs", Key=key)["Item"]["result"] == {"N": "1"}
+    assert {name for name, _ in seen} == {"update_item", "transact_write_items", "get_item"}
+    assert all(locked for _, locked in seen)
+    # and outside a request the lock is free: nothing holds it between requests
+    assert not motopatch.DYNAMODB_LOCK.locked()

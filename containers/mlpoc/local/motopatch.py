@@ -29,6 +29,12 @@ The gaps:
   Patched: AWS's sentence ("User: … is not authorized to perform: … on resource: … because no
   identity-based policy allows the … action") in each service's own error shape, and every
   denial is recorded in :data:`DENIALS`, which local mode shows in ``mlpoc local status``.
+* **DynamoDB isolation**: moto applies an update's actions to the stored item one by one, in
+  place, and a transaction's items one after another, while its threaded server answers other
+  requests meanwhile; a ``GetItem`` could see a job SUCCEEDED without its result. DynamoDB's
+  reads return only committed values ("read-committed isolation"), and transactions are
+  serializable with ``GetItem``. Patched: the server handles one DynamoDB request at a time
+  (:data:`DYNAMODB_LOCK`; DynamoDB has no long polls, so nothing waits long behind it).
 * **SQS performance**: ``is_message_valid_based_on_retention_period`` computed all queue
   attributes (walking every message) for each message, so one receive on a queue of n
   messages cost O(n²). Patched: it reads the one attribute it needs and decides the same way.
@@ -318,6 +324,14 @@ def _secret_resource(self: SecretsManagerResponse) -> str:
     return arn
 
 
+DYNAMODB_LOCK = threading.Lock()
+
+
+def _dynamodb_call_action(self: DynamoHandler) -> Any:
+    with DYNAMODB_LOCK:
+        return ORIGINALS[(DynamoHandler, "call_action")](self)
+
+
 def _valid_for_retention(self: SQSBackend, queue_name: str, message: Any) -> bool:
     retention = int(self.get_queue(queue_name).message_retention_period)  # type: ignore[attr-defined]
     return bool(retention + message.sent_timestamp / 1000 > unix_time())
@@ -341,6 +355,7 @@ PATCHES: tuple[Patch, ...] = (
     Patch(SQSResponse, "_authenticate_and_authorize_normal_action", _sqs_authorize),
     Patch(DynamoHandler, "_authenticate_and_authorize_normal_action", _dynamodb_authorize),
     Patch(DynamoDBBackend, "get_table", _get_table),
+    Patch(DynamoHandler, "call_action", _dynamodb_call_action),
     Patch(SecretsManagerResponse, "_determine_resource", _secret_resource),
     Patch(SQSBackend, "is_message_valid_based_on_retention_period", _valid_for_retention),
 )
@@ -368,6 +383,9 @@ MOTO_SOURCES: dict[str, str] = {
     ),
     "DynamoDBBackend.get_table": (
         "a738146035fc206b81e0659a004dcc62ae70eb356ef7c5ab771ba68bdd2d7ab0"
+    ),
+    "DynamoHandler.call_action": (
+        "ce5f57cf83cde3400fa73a201929d18af92aaba2bb301d4d74609a1467b8daaf"
     ),
     "SecretsManagerResponse._determine_resource": "",
     "SQSBackend.is_message_valid_based_on_retention_period": (
