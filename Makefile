@@ -11,7 +11,7 @@ PY_SOURCES := app.py stacks lambdas containers tests benchmarks
 # jsii (aws-cdk-lib's runtime) warns on every run that Node 20 is past end-of-life; this machine has 20.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help demo local install browser lint typecheck synth images container-stage test test-fast bench deploy destroy deploy-share destroy-share clean
+.PHONY: help demo local install checkov browser lint typecheck synth images container-stage test test-fast bench deploy destroy deploy-share destroy-share clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -52,6 +52,20 @@ typecheck: $(INSTALLED) ## mypy --strict on the runtime package and the stacks
 	$(VENV)/bin/mypy
 	@.ci/stages end typecheck
 
+# checkov scans the synthesized templates (tests/test_checkov.py), from a virtualenv of its own:
+# its pins (boto3 1.35, packaging 23) clash with the kit's. .ci/checkov.txt pins all it installs.
+CHECKOV_VENV := .venv-checkov
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
+$(CHECKOV): .ci/checkov.txt
+	@.ci/stages start checkov
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip==$(PIP_VERSION)
+	$(CHECKOV_VENV)/bin/pip install --quiet -r .ci/checkov.txt
+	touch $@
+	@.ci/stages end checkov
+
+checkov: $(CHECKOV) ## install checkov in its own virtualenv (make test does; the test runs it)
+
 # The browser test drives Debian's Chromium (no browser download at test time).
 BROWSER := /usr/bin/chromedriver
 $(BROWSER):
@@ -88,7 +102,7 @@ container-stage:
 # Two runners, whole files each (a file's module fixtures, e.g. one `local up`, stay in one runner).
 PYTEST_PARALLEL ?= --numprocesses 2 --dist loadfile
 
-test: lint typecheck synth $(BROWSER) $(NGINX) container-stage ## everything CI runs: lint, types, synth + cfn-lint, images, all tests with coverage
+test: lint typecheck synth $(CHECKOV) $(BROWSER) $(NGINX) container-stage ## everything CI runs: lint, types, synth + cfn-lint, images, all tests with coverage
 	@.ci/stages start pytest
 	mkdir -p test-artifacts
 	$(PY) -m pytest $(PYTEST_PARALLEL) --cov --cov-report=term --cov-report=xml:test-artifacts/coverage.xml --durations=15
@@ -124,4 +138,4 @@ destroy-share: $(INSTALLED) $(NODE_INSTALLED) ## in the business account: remove
 	npx cdk destroy $(SHARE) --force
 
 clean: ## remove the virtualenv and generated files
-	rm -rf $(VENV) node_modules cdk.out test-artifacts .mlpoc .pytest_cache .mypy_cache .ruff_cache *.egg-info containers/*.egg-info
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules cdk.out test-artifacts .mlpoc .pytest_cache .mypy_cache .ruff_cache *.egg-info containers/*.egg-info

@@ -23,7 +23,8 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 from stacks.accounts import worker_role_name
 from stacks.config import Config
-from stacks.constructs.storage import NONCURRENT_DAYS
+from stacks.constructs.helper_logs import explain_helpers
+from stacks.constructs.storage import NONCURRENT_DAYS, explain_log_bucket, log_bucket_settings
 
 READER_ROLES = ("train", "predict")
 
@@ -55,13 +56,13 @@ class ShareStack(Stack):
             self,
             "ExchangeAccessLogs",
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            encryption=s3.BucketEncryption.S3_MANAGED,
             enforce_ssl=True,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(90))],
+            **log_bucket_settings(),
             removal_policy=keep,
             auto_delete_objects=not config.retain_data,
         )
+        explain_log_bucket(self.access_logs)
         self.bucket = s3.Bucket(
             self,
             "Exchange",
@@ -112,6 +113,7 @@ class ShareStack(Stack):
             allow(self.key, "MlWorkersEncryptResultsThroughS3", ["kms:GenerateDataKey"], "*",
                   StringEquals=via_s3)  # fmt: skip
         self._outputs(config)
+        explain_helpers(self)  # the auto-delete function aws-cdk-lib adds (stage poc)
 
     def _outputs(self, config: Config) -> None:
         share = config.share

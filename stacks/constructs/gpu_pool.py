@@ -36,7 +36,7 @@ from constructs import Construct
 from mlpoc.settings import GPU_QUEUE_VARIABLE
 from stacks.config import Config
 from stacks.constructs.images import kit_image
-from stacks.constructs.nag import acknowledge
+from stacks.constructs.nag import acknowledge, skip_checkov
 from stacks.constructs.workers import STOP_GRACE_SECONDS, STOP_TIMEOUT, scale_with_queue
 
 CW_AGENT_NAMESPACE = "CWAgent"
@@ -187,6 +187,13 @@ class GpuPool(Construct):
                 )
             ],
         )
+        skip_checkov(
+            template,
+            "CKV_AWS_88",
+            "Public subnets and no NAT gateway (about 32 USD a month, more than the PoC's idle "
+            "budget): the address is outbound only. The security group admits nothing inbound "
+            "and lets out HTTPS alone; IMDSv2 is required.",
+        )
         return autoscaling.AutoScalingGroup(
             self,
             "Instances",
@@ -255,7 +262,10 @@ class GpuPool(Construct):
             "(the CloudWatch agent's group-name dimension) has none either; "
             "ecs:UpdateContainerInstancesState (Spot draining) is limited to this cluster by "
             "its ecs:cluster condition; the ECS agent's statements aws-cdk-lib adds (container "
-            "instance registration, telemetry, ecr:GetAuthorizationToken) take no resource ARN.",
+            "instance registration, telemetry, ecr:GetAuthorizationToken) take no resource ARN, "
+            "and its logs:CreateLogStream/PutLogEvents on * serve the agent's awslogs driver for "
+            "tasks without an execution role; the GPU task has one, scoped to its log group.",
+            checkov="CKV_AWS_111",
         )
         acknowledge(
             self.instance_role.node.find_child("DefaultPolicy"),

@@ -13,8 +13,8 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 
 from constructs import Construct
-from stacks.constructs.functions import PythonFunction
-from stacks.constructs.nag import acknowledge
+from stacks.constructs.functions import NO_RESERVATION, PythonFunction
+from stacks.constructs.nag import acknowledge, skip_checkov
 from stacks.constructs.queues import dead_letter_queue
 
 
@@ -55,6 +55,18 @@ class AlertNotifier(PythonFunction):
         if secret is not None:
             secret.grant_read(self.function)
         topic.add_subscription(subscriptions.LambdaSubscription(self.function))
+        skip_checkov(
+            self.function,
+            "CKV_AWS_116",
+            "SNS invokes it asynchronously; after two retries a failed alert goes to the "
+            "UndeliveredAlerts queue through the function's on-failure destination (which keeps "
+            "the error with the event), alarmed on like every dead-letter queue of the kit.",
+        )
+        skip_checkov(
+            self.function,
+            "CKV_AWS_115",
+            NO_RESERVATION + "Only the alerts topic invokes it, once per alarm change.",
+        )
         acknowledge(
             undelivered,
             "AwsSolutions-SQS3",

@@ -62,6 +62,7 @@ class Tables(Construct):
                     "Stage 'poc' keeps disposable data and is destroyed whole with "
                     "`cdk destroy`; stage 'retain' (a project that keeps its data) turns "
                     "point-in-time recovery on for every table.",
+                    checkov="CKV_AWS_28",
                 )
             for index in schema.indexes:
                 created.add_global_secondary_index(

@@ -13,7 +13,11 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 from mlpoc.scaling import CLUSTER_VARIABLE, SERVICE_VARIABLES
 from mlpoc.settings import UPLOAD_VARIABLES
-from stacks.constructs.functions import PythonFunction
+from stacks.constructs.functions import NO_RESERVATION, PythonFunction
+from stacks.constructs.nag import skip_checkov
+
+# uploads at once: a batch of ten CSVs each, so fifty files start in parallel at most
+MAX_CONCURRENCY = 5
 
 
 class UploadFunction(PythonFunction):
@@ -47,5 +51,19 @@ class UploadFunction(PythonFunction):
                 batch_size=10,
                 max_batching_window=Duration.seconds(5),
                 report_batch_item_failures=True,  # one bad upload never holds back the others
+                max_concurrency=MAX_CONCURRENCY,
             )
+        )
+        skip_checkov(
+            self.function,
+            "CKV_AWS_116",
+            "Invoked by an SQS event source mapping, never asynchronously: a message that fails "
+            "goes back to the events queue, whose redrive policy moves it to the queue's own "
+            "dead-letter queue. A function's dead-letter queue applies to asynchronous calls only.",
+        )
+        skip_checkov(
+            self.function,
+            "CKV_AWS_115",
+            NO_RESERVATION + "Its concurrency is bounded by the event source mapping's "
+            f"MaximumConcurrency ({MAX_CONCURRENCY}) instead, which reserves nothing.",
         )
