@@ -86,6 +86,11 @@ def size_of(s3: Any, uri: S3Uri) -> int:
 
 def fetch(s3: Any, uri: S3Uri, size: int | None = None) -> str:
     """The dataset's text; ``size`` when the caller read it already (no second HEAD)."""
+    return fetch_versioned(s3, uri, size)[0]
+
+
+def fetch_versioned(s3: Any, uri: S3Uri, size: int | None = None) -> tuple[str, str | None]:
+    """The dataset's text and the S3 object version read (None: an unversioned bucket)."""
     size = size_of(s3, uri) if size is None else size
     if size > MAX_DATASET_BYTES:
         raise DatasetError(
@@ -93,9 +98,11 @@ def fetch(s3: Any, uri: S3Uri, size: int | None = None) -> str:
             f"{MAX_DATASET_BYTES} bytes: split it into several files (a predict job over a "
             "large CSV is sharded)"
         )
-    data: bytes = s3.get_object(Bucket=uri.bucket, Key=uri.key)["Body"].read()
+    response = s3.get_object(Bucket=uri.bucket, Key=uri.key)
+    data: bytes = response["Body"].read()
+    version_id = response.get("VersionId")
     try:
-        return data.decode("utf-8-sig")
+        return data.decode("utf-8-sig"), (None if version_id in (None, "null") else version_id)
     except UnicodeDecodeError as error:
         raise DatasetError(f"dataset {uri} is not UTF-8 text ({error})") from None
 

@@ -14,7 +14,7 @@ from rich.live import Live
 from rich.table import Table
 
 from mlpoc.cli import ops, render
-from mlpoc.cli.common import app, console, dlq_app, key_values, operates, schedule_app
+from mlpoc.cli.common import app, console, dlq_app, fail, key_values, operates, schedule_app
 from mlpoc.cli.target import Deployment
 
 
@@ -140,12 +140,35 @@ def jobs_command(
 @operates
 def models_command(
     dep: Deployment,
-    model: Annotated[
-        str | None, typer.Argument(help="One model's versions (default: all).")
+    words: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="MODEL: one model's versions (default: all). "
+            "compare MODEL A B: two versions side by side.",
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
-    """Model versions with their held-out metrics; ● marks the live one."""
-    console.print(render.models_table(ops.models(dep, model)))
+    """Model versions with their held-out metrics (● marks the live one); `mlpoc models
+    compare MODEL A B` puts two versions' run records side by side."""
+    match words or []:
+        case []:
+            console.print(render.models_table(ops.models(dep)))
+        case [model]:
+            console.print(render.models_table(ops.models(dep, model)))
+        case ["compare", model, a, b]:
+            first, second = ops.runs(dep, model, [_version_number(a), _version_number(b)])
+            console.print(render.compare_table(model, first, second))
+        case _:
+            raise fail("usage: mlpoc models [MODEL] | mlpoc models compare MODEL A B", 2)
+
+
+def _version_number(word: str) -> int:
+    """``3`` or ``v3``."""
+    digits = word.removeprefix("v")
+    if not digits.isdigit() or int(digits) < 1:
+        raise fail(f"a version is a number such as 3 or v3, not {word!r}", 2)
+    return int(digits)
 
 
 @schedule_app.command("list")

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from mlpoc import jobs, layout
 from mlpoc.cli.target import Deployment
 from mlpoc.contracts import (
@@ -236,6 +238,44 @@ def models(dep: Deployment, name: str | None = None) -> list[ModelSummary]:
             raise TargetError(f"no model {name!r}: train one with `mlpoc train {name} <csv>`")
         return [ModelSummary(name, registry.pointer(name), versions)]
     return [ModelSummary(p.model, p, registry.versions(p.model)) for p in registry.pointers()]
+
+
+@dataclass(frozen=True)
+class Run:
+    """A version and its metadata.json: the run record (``None``: trained before run records
+    were kept) and the libraries it was trained with."""
+
+    version: ModelVersion
+    metadata: dict[str, Any]
+
+    @property
+    def record(self) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = self.metadata.get("run")
+        return found
+
+    @property
+    def libraries(self) -> dict[str, str]:
+        return {str(k): str(v) for k, v in (self.metadata.get("libraries") or {}).items()}
+
+
+def runs(dep: Deployment, name: str, numbers: list[int]) -> list[Run]:
+    """Versions of ``name`` with their run records, read from beside their artifacts."""
+    registry, s3 = dep.registry(), dep.client("s3")
+    bucket = dep.output("ModelBucketName")
+    found = []
+    for number in numbers:
+        version = registry.get(name, number)
+        try:
+            body = s3.get_object(Bucket=bucket, Key=version.metadata_key)["Body"].read()
+        except ClientError as error:
+            if error.response["Error"]["Code"] not in {"NoSuchKey", "404"}:
+                raise
+            raise TargetError(
+                f"{name} v{number}: its metadata s3://{bucket}/{version.metadata_key} is gone "
+                "(deleted or expired); the registry item is all that is left of it"
+            ) from None
+        found.append(Run(version, json.loads(body)))
+    return found
 
 
 @dataclass(frozen=True)

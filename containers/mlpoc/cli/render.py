@@ -163,6 +163,87 @@ def models_table(summaries: list[ops.ModelSummary]) -> Table:
     return table
 
 
+CLASS_CHANGES = 5  # the per-class F1 changes shown: the largest
+
+
+def compare_table(name: str, first: ops.Run, second: ops.Run) -> Table:
+    """Two versions side by side: metrics, rows, data, plugin and parameters, libraries, time;
+    the per-class F1 that moved most; and their scores on the same rows when there are some."""
+    a, b = first.version, second.version
+    table = Table(
+        "",
+        f"v{a.version}",
+        f"v{b.version}",
+        "change",
+        title=f"{name}: v{a.version} vs v{b.version}",
+    )
+
+    def row(label: str, left: Any, right: Any, change: str = "") -> None:
+        shown = ("" if left is None else str(left), "" if right is None else str(right))
+        table.add_row(label, *shown, change or ("" if shown[0] == shown[1] else "differs"))
+
+    for metric in metrics.METRICS.get(b.task, ()):
+        x, y = a.metrics.get(metric), b.metrics.get(metric)
+        change = ""
+        if x is not None and y is not None:
+            change = "same" if x == y else f"{y - x:+.4f}"
+            change += " better" if metrics.better(metric, y, x) else ""
+        row(f"held-out {metric}", _number(x), _number(y), change)
+    row("task", a.task, b.task)
+    row("train / test rows", _rows(a), _rows(b))
+    row("plugin", a.plugin, b.plugin)
+    params_a, params_b = a.extra.get("plugin_params") or {}, b.extra.get("plugin_params") or {}
+    for key in sorted({*params_a, *params_b}):
+        row(f"  {key}", params_a.get(key), params_b.get(key))
+    row("dataset", a.dataset, b.dataset)
+    data_a, data_b = (r.record.get("data", {}) if r.record else {} for r in (first, second))
+    if data_a or data_b:
+        row("data sha256", str(data_a.get("sha256", ""))[:12], str(data_b.get("sha256", ""))[:12])
+        row("rows read", data_a.get("rows"), data_b.get("rows"))
+    libraries = [first.libraries, second.libraries]
+    for library in sorted({*libraries[0], *libraries[1]}):
+        row(f"  {library}", libraries[0].get(library), libraries[1].get(library))
+    for run in (first, second):
+        if run.record is None:
+            table.add_row(
+                f"v{run.version.version}",
+                "no run record: trained before runs were recorded",
+                "",
+                "",
+            )
+    for label, x, y in _class_changes(first, second):
+        row(f"F1 of class {label}", _number(x), _number(y), f"{(y or 0) - (x or 0):+.3f}")
+    compared = b.extra.get("compared") or {}
+    if compared.get("live") == a.version and "candidate" in compared:
+        row(f"{compared['metric']} on the same {compared['rows']} rows",
+            _number(compared["live_score"]), _number(compared["candidate"]),
+            "decided the promotion")  # fmt: skip
+    return table
+
+
+def _number(value: Any) -> str | None:
+    return None if value is None else f"{float(value):.4f}"
+
+
+def _rows(version: Any) -> str:
+    return f"{version.extra.get('train_rows', '?')} / {version.extra.get('test_rows', '?')}"
+
+
+def _class_changes(first: ops.Run, second: ops.Run) -> list[tuple[str, float | None, float | None]]:
+    """The classes whose held-out F1 moved most between two run records."""
+    per = [
+        ((r.record or {}).get("evaluation") or {}).get("per_class") or {} for r in (first, second)
+    ]
+    if not per[0] or not per[1]:
+        return []
+    changes = [
+        (label, per[0].get(label, {}).get("f1"), per[1].get(label, {}).get("f1"))
+        for label in sorted({*per[0], *per[1]})
+    ]
+    changes.sort(key=lambda c: -abs((c[2] or 0) - (c[1] or 0)))
+    return [c for c in changes[:CLASS_CHANGES] if c[1] != c[2]]
+
+
 def jobs_table(records: list[dict[str, Any]]) -> Table:
     table = Table(
         "job", "type", "model", "status", "attempts", "seconds", "created", "result / reason"

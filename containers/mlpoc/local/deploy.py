@@ -122,6 +122,17 @@ class LocalDeployer:
             )
             local.wired.append(f"{logical_id}: S3 notifications of {props['BucketName']} (S3 API)")
         for logical_id, resource in prepared.template["Resources"].items():
+            versioning = resource.get("Properties", {}).get("VersioningConfiguration")
+            if resource["Type"] != "AWS::S3::Bucket" or versioning is None:
+                continue
+            # moto's CloudFormation ignores VersioningConfiguration; the S3 API sets it, so a
+            # job records the object version it read, as on AWS
+            self.s3.put_bucket_versioning(
+                Bucket=physical[logical_id],
+                VersioningConfiguration={"Status": versioning["Status"]},
+            )
+            local.wired.append(f"{logical_id}: versioning of {physical[logical_id]} (S3 API)")
+        for logical_id, resource in prepared.template["Resources"].items():
             policy = resource.get("Properties", {}).get("ResourcePolicy")
             if resource["Type"] != "AWS::DynamoDB::Table" or policy is None:
                 continue

@@ -40,12 +40,12 @@ from typing import Any
 import numpy as np
 
 import mlpoc
-from mlpoc import artifacts, builds, datasets, inference, metrics, plugins
+from mlpoc import artifacts, builds, datasets, inference, metrics, plugins, runs
 from mlpoc.artifacts import ArtifactKeys
 from mlpoc.contracts import Job, S3Uri, dataset_refusal
 from mlpoc.errors import ArtifactError, CommitConflict, DatasetError, JobFailed, TransientError
 from mlpoc.events import Event
-from mlpoc.inference import OnnxModel
+from mlpoc.inference import OnnxModel, Predictions
 from mlpoc.registry import ModelVersion, Pointer, Registry
 from mlpoc.schedules import PROMOTE_POLICIES
 from mlpoc.schema import CLASSIFICATION, REGRESSION, TABLE_PARAMS, Layout
@@ -165,10 +165,15 @@ def _review_threshold(params: Mapping[str, Any], built: builds.Built | None) -> 
 
 def score(model: OnnxModel, rows: datasets.TrainingSet) -> dict[str, float]:
     """The model's metrics on ``rows``, computed by running its ONNX graph."""
+    return evaluate(model, rows)[0]
+
+
+def evaluate(model: OnnxModel, rows: datasets.TrainingSet) -> tuple[dict[str, float], Predictions]:
+    """The model's metrics on ``rows`` and its predictions, from running its ONNX graph."""
     predictions = model.predict(rows.columns)
     if predictions.values is not None:
-        return metrics.regression(predictions.values, rows.y)
-    return metrics.classification(predictions.labels, rows.y)
+        return metrics.regression(predictions.values, rows.y), predictions
+    return metrics.classification(predictions.labels, rows.y), predictions
 
 
 def _served(
@@ -176,13 +181,13 @@ def _served(
     exported: plugins.ExportedModel,
     version: ModelVersion,
     held_out: datasets.TrainingSet,
-) -> tuple[OnnxModel, dict[str, float]]:
-    """The plugin's ONNX graph in onnxruntime, checked against the contract, and its metrics on
-    the held-out rows, as the API will run it; a graph that breaks the contract or fails on
-    those rows fails the job at once (it would on every retry)."""
+) -> tuple[OnnxModel, dict[str, float], Predictions]:
+    """The plugin's ONNX graph in onnxruntime, checked against the contract, and its metrics and
+    predictions on the held-out rows, as the API will run it; a graph that breaks the contract
+    or fails on those rows fails the job at once (it would on every retry)."""
     try:
         served = OnnxModel(exported.onnx, version)
-        return served, score(served, held_out)
+        return served, *evaluate(served, held_out)
     except Exception as error:
         raise plugins.PluginCrashed(
             f"the ONNX model of the plugin {plugin.name!r}, run by onnxruntime,", error
@@ -299,8 +304,10 @@ def handle_train(ctx: JobContext) -> None:
     )
 
     started = time.monotonic()
+    version_id = None
     if text is None:
-        text = datasets.fetch(clients.s3, dataset)
+        text, version_id = datasets.fetch_versioned(clients.s3, dataset)
+    read = runs.DataIdentity.of(str(dataset), text, version_id, built.inputs if built else None)
     data = datasets.parse_training(text, str(dataset), layout)
     held = split(data, test_size)
     exported = plugins.run_train(plugin, plugins.TrainingData.of(held.train), params)
@@ -337,19 +344,25 @@ def handle_train(ctx: JobContext) -> None:
             **threshold,
             "train_rows": len(held.train.y),
             "test_rows": len(held.test.y),
+            "run": runs.index_item(keys.metadata, read),
             **({"origin": origin} if (origin := builds.origin_of(job)) else {}),
             **({"inputs": built.inputs, "folder": str(job.dataset)} if built else {}),
         },
     )
     # Metrics of the ONNX graph itself: what is recorded is what will be served.
-    served, scores = _served(plugin, exported, version, held.test)
+    served, scores, held_out = _served(plugin, exported, version, held.test)
     version = dataclasses.replace(version, metrics=scores)
+    run = {
+        "evaluation": runs.evaluation(held_out, held.test.y),
+        "data": {**read.to_json(), "rows": len(data.y)},
+        "profile": runs.profile(data.schema, held.train.columns, held_out),
+    }
     artifacts.write(
         clients.s3,
         settings.model_bucket,
         keys,
         exported.onnx,
-        {**_metadata(version, plugin, params, train_seconds), "schema": schema},
+        {**_metadata(version, plugin, params, train_seconds), "schema": schema, "run": run},
     )
     ctx.check_lease()
 
