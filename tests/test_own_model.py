@@ -147,6 +147,17 @@ def test_a_teams_plugin_and_table_train_and_the_next_version_is_judged_on_the_sa
         "categories": ["Biscoe", "Dream", "Torgersen"],
     }
     assert columns["bill_length_mm"]["type"] == "number"
+    # and its run record profiles the team's columns by their types, for drift
+    s3 = operator_client("s3", outputs)
+    record = json.loads(
+        s3.get_object(Bucket=outputs["ModelBucketName"], Key=recorded["metadata_key"])[
+            "Body"
+        ].read()
+    )["run"]
+    island = record["profile"]["features"]["island"]
+    assert island["type"] == "category" and set(island["shares"]) >= {"Biscoe", "Dream"}
+    assert record["profile"]["features"]["bill_length_mm"]["edges"]  # deciles of a number
+    assert set(record["evaluation"]["per_class"]) == {"Adelie", "Chinstrap", "Gentoo"}
     # WHEN the example LightGBM plugin trains a candidate on the same table
     status, second = job(
         state_dir, team, "train", "penguins", str(tables["train"]), "--param", "plugin=lightgbm",

@@ -7,7 +7,7 @@ registry item (``extra["run"]``: the record's key, the data's hash, row counts):
   precision, recall, F1 and support, and the confusion matrix (rows: the truth, columns: the
   prediction, in ``labels`` order). Regression: a summary of the residuals (prediction - truth).
 * ``data``: the identity of what was read: the URI, the S3 object version, the sha256 of the
-  bytes, the rows; for a folder, the digest of its inputs (``mlpoc.builds``).
+  text read (UTF-8), the rows; for a folder, the digest of its inputs (``mlpoc.builds``).
 * ``profile``: the reference for drift. Per numeric feature, the training rows' deciles (bin
   edges) and the share of rows in each bin and missing; per categorical feature, the share of
   each category (the most frequent :data:`MOST_CATEGORIES`, the rest as one) and missing; and
