@@ -76,6 +76,7 @@ class Annotations:
                     "item_id": item_id,
                     "label": label,
                     "predicted_label": prediction["label"],
+                    "version": prediction["version"],  # the version that served it
                     "confidence": prediction["confidence"],
                     "features": prediction.get("features"),
                     "annotated_at": time.time(),
@@ -120,12 +121,17 @@ class Annotations:
         }
 
     def corrections(self, model: str) -> list[dict[str, Any]]:
-        return list(
-            dynamo.items(
-                self.clients.dynamodb.query,
-                TableName=self.runtime.annotations_table,
-                KeyConditionExpression="#m = :m",
-                ExpressionAttributeNames={"#m": "model"},
-                ExpressionAttributeValues={":m": {"S": model}},
-            )
+        return corrections(self.clients.dynamodb, self.runtime.annotations_table, model)
+
+
+def corrections(dynamodb: Any, table: str, model: str) -> list[dict[str, Any]]:
+    """Every correction of ``model`` (one query of the annotations table, paged)."""
+    return list(
+        dynamo.items(
+            dynamodb.query,
+            TableName=table,
+            KeyConditionExpression="#m = :m",
+            ExpressionAttributeNames={"#m": "model"},
+            ExpressionAttributeValues={":m": {"S": model}},
         )
+    )

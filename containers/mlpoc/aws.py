@@ -33,12 +33,20 @@ def client(service: str, *, session: boto3.session.Session | None = None) -> Any
 
 
 class Clients:
-    """The three clients a worker uses, created once per process and passed in."""
+    """The clients a worker uses, created once per process and passed in (SNS only for the
+    monitor job's alerts: made on first use when not given)."""
 
-    def __init__(self, *, s3: Any, sqs: Any, dynamodb: Any) -> None:
+    def __init__(self, *, s3: Any, sqs: Any, dynamodb: Any, sns: Any = None) -> None:
         self.s3 = s3
         self.sqs = sqs
         self.dynamodb = dynamodb
+        self._sns = sns
+
+    @property
+    def sns(self) -> Any:
+        if self._sns is None:
+            self._sns = client("sns")
+        return self._sns
 
     @classmethod
     def create(cls) -> Clients:

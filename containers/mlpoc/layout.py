@@ -21,7 +21,11 @@ Bucket = Literal["data", "models"]
 RuntimeRole = Literal["train", "predict", "api", "upload"]
 RUNTIME_ROLES: tuple[RuntimeRole, ...] = ("train", "predict", "api", "upload")
 # The worker that runs each job type (a job's dataset must be readable by it).
-WORKER_OF_JOB: dict[str, RuntimeRole] = {"train": "train", "predict": "predict"}
+WORKER_OF_JOB: dict[str, RuntimeRole] = {
+    "train": "train",
+    "predict": "predict",
+    "monitor": "predict",
+}
 DATASET_SUFFIX = ".csv"
 
 
@@ -70,7 +74,30 @@ MODEL_ARTIFACTS = Prefix(
     read_by=("train", "predict", "api"),
     written_by=("train",),
 )
-PREFIXES: tuple[Prefix, ...] = (DATASETS, INPUTS, DATASET_VERSIONS, MODEL_ARTIFACTS)
+INPUT_SAMPLES = Prefix(
+    "data",
+    "input-samples/",
+    "a bounded sample of the rows each model version was asked about (realtime requests from the "
+    "API, predict jobs' rows from the predict worker), read by the monitor job; expires",
+    read_by=("predict",),
+    written_by=("api", "predict"),
+)
+MONITOR_REPORTS = Prefix(
+    "models",
+    "monitor/",
+    "the monitor job's reports (drift per feature, realized accuracy) and each model's latest",
+    read_by=("predict", "api"),
+    written_by=("predict",),
+)
+PREFIXES: tuple[Prefix, ...] = (
+    DATASETS,
+    INPUTS,
+    DATASET_VERSIONS,
+    MODEL_ARTIFACTS,
+    INPUT_SAMPLES,
+    MONITOR_REPORTS,
+)
+SAMPLE_DAYS = 30
 
 
 def readable_by(role: RuntimeRole, bucket: Bucket = "data") -> tuple[Prefix, ...]:
@@ -106,3 +133,24 @@ def dataset_version_key(model: str, job_id: str) -> str:
 def artifact_prefix(model: str, version: int) -> str:
     """One trained version's folder: ``models/<model>/<version>``."""
     return f"{MODEL_ARTIFACTS.path}{model}/{version}"
+
+
+def sample_folder(model: str) -> str:
+    """A model's input samples: ``input-samples/<model>/`` (a monitor job's default dataset)."""
+    return f"{INPUT_SAMPLES.path}{model}/"
+
+
+def sample_key(model: str, version: int, stamp: str, token: str) -> str:
+    """One sample (an API flush, a predict job's rows):
+    ``input-samples/<model>/<version>/<stamp>-<token>.csv``."""
+    return f"{sample_folder(model)}{version}/{stamp}-{token}{DATASET_SUFFIX}"
+
+
+def report_key(model: str, stamp: str, job_id: str) -> str:
+    """One monitor report: ``monitor/<model>/reports/<stamp>-<job>.json``."""
+    return f"{MONITOR_REPORTS.path}{model}/reports/{stamp}-{job_id}.json"
+
+
+def latest_report_key(model: str) -> str:
+    """A model's newest monitor report (each run rewrites it): ``monitor/<model>/latest.json``."""
+    return f"{MONITOR_REPORTS.path}{model}/latest.json"

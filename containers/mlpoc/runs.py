@@ -18,13 +18,16 @@ registry item (``extra["run"]``: the record's key, the data's hash, row counts):
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from botocore.exceptions import ClientError
 
 from mlpoc.inference import Predictions
+from mlpoc.registry import ModelVersion
 from mlpoc.schema import CATEGORY, Schema
 
 DIGITS = 6
@@ -175,3 +178,15 @@ def profile(
 def index_item(record_key: str, data: DataIdentity) -> dict[str, Any]:
     """What the registry item keeps of the run record (the record itself is in S3)."""
     return {"record": record_key, "data_sha256": data.sha256}
+
+
+def metadata(s3: Any, bucket: str, version: ModelVersion) -> dict[str, Any] | None:
+    """The version's metadata.json (its run record under ``run``); None when it is gone."""
+    try:
+        body = s3.get_object(Bucket=bucket, Key=version.metadata_key)["Body"].read()
+    except ClientError as error:
+        if error.response["Error"]["Code"] not in {"NoSuchKey", "404"}:
+            raise
+        return None
+    found: dict[str, Any] = json.loads(body)
+    return found

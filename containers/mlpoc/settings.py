@@ -86,6 +86,15 @@ class Settings:
     # Extra plugin modules to import (comma-separated dotted paths).
     plugins: tuple[str, ...]
     log_level: str
+    # Rows of each predict job (or shard) kept in input-samples/ for the monitor (0: none).
+    sample_rows: int = 1_000
+    # The monitor job: a feature drifts above this PSI; the inputs drift when more than
+    # ``drift_share`` of the features do; realized accuracy under ``min_realized`` alerts (0: off).
+    drift_psi: float = 0.2
+    drift_share: float = 0.3
+    min_realized: float = 0.0
+    # The alerts topic the monitor job publishes to (None: alerts only in its report and log).
+    alerts_topic_arn: str | None = None
 
     @property
     def queue_url(self) -> str:
@@ -132,6 +141,11 @@ class Settings:
             ),
             plugins=listed(env, "MLPOC_PLUGINS"),
             log_level=env.get("MLPOC_LOG_LEVEL", "INFO").upper(),
+            sample_rows=integer(env, "MLPOC_SAMPLE_ROWS", 1_000, 0, 100_000),
+            drift_psi=number(env, "MLPOC_DRIFT_PSI", 0.2, 0.001, 10.0),
+            drift_share=number(env, "MLPOC_DRIFT_SHARE", 0.3, 0.001, 1.0),
+            min_realized=number(env, "MLPOC_MIN_REALIZED_ACCURACY", 0.0, 0.0, 1.0),
+            alerts_topic_arn=env.get("MLPOC_ALERTS_TOPIC_ARN") or None,
         )
 
 

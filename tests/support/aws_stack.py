@@ -64,6 +64,7 @@ class Stack:
             s3=session.client("s3", endpoint_url=self.endpoint or None),
             sqs=session.client("sqs", endpoint_url=self.endpoint or None),
             dynamodb=session.client("dynamodb", endpoint_url=self.endpoint or None),
+            sns=session.client("sns", endpoint_url=self.endpoint or None),
         )
 
 

@@ -34,6 +34,11 @@ class ApiSettings:
     docs: bool = True  # /docs, /redoc, /openapi.json
     origin_secret: str | None = None  # the X-Origin-Verify value CloudFront sends
     worker_services: WorkerServices | None = None  # on AWS: the scale-from-zero nudge's services
+    # the share of realtime requests whose rows go to input-samples/ for the monitor (0: none),
+    # at most ``sample_max_rows`` rows per flush, flushed every ``sample_flush_seconds``
+    sample_rate: float = 0.0
+    sample_max_rows: int = 1_000
+    sample_flush_seconds: float = 60.0
 
     @classmethod
     def from_env(
@@ -54,6 +59,9 @@ class ApiSettings:
             docs=switch(env, "MLPOC_API_DOCS", default=True),
             origin_secret=_origin_secret(env, read_secret or _secrets_manager),
             worker_services=WorkerServices.from_env(env),
+            sample_rate=number(env, "MLPOC_SAMPLE_RATE", 0.1, 0.0, 1.0),
+            sample_max_rows=integer(env, "MLPOC_SAMPLE_MAX_ROWS", 1_000, 1, 100_000),
+            sample_flush_seconds=number(env, "MLPOC_SAMPLE_FLUSH_SECONDS", 60.0, 0.1, 3600.0),
         )
 
 

@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from mlpoc import jobs, layout
+from mlpoc import runs as runs_module
 from mlpoc.cli.target import Deployment
 from mlpoc.contracts import (
     MODEL_NAME_PATTERN,
@@ -265,16 +264,13 @@ def runs(dep: Deployment, name: str, numbers: list[int]) -> list[Run]:
     found = []
     for number in numbers:
         version = registry.get(name, number)
-        try:
-            body = s3.get_object(Bucket=bucket, Key=version.metadata_key)["Body"].read()
-        except ClientError as error:
-            if error.response["Error"]["Code"] not in {"NoSuchKey", "404"}:
-                raise
+        metadata = runs_module.metadata(s3, bucket, version)
+        if metadata is None:
             raise TargetError(
                 f"{name} v{number}: its metadata s3://{bucket}/{version.metadata_key} is gone "
                 "(deleted or expired); the registry item is all that is left of it"
-            ) from None
-        found.append(Run(version, json.loads(body)))
+            )
+        found.append(Run(version, metadata))
     return found
 
 

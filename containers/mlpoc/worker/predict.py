@@ -20,13 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from mlpoc import datasets, shards
+from mlpoc import datasets, sampling, shards
 from mlpoc.aws import Clients
 from mlpoc.dynamo import BatchWriter
 from mlpoc.inference import ModelCache
 from mlpoc.registry import Registry
 from mlpoc.settings import Settings
 from mlpoc.worker.context import JobContext
+from mlpoc.worker.monitor import MonitorHandler
 from mlpoc.worker.thresholds import review_threshold
 
 # Above this many features, review items keep no copy of their features (item size limit).
@@ -48,10 +49,17 @@ def _feature_list(columns: dict[str, np.ndarray], row: int) -> str:
 
 
 class PredictHandler:
+    """The predict worker's jobs: predict jobs, and monitor jobs (:mod:`mlpoc.worker.monitor`),
+    which share its model cache."""
+
     def __init__(self, settings: Settings, clients: Clients) -> None:
         self.cache = ModelCache(clients.s3, settings.model_bucket)
+        self.monitor = MonitorHandler(self.cache)
 
     def __call__(self, ctx: JobContext) -> None:
+        if ctx.job.type == "monitor":
+            self.monitor(ctx)
+            return
         job, settings, clients = ctx.job, ctx.settings, ctx.clients
         version = Registry(clients.dynamodb, settings.models_table).resolve(job.model, job.version)
         threshold = review_threshold(job.params, version, settings.review_threshold)
@@ -108,6 +116,17 @@ class PredictHandler:
                             item["features"] = _feature_list(rows, offset)
                 writer.put(settings.predictions_table, item)
         writer.flush()
+        sampling.keep_job_rows(
+            clients.s3,
+            settings.data_bucket,
+            model=job.model,
+            version=version.version,
+            schema=schema,
+            columns=data.columns,
+            ids=ids,
+            limit=settings.sample_rows,
+            job_id=job.job_id,
+        )
         result = {
             "model_version": version.version,
             "rows": len(ids),
