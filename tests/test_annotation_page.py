@@ -12,9 +12,11 @@ import shutil
 import socket
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -22,9 +24,9 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ready
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from mlpoc import samples
+from mlpoc import layout, samples
 from mlpoc.api.app import create_app
 from mlpoc.api.settings import ApiSettings
 from mlpoc.ledger import Ledger
@@ -33,7 +35,8 @@ from mlpoc.worker.loop import Worker
 from mlpoc.worker.predict import PredictHandler
 from tests.conftest import ARTIFACTS
 from tests.support.aws_stack import Stack
-from tests.support.pipeline import prepare
+from tests.support.pipeline import prepare, run_job, train
+from tests.test_monitor import shifted_csv
 
 pytestmark = pytest.mark.integration
 
@@ -148,3 +151,75 @@ def split_a_predict_job(stack: Stack, job_id: str) -> None:
     settings = replace(Settings.from_env("predict", stack.env()), wait_seconds=0, prefetch=1)
     worker = Worker(settings=settings, clients=clients, handler=PredictHandler(settings, clients))
     assert worker.process_batch().succeeded == 1
+
+
+def test_the_models_page_draws_its_charts_from_the_api_alone(
+    api_url: str, browser: webdriver.Chrome, stack: Stack
+) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    clients = stack.clients()
+    # GIVEN a second version, two corrections of v1's answers, and a monitor run over shifted rows
+    train(stack, "train-2", estimator="logistic_regression", C=0.01)
+    queue = call(api_url, "GET", "/v1/annotations/digits")["items"]
+    for item in queue[:2]:  # the served label kept once, replaced once
+        label = item["label"] if item is queue[0] else str((int(item["label"]) + 1) % 10)
+        call(
+            api_url, "POST", "/v1/annotations/digits", {"item_id": item["item_id"], "label": label}
+        )
+    key = f"{layout.sample_folder('digits')}1/shifted.csv"
+    clients.s3.put_object(
+        Bucket=stack.data_bucket, Key=key, Body=shifted_csv(slice(1_400, 1_797)).encode()
+    )
+    run_job(
+        stack,
+        {"job_id": "monitor-1", "type": "monitor", "model": "digits",
+         "dataset": f"s3://{stack.data_bucket}/{layout.sample_folder('digits')}"},
+    )  # fmt: skip
+    # WHEN a person opens the models page with the key
+    wait = WebDriverWait(browser, 20)
+    browser.get(f"{api_url}/ui/models/digits")
+    wait.until(ready.visibility_of_element_located((By.ID, "key"))).send_keys(KEY)
+    browser.find_element(By.CSS_SELECTOR, "#key-form button").click()
+    wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#chart-drift svg"))
+    wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#chart-compare svg"))
+    browser.set_window_size(1280, 3600)  # the whole page in the screenshot
+    browser.save_screenshot(str(SHOTS / "6-models-charts.png"))
+    # THEN the metric across versions: two points, the promoted ones marked
+    points = browser.find_elements(By.CSS_SELECTOR, "#chart-metric svg circle.point")
+    assert len(points) == 2
+    assert browser.find_elements(By.CSS_SELECTOR, "#chart-metric svg circle.promoted")
+    # the confusion matrix of the live version: 10 x 10 cells
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#chart-confusion svg rect.cell")) == 100
+    # two versions side by side: a bar of each for each metric and class
+    bars = browser.find_elements(By.CSS_SELECTOR, "#chart-compare svg rect.bar")
+    assert len(bars) >= 2 * (2 + 10)
+    # realized accuracy of v1's reviewed answers, and the drifting features' charts
+    assert "50.0% of 2" in browser.find_element(By.ID, "versions").text
+    assert "drifting feature(s)" in browser.find_element(By.ID, "monitor-summary").text
+    assert browser.find_elements(By.CSS_SELECTOR, "#chart-drift figure.drift svg")
+    # a chart is rendered: it has a size on the page
+    assert browser.find_element(By.CSS_SELECTOR, "#chart-metric svg").size["width"] > 300
+    # AND nothing came from anywhere but the API (no CDN): every resource is same-origin
+    loaded = browser.execute_script(
+        "return performance.getEntriesByType('resource').map((e) => e.name)"
+    )
+    assert loaded and all(url.startswith(api_url) for url in loaded), loaded
+    # WHEN another pair is chosen, the comparison is drawn again
+    Select(browser.find_element(By.ID, "compare-a")).select_by_value("2")
+    wait.until(lambda b: "v2 beside v2" in compared(b))
+    browser.save_screenshot(str(SHOTS / "7-models-compare.png"))
+
+
+def compared(browser: webdriver.Chrome) -> str:
+    return str(
+        browser.find_element(By.CSS_SELECTOR, "#chart-compare svg").get_attribute("aria-label")
+    )
+
+
+def call(api_url: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    request = urllib.request.Request(  # noqa: S310 - the loopback API
+        api_url + path, method=method, data=None if body is None else json.dumps(body).encode(),
+        headers={"X-API-Key": KEY, "Content-Type": "application/json"},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+        return json.loads(response.read())

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mlpoc import datasets, layout, monitoring, runs, sampling, samples
+from mlpoc import datasets, layout, monitoring, runs, samples, sampling
 from mlpoc.inference import Predictions
 from mlpoc.ledger import Ledger
 from mlpoc.registry import Registry
@@ -72,9 +72,7 @@ def profile_of(columns: dict[str, np.ndarray], output: Predictions) -> dict[str,
 
 
 def confident(rows: int, level: float) -> Predictions:
-    return Predictions(
-        labels=["a"] * rows, confidence=np.clip(RNG.normal(level, 0.03, rows), 0, 1)
-    )
+    return Predictions(labels=["a"] * rows, confidence=np.clip(RNG.normal(level, 0.03, rows), 0, 1))
 
 
 def test_the_inputs_drift_when_the_share_of_drifting_features_exceeds_the_threshold() -> None:
@@ -341,6 +339,7 @@ def test_a_monitor_over_a_given_csv_judges_it_against_the_named_version(stack: S
     record = run_predict_worker(stack, body, alerts_topic_arn=topic)
     assert record["status"] == "SUCCEEDED" and record["result"]["drifting_versions"] == [1]
     assert report(stack)["window"] == {"dataset": body["dataset"]}
+    assert len(inbox(stack, url)) == 1
 
 
 def test_a_monitor_job_with_a_bad_threshold_fails_with_the_reason(stack: Stack) -> None:

@@ -17,7 +17,7 @@ from tests.support.aws_stack import Stack
 def run_job(stack: Stack, message: dict[str, Any]) -> None:
     """Send one job and run it with an in-process worker of its type."""
     clients = stack.clients()
-    role = message["type"]
+    role = "train" if message["type"] == "train" else "predict"  # a monitor job: predict
     settings = replace(Settings.from_env(role, stack.env()), wait_seconds=1)
     body = json.dumps({"schema": 1, **message})
     clients.sqs.send_message(QueueUrl=settings.queue_url, MessageBody=body)

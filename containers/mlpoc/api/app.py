@@ -21,17 +21,19 @@ from mlpoc.api.deps import ServerDep, Services, require_key
 from mlpoc.api.middleware import BodyLimit, KeyCheck, OriginCheck
 from mlpoc.api.responses import errors, install
 from mlpoc.api.routes import annotations as annotation_routes
-from mlpoc.api.routes import jobs, models, pages, predictions
+from mlpoc.api.routes import jobs, models, pages, predictions, quality
 from mlpoc.api.serving import ModelServer
 from mlpoc.api.settings import ApiSettings
 from mlpoc.aws import Clients
 from mlpoc.ledger import Ledger
 from mlpoc.registry import Registry
+from mlpoc.sampling import RequestSampler
 from mlpoc.scaling import nudger
 
 ROUTERS = (
     jobs.router,
     models.router,
+    quality.router,
     predictions.router,
     annotation_routes.router,
     pages.router,
@@ -53,12 +55,22 @@ def create_app(
         poll_seconds=settings.poll_seconds,
     )
 
+    sampler = RequestSampler(
+        s3=clients.s3,
+        bucket=runtime.data_bucket,
+        rate=settings.sample_rate,
+        max_rows=settings.sample_max_rows,
+        flush_seconds=settings.sample_flush_seconds,
+    )
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> Any:
         if start_poller:
             server.start()
+            sampler.start()
         yield
         server.stop()
+        sampler.stop()  # writes what it holds
 
     app = FastAPI(
         title="mlpoc API",
@@ -76,6 +88,7 @@ def create_app(
         ledger=Ledger(clients.dynamodb, runtime.jobs_table),
         registry=registry,
         server=server,
+        sampler=sampler,
         nudge=nudger(settings.worker_services, ecs) if ecs is not None else None,
     )
     app.state.api_key = settings.api_key.encode()
@@ -95,7 +108,7 @@ def create_app(
     )
     def health(models: ServerDep) -> dict[str, Any]:
         """The model versions this process serves, and any new version it refused."""
-        return {"status": "ok", "models": models.status()}
+        return {"status": "ok", "models": models.status(), "sampling": sampler.status()}
 
     install(app)
     pages.mount_static(app)

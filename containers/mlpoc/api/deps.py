@@ -18,6 +18,7 @@ from mlpoc.errors import ApiError
 from mlpoc.jobs import Nudge
 from mlpoc.ledger import Ledger
 from mlpoc.registry import Registry
+from mlpoc.sampling import RequestSampler
 
 API_KEY = APIKeyHeader(
     name="X-API-Key",
@@ -35,6 +36,7 @@ class Services:
     ledger: Ledger
     registry: Registry
     server: ModelServer
+    sampler: RequestSampler
     nudge: Nudge | None = None  # after a submit, on AWS: start a worker if none runs
 
 
@@ -76,9 +78,14 @@ async def get_server(services: Annotated[Services, Depends(get_services)]) -> Mo
     return services.server
 
 
+async def get_sampler(services: Annotated[Services, Depends(get_services)]) -> RequestSampler:
+    return services.sampler
+
+
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 ClientsDep = Annotated[Clients, Depends(get_clients)]
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 ServerDep = Annotated[ModelServer, Depends(get_server)]
 NudgeDep = Annotated[Nudge | None, Depends(get_nudge)]
+SamplerDep = Annotated[RequestSampler, Depends(get_sampler)]

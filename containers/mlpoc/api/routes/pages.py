@@ -15,7 +15,11 @@ PAGES = {
         "Review predictions",
         "The model was unsure about these. Confirm its answer or pick the right one; then retrain.",
     ),
-    "models": ("Models", "Every trained version with its held-out scores. Promote or roll back."),
+    "models": (
+        "Models",
+        "Every trained version with its held-out scores, what reviewers found, and drift. "
+        "Promote or roll back.",
+    ),
     "jobs": ("Jobs", "Training and prediction jobs, newest first. Updates every two seconds."),
 }
 PAGE_HEADERS = {

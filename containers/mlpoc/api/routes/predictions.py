@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends
 from fastapi.concurrency import run_in_threadpool
 
 from mlpoc import dynamo
-from mlpoc.api.deps import ClientsDep, ServerDep, SettingsDep, require_key
+from mlpoc.api.deps import ClientsDep, SamplerDep, ServerDep, SettingsDep, require_key
 from mlpoc.api.responses import errors
 from mlpoc.api.schemas import PredictRequest
 from mlpoc.errors import ApiError, RegistryError
@@ -21,7 +21,9 @@ router = APIRouter(tags=["predictions"], dependencies=[Depends(require_key)], re
 
 
 @router.post("/v1/predict", responses=errors(404, 413, 422))
-async def predict(body: PredictRequest, settings: SettingsDep, server: ServerDep) -> dict[str, Any]:
+async def predict(
+    body: PredictRequest, settings: SettingsDep, server: ServerDep, sampler: SamplerDep
+) -> dict[str, Any]:
     """Realtime predictions from the promoted (or pinned) version, held in memory."""
     # async on purpose: a held model answers in microseconds, so running it on the event
     # loop beats two thread hand-offs per request (the first request's load blocks once)
@@ -37,6 +39,8 @@ async def predict(body: PredictRequest, settings: SettingsDep, server: ServerDep
             raise ApiError(404, "not_found", str(error)) from None
     columns = _columns(body, classifier)
     result = classifier.predict(columns)
+    # a share of requests for the monitor's drift check: an append, written later off the loop
+    sampler.offer(body.model, classifier.version.version, classifier.schema, columns)
     answers: list[dict[str, Any]]
     if result.values is not None:
         answers = [{"value": round(float(v), 6)} for v in result.values]

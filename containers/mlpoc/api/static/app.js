@@ -121,11 +121,31 @@ async function annotate() {
 }
 
 // -- models ---------------------------------------------------------------------------------
+// the API draws each chart as SVG; fetched with the key, parsed as SVG (never as HTML)
+async function chart(box, path) {
+  const response = await fetch(path, { headers: { "X-API-Key": key() || "" } });
+  if (!response.ok) {
+    const data = await response.json().catch(() => ({}));
+    box.replaceChildren(el("p", { class: "empty" }, (data.error && data.error.message) || response.statusText));
+    return;
+  }
+  const svg = new DOMParser().parseFromString(await response.text(), "image/svg+xml").documentElement;
+  box.replaceChildren(document.importNode(svg, true));
+}
+
+function options(select, versions, chosen) {
+  select.replaceChildren(...versions.map((v) => el("option", { value: v }, `v${v}`)));
+  select.value = String(chosen);
+}
+
 async function models() {
-  const detail = await api("GET", `/v1/models/${model}`);
+  const [detail, quality] = await Promise.all([
+    api("GET", `/v1/models/${model}`), api("GET", `/v1/models/${model}/quality`)]);
+  const realized = Object.fromEntries(quality.realized.map((r) => [r.version, r]));
   const rows = detail.versions.slice().reverse().map((v) => el("tr", {},
     el("td", {}, `v${v.version} `, v.version === detail.promoted ? el("span", { class: "badge promoted" }, "serving") : ""),
     el("td", {}, scores(v.metrics)),
+    el("td", {}, realized[v.version] ? `${(realized[v.version].realized * 100).toFixed(1)}% of ${realized[v.version].reviewed}` : "not reviewed"),
     el("td", {}, when(v.created_at)),
     el("td", {}, v.job_id),
     el("td", {}, v.version === detail.promoted ? "" : el("button", { onclick: async () => {
@@ -138,6 +158,40 @@ async function models() {
     try { const p = await api("POST", `/v1/models/${model}/rollback`); say(`Rolled back: v${p.promoted} is serving.`, "ok"); models(); }
     catch (error) { say(error.message, "error"); }
   };
+  const numbers = detail.versions.map((v) => v.version).sort((a, b) => a - b);
+  const live = detail.promoted || numbers[numbers.length - 1];
+  const base = `/v1/models/${model}/charts`;
+  const confusion = document.getElementById("confusion-version");
+  const [a, b] = [document.getElementById("compare-a"), document.getElementById("compare-b")];
+  options(confusion, numbers, live);
+  options(a, numbers, numbers.length > 1 ? numbers[numbers.length - 2] : live);
+  options(b, numbers, numbers[numbers.length - 1]);
+  confusion.onchange = () => chart(document.getElementById("chart-confusion"), `${base}/confusion.svg?version=${confusion.value}`);
+  a.onchange = b.onchange = () => chart(document.getElementById("chart-compare"), `${base}/compare.svg?a=${a.value}&b=${b.value}`);
+  const drawn = [
+    chart(document.getElementById("chart-metric"), `${base}/metric.svg`),
+    chart(document.getElementById("chart-realized"), `${base}/realized.svg?version=${live}`),
+    confusion.onchange(), a.onchange(),
+  ];
+  const report = quality.monitor;
+  const summary = document.getElementById("monitor-summary");
+  const drift = document.getElementById("chart-drift");
+  if (!report) {
+    summary.textContent = `No monitor report yet: run \`mlpoc monitor run ${model}\`, or schedule it (mlpoc:monitor).`;
+    drift.replaceChildren();
+  } else {
+    const judged = report.versions.filter((v) => v.judged);
+    summary.textContent = `Monitor run ${when(report.created_at)}: ` + (report.versions.length ? report.versions.map((v) => v.judged
+      ? `v${v.version}: ${v.drifting.length} drifting feature(s) of ${Object.keys(v.features).length} over ${v.rows} rows${v.drift ? " (drift)" : ""}`
+      : `v${v.version}: ${v.why}`).join("; ") : "no recent inputs in its window") + (report.alerts.length ? `. Alerts: ${report.alerts.join(" ")}` : ".");
+    const boxes = judged.flatMap((v) => v.drifting.slice(0, 6).map((feature) => {
+      const box = el("figure", { class: "chart-box drift", "data-feature": feature });
+      drawn.push(chart(box, `${base}/drift.svg?version=${v.version}&feature=${encodeURIComponent(feature)}`));
+      return box;
+    }));
+    drift.replaceChildren(...boxes);
+  }
+  await Promise.all(drawn);
 }
 
 // -- jobs -----------------------------------------------------------------------------------
@@ -155,6 +209,7 @@ function outcome(result) {
       ? `; v${result.compared.live} ${score(metric, result.compared.live_score)} on the same rows` : "";
     return score(metric, result.metrics[metric]) + compared + (result.promoted ? " (promoted)" : "");
   }
+  if (result.report) return `${result.rows} recent rows; ${result.drifting_versions.length ? `drift in v${result.drifting_versions.join(", v")}` : "no drift"}; ${result.alerts} alert(s)`;
   if (result.rows !== undefined) return `${result.rows} predictions${result.shards ? ` in ${result.shards} shards` : ""}`;
   return "";
 }
@@ -177,6 +232,7 @@ async function start() {
   if (!key()) { askForKey(); return; }
   document.getElementById("key-form").hidden = true;
   document.getElementById("forget-key").hidden = false;
+  say("");
   try {
     await pages[page]();
     if (page === "jobs") setInterval(() => jobs().catch(() => {}), 2000);
