@@ -7,14 +7,17 @@ malformed value stops synth with one sentence naming the key and what it accepts
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from mlpoc import platforms
+from mlpoc.contracts import MODEL_NAME_PATTERN
 from mlpoc.errors import ConfigError
 from mlpoc.paths import CHECKOUT
+from mlpoc.schedules import expression_refusal
 from stacks.accounts import (
     NO_SHARE,
     ScheduleSpec,
@@ -27,6 +30,78 @@ from stacks.accounts import (
 )
 
 Stage = Literal["poc", "retain"]
+
+
+@dataclass(frozen=True)
+class Monitor:
+    """``mlpoc:monitor``: which models a monitor job watches on a schedule, its thresholds (the
+    predict worker's defaults) and the share of realtime requests the API samples."""
+
+    models: tuple[str, ...] = ()
+    schedule: str = "rate(1 day)"
+    psi: float = 0.2
+    drift_share: float = 0.3
+    min_realized_accuracy: float = 0.0  # 0: no realized-accuracy alert
+    sample_rate: float = 0.1
+
+    def worker_environment(self) -> dict[str, str]:
+        return {
+            "MLPOC_DRIFT_PSI": f"{self.psi:g}",
+            "MLPOC_DRIFT_SHARE": f"{self.drift_share:g}",
+            "MLPOC_MIN_REALIZED_ACCURACY": f"{self.min_realized_accuracy:g}",
+        }
+
+
+MONITOR_EXAMPLE = (
+    '{"models": ["digits"], "schedule": "rate(1 day)", "psi": 0.2, "drift_share": 0.3, '
+    '"min_realized_accuracy": 0.8, "sample_rate": 0.1}'
+)
+# key -> (low, high, what it is)
+MONITOR_NUMBERS: dict[str, tuple[float, float, str]] = {
+    "psi": (0.001, 10.0, "the PSI over which a feature drifts"),
+    "drift_share": (0.001, 1.0, "the share of drifting features that alerts"),
+    "min_realized_accuracy": (0.0, 1.0, "the realized accuracy under which it alerts (0: off)"),
+    "sample_rate": (0.0, 1.0, "the share of realtime requests the API samples (0: none)"),
+}
+
+
+def parse_monitor(name: str, value: Any) -> Monitor:
+    if isinstance(value, str) and value.strip().startswith("{"):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"{name} is not valid JSON ({error}); got {value!r}") from None
+    allowed = {"models", "schedule", *MONITOR_NUMBERS}
+    if not isinstance(value, dict) or set(value) - allowed:
+        raise ConfigError(
+            f"{name} must be an object with some of {sorted(allowed)}, as in {MONITOR_EXAMPLE}; "
+            f"got {value!r}"
+        )
+    models = value.get("models", [])
+    if not isinstance(models, list) or not all(
+        isinstance(m, str) and MODEL_NAME_PATTERN.match(m) for m in models
+    ):
+        raise ConfigError(
+            f"{name}.models must be a list of model names (lowercase letters, digits, - and _); "
+            f"got {models!r}"
+        )
+    if len(set(models)) != len(models):
+        raise ConfigError(f"{name}.models names a model twice: {models}")
+    schedule = value.get("schedule", Monitor.schedule)
+    refusal = expression_refusal(schedule)
+    if refusal is not None:
+        raise ConfigError(f"{name}.schedule {refusal}")
+    numbers: dict[str, float] = {}
+    for key, (low, high, what) in MONITOR_NUMBERS.items():
+        raw = value.get(key, getattr(Monitor, key))
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not low <= raw <= high:
+            raise ConfigError(
+                f"{name}.{key} ({what}) must be a number from {low:g} to {high:g}; got {raw!r}"
+            )
+        numbers[key] = float(raw)
+    return Monitor(models=tuple(models), schedule=schedule, **numbers)
+
+
 T = TypeVar("T")
 
 PREFIX = "mlpoc:"
@@ -90,6 +165,8 @@ class Config:
     schedules: tuple[ScheduleSpec, ...] = ()
     # the share stack's knobs: with share.ml_account set, the app is the share stack alone
     share: Share = NO_SHARE
+    # the monitor job's schedule and thresholds, and the API's sample of requests
+    monitor: Monitor = Monitor()
 
     @property
     def api_on_graviton(self) -> bool:
@@ -132,6 +209,7 @@ class Config:
             result_readers=read("result_readers", parse_readers),
             schedules=read("schedules", lambda name, v: parse_schedules(name, v, sources)),
             share=read("share", parse_share),
+            monitor=read("monitor", parse_monitor),
         )
 
 

@@ -63,7 +63,10 @@ class ServiceStack(Stack):
                     role="train", queue=data.train.queue, environment=environment, prefetch=1
                 ),
                 WorkerSpec(
-                    role="predict", queue=data.predict.queue, environment=environment, prefetch=10
+                    role="predict",
+                    queue=data.predict.queue,
+                    environment={**environment, **config.monitor.worker_environment()},
+                    prefetch=10,
                 ),
             ],
             log_retention=LOG_RETENTION,
@@ -97,7 +100,7 @@ class ServiceStack(Stack):
             "Api",
             config=config,
             vpc=self.network.vpc,
-            environment=producers,
+            environment={**producers, "MLPOC_SAMPLE_RATE": f"{config.monitor.sample_rate:g}"},
             # imported by ARN: its grants go on the roles' policies, never on the data stack's
             # key policy (which would make the data stack depend on this one)
             key=kms.Key.from_key_arn(self, "ProjectKey", data.encryption.key.key_arn),
@@ -124,11 +127,13 @@ class ServiceStack(Stack):
                 self,
                 "Schedules",
                 schedules=config.schedules,
+                monitor=config.monitor,
                 queue=data.train.queue,
+                predict_queue=data.predict.queue,
                 data_bucket=data.storage.data.bucket_name,
                 key=data.encryption.key,
             )
-            if config.schedules
+            if config.schedules or config.monitor.models
             else None
         )
         extra = [self.gpu.service] if self.gpu is not None else []
@@ -151,6 +156,12 @@ class ServiceStack(Stack):
             log_retention=LOG_RETENTION,
         )
         self.undelivered_alerts = self.notify.undelivered
+        # the monitor job (on the predict workers) publishes its alerts to the topic
+        predict_role = self.workers.task_roles["predict"]
+        self.alerts.topic.grant_publish(predict_role)
+        self.workers.task_definitions["predict"].default_container.add_environment(  # type: ignore[union-attr]
+            "MLPOC_ALERTS_TOPIC_ARN", self.alerts.topic.topic_arn
+        )
         self._alarms(data, config)
         queues = {"train": data.train, "predict": data.predict, "events": data.events}
         worker_logs: list[logs.ILogGroup] = list(self.workers.log_groups.values())

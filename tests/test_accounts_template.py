@@ -180,13 +180,16 @@ def test_without_readers_no_table_has_a_resource_policy(poc: Synthesized) -> Non
     for table in of_type(poc.data_json, "AWS::DynamoDB::Table").values():
         assert "ResourcePolicy" not in table["Properties"]
     assert "ResultReaders" not in json.dumps(poc.data_json)
-    assert not of_type(poc.service_json, "AWS::Scheduler::Schedule")
+    # no retrain schedule by default: only the monitor's (mlpoc:monitor watches digits)
+    (only,) = of_type(poc.service_json, "AWS::Scheduler::Schedule")
+    assert only.startswith("SchedulesMonitordigits")
 
 
 def test_each_schedule_sends_its_train_job_to_the_train_queue(linked: Synthesized) -> None:
     schedules = of_type(linked.service_json, "AWS::Scheduler::Schedule")
     by_model = {}
-    for schedule in schedules.values():
+    retrains = {k: v for k, v in schedules.items() if not k.startswith("SchedulesMonitor")}
+    for schedule in retrains.values():
         target = schedule["Properties"]["Target"]
         assert target["Arn"]["Fn::ImportValue"].startswith(
             "mlpoc-data:ExportsOutputFnGetAttTrainQueue"
@@ -226,11 +229,12 @@ def test_the_schedules_role_may_only_send_to_the_train_queue_and_its_dead_letter
                        if k.startswith("SchedulesDeadLetters")]  # fmt: skip
     resources = [r for s in sqs for r in (s["Resource"] if isinstance(s["Resource"], list)
                                           else [s["Resource"]])]  # fmt: skip
-    # the train queue and the schedules' dead letters, nothing else
+    # the train queue, the predict queue (the monitor's jobs) and the schedules' dead letters
     own = {"Fn::GetAtt": [dead_letters, "Arn"]}
-    assert len(resources) == 2 and own in resources
-    (train,) = [r for r in resources if r != own]
-    assert train["Fn::ImportValue"].startswith("mlpoc-data:ExportsOutputFnGetAttTrainQueue")
+    assert len(resources) == 3 and own in resources
+    queues = sorted(r["Fn::ImportValue"] for r in resources if r != own)
+    assert queues[0].startswith("mlpoc-data:ExportsOutputFnGetAttPredictQueue")
+    assert queues[1].startswith("mlpoc-data:ExportsOutputFnGetAttTrainQueue")
     assert linked.service_json["Outputs"]["ScheduleNames"]
 
 
@@ -333,6 +337,10 @@ def test_the_cost_report_says_what_crosses_accounts_and_who_pays(
     text = " ".join(report.across_accounts)
     assert "s3://biz-exchange/cleansed/: S3 bills those requests to the bucket's owner" in text
     assert f"read by account(s) {BUSINESS}: DynamoDB bills those reads to this account" in text
-    assert "2 schedule(s): EventBridge Scheduler invocations, 14 million a month free" in text
+    assert "3 schedule(s): EventBridge Scheduler invocations, 14 million a month free" in text
     assert not [u for u in report.unpriced if "Scheduler" in u]
-    assert cost.report(Assembly.from_dir(poc.outdir), "us-east-1").across_accounts == []
+    alone = cost.report(Assembly.from_dir(poc.outdir), "us-east-1").across_accounts
+    assert alone == [
+        "1 schedule(s): EventBridge Scheduler invocations, 14 million a month free, then 1.0 USD "
+        "per million; each run is a train or monitor job (above)."
+    ]

@@ -70,7 +70,8 @@ def test_datasets_and_models_are_versioned_and_old_versions_expire(
     # a dataset that jobs point to, or an artifact, can be overwritten: the old one stays 30 days
     properties = poc.data_json["Resources"][bucket]["Properties"]
     assert properties["VersioningConfiguration"] == {"Status": "Enabled"}
-    (rule,) = properties["LifecycleConfiguration"]["Rules"]
+    rules = properties["LifecycleConfiguration"]["Rules"]
+    (rule,) = [r for r in rules if "Prefix" not in r]
     assert rule["NoncurrentVersionExpiration"] == {"NoncurrentDays": 30}
     assert rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 7}
     assert rule["Status"] == "Enabled"
@@ -226,3 +227,12 @@ def test_outputs_name_everything_the_cli_needs(poc: Synthesized) -> None:
         "EventsQueueUrl", "TrainDeadLetterQueueUrl", "PredictDeadLetterQueueUrl",
         "EventsDeadLetterQueueUrl", "KeyArn",
     }  # fmt: skip
+
+
+def test_the_monitors_input_samples_expire(poc: Synthesized) -> None:
+    rules = poc.data_json["Resources"]["DataBucket"]["Properties"]["LifecycleConfiguration"]
+    (samples,) = [r for r in rules["Rules"] if "Prefix" in r]
+    assert samples["Prefix"] == "input-samples/"
+    assert samples["ExpirationInDays"] == 30 and samples["Status"] == "Enabled"
+    models = poc.data_json["Resources"]["ModelBucket"]["Properties"]["LifecycleConfiguration"]
+    assert all("ExpirationInDays" not in r for r in models["Rules"])  # artifacts never expire

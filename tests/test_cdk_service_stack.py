@@ -224,11 +224,18 @@ def test_the_predict_worker_cannot_write_models_or_train_jobs(poc: Synthesized) 
         if {"Ref": role} in p["Properties"]["Roles"]
     ]
     actions = set()
+    puts = []
     for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
-        actions.update(
+        listed = (
             [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
         )
-    assert "s3:PutObject" not in actions
+        actions.update(listed)
+        if "s3:PutObject" in listed:
+            puts.append(json.dumps(statement["Resource"]))
+    # it puts objects only under the monitor's two prefixes: its samples and its reports
+    (put,) = puts
+    assert "/input-samples/*" in put and "/monitor/*" in put
+    assert "/models/*" not in put and "/datasets/" not in put and "/inputs/" not in put
     assert "sqs:SendMessage" in actions  # its own dead-letter queue, for rejected messages
     assert "dynamodb:BatchWriteItem" in actions
 
@@ -315,8 +322,9 @@ def test_dead_letters_raise_an_alarm_at_the_first_message(poc: Synthesized) -> N
         if a.get("MetricName") == "ApproximateNumberOfMessagesVisible"
         and "dead-letter" in a.get("AlarmDescription", "")
     ]
-    # train, predict and events DLQs, and the alerts the notify function could not deliver
-    assert len(dead) == 4
+    # train, predict and events DLQs, the alerts the notify function could not deliver, and
+    # the schedules' (the monitor's schedule, mlpoc:monitor)
+    assert len(dead) == 5
     for alarm in dead:
         assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
         (action,) = alarm["AlarmActions"]

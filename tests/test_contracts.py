@@ -69,7 +69,7 @@ def test_rejections_without_a_usable_job_id(raw: str, reason: str) -> None:
         ({"schema": "1"}, "schema must be an integer"),
         ({"schema": True}, "schema must be an integer"),
         ({"extra": 1}, r"unknown field\(s\) \['extra'\]"),
-        ({"type": "serve"}, r"type must be one of \['train', 'predict'\]"),
+        ({"type": "serve"}, r"type must be one of \['train', 'predict', 'monitor'\]"),
         ({"model": "Digits"}, "model must be 1-64 characters of lowercase"),
         ({"dataset": "datasets/x.csv"}, "is not an s3://bucket/key URI"),
         ({"dataset": 5}, "dataset must be an s3:// URI string"),
@@ -82,7 +82,8 @@ def test_rejections_without_a_usable_job_id(raw: str, reason: str) -> None:
         ),
         (
             {"type": "predict", "dataset": f"s3://{BUCKET}/dataset-versions/m/a.csv"},
-            "a predict job's dataset must be under datasets/, inputs/ of the data bucket",
+            "a predict job's dataset must be under datasets/, inputs/, input-samples/ of the data "
+            "bucket",
         ),
         ({"dataset": f"s3://{BUCKET}/datasets/"}, "must be under datasets/"),
         ({"version": "latest"}, "version must be 'current' or a positive integer"),

@@ -31,9 +31,10 @@ DEFAULT_US_EAST_1 = {
     "enhanced-health metrics (2)": 2 * 0.30,
     "KMS keys x1": 1.00,
     "Secrets Manager secrets x2": 2 * 0.40,  # the API key, the CloudFront origin header
-    # billed per alarm metric: 8 alarms of one metric, the two scale-out alarms on visible +
-    # in-flight (2 each), the two idle scale-in alarms on tasks, visible and in-flight (3 each)
-    "CloudWatch alarms x12 (18 alarm metrics)": (8 + 2 * 2 + 2 * 3) * 0.10,
+    # billed per alarm metric: 9 alarms of one metric (one the schedules' dead letters: the
+    # monitor's schedule), the two scale-out alarms on visible + in-flight (2 each), the two idle
+    # scale-in alarms on tasks, visible and in-flight (3 each)
+    "CloudWatch alarms x13 (19 alarm metrics)": (9 + 2 * 2 + 2 * 3) * 0.10,
     "CloudWatch dashboards x1": 3.00,
     "CloudWatch Logs (API, VPC flow logs; volume assumed)": 0.5 * (0.50 + 0.03),
     "SQS polling by Lambda's event source x1": 5 * (3600 / 20) * H / 1e6 * 0.40,
@@ -63,8 +64,8 @@ def bigger_api(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
 def test_the_default_idle_month_in_us_east_1(poc: Synthesized) -> None:
     report = cost.report(assembly_of(poc), "us-east-1")
     assert lines(report) == pytest.approx(DEFAULT_US_EAST_1, abs=1e-6)
-    assert report.idle_total == pytest.approx(18.53, abs=0.005)
-    # always-free: 10 of the 18 alarm metrics, both metrics, the dashboard, the polls, logs, storage
+    assert report.idle_total == pytest.approx(18.63, abs=0.005)
+    # always-free: 10 of the 19 alarm metrics, both metrics, the dashboard, the polls, logs, storage
     free = 10 * 0.10 + 2 * 0.30 + 3.00 + 5 * 180 * H / 1e6 * 0.40 + 0.5 * 0.50 + 0.25
     assert report.idle_free_tier == pytest.approx(sum(DEFAULT_US_EAST_1.values()) - free, abs=0.01)
     assert report.idle_free_tier < 20
@@ -210,15 +211,29 @@ def test_the_cli_prints_the_report_and_a_one_line_summary(poc: Synthesized) -> N
     runner = CliRunner()
     full = runner.invoke(app, ["cost", "--assembly", str(poc.outdir), "--region", "us-east-1"])
     assert full.exit_code == 0, full.output
-    assert "18.53" in full.output
+    assert "18.63" in full.output
+    assert "Monitoring, per month" in full.output
     assert "not priced:" in full.output
     assert "ml.t2.medium" in full.output
     line = runner.invoke(app, ["cost", "--assembly", str(poc.outdir), "--summary"])
     assert line.exit_code == 0
-    assert line.output.startswith("mlpoc cost: idle 18.53 USD/month in us-east-1 (13.17")
+    assert line.output.startswith("mlpoc cost: idle 18.63 USD/month in us-east-1 (13.27")
     unknown = runner.invoke(app, ["cost", "--assembly", str(poc.outdir), "--region", "xx-1"])
     assert unknown.exit_code == 1
     assert "no prices for region xx-1" in unknown.output
     missing = runner.invoke(app, ["cost", "--assembly", str(Path("/nonexistent"))])
     assert missing.exit_code == 1
     assert "make synth" in missing.output
+
+
+def test_the_monitor_is_priced_per_month(poc: Synthesized) -> None:
+    found = {line.item: line for line in cost.report(assembly_of(poc), "us-east-1").monitor}
+    # a daily monitor job: 30 runs of a minute of a predict task (1 vCPU, 2 GB, 100% Spot)
+    fargate = next(line for item, line in found.items() if item.startswith("Fargate"))
+    assert fargate.detail.startswith("0.5 task-h")
+    s3 = found["S3 requests of the monitor jobs"]
+    assert s3.detail == "30 runs: 6,175 GET/LIST (samples) + 61 PUT (reports)"
+    sample = found["the API's sample of realtime requests (10% of 1 M requests a month)"]
+    # 100,000 sampled rows: 43,800 one-a-minute PUTs at most, 0.03 GB
+    assert sample.detail == "43,800 PUT + 0.03 GB kept 30 days"
+    assert sample.usd == pytest.approx(43.8 * 0.005 + 0.03 * 0.023, abs=0.01)

@@ -32,6 +32,11 @@ def test_the_demo_runs_the_whole_loop_and_summarizes(tmp_path: Path, local_assem
     assert "Corrections fed back: 5; v2 promoted" in out
     assert "Predictions stored: 397" in out
     assert "Realtime API" in out
+    # the monitor job ran under the predict worker's role: v1's 397-row sample judged against
+    # its training reference, and the five corrections as v1's realized accuracy
+    assert "demo-monitor-" in out and "397 recent rows; no drift; 0 alert(s)" in out
+    assert "realized (reviewed)" in out and "(5)" in out
+    assert "Is it still good? The plots" in out and "/ui/models/digits" in out
     # it cleaned up after itself
     assert not (tmp_path / "local.json").exists()
     sys.stderr.write(f"\nmlpoc demo took {seconds:.1f} s (goal: 90 s)\n")

@@ -37,6 +37,9 @@ def test_only_the_train_worker_writes_dataset_versions_and_models() -> None:
         "inputs/": set(),
         "dataset-versions/": {"train"},
         "models/": {"train"},
+        # the monitor's inputs (a sample of what was asked) and its reports
+        "input-samples/": {"api", "predict"},
+        "monitor/": {"predict"},
     }
 
 

@@ -67,7 +67,7 @@ def test_a_bootstrapped_account_with_docker_is_ready_and_the_platform_is_kept(
     assert checks["CDK bootstrap"].detail == "version 27 (the templates need 6+)"
     assert checks["stacks"].detail == "mlpoc-data: not deployed; mlpoc-service: not deployed"
     assert "AWSServiceRoleForECS" in checks["service-linked roles"].detail
-    assert checks["idle month"].detail.startswith("18.53 USD a month idle")
+    assert checks["idle month"].detail.startswith("18.63 USD a month idle")
     # THEN the newest Docker AL2023 platform is kept where synth finds it for this account
     kept = json.loads((tmp_path / "cdk.context.json").read_text())
     assert kept == {platforms.context_key(ACCOUNT, "us-east-1"): MOTO_DOCKER}

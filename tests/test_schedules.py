@@ -113,13 +113,21 @@ def test_local_mode_reads_the_templates_schedules_and_sends_when_due(linked: Syn
     exports = {
         name: f"value-of-{name}" for name in _imports(linked.service_json)
     }  # every export the service template imports, as a stand-in value
-    queue = next(
-        r["Properties"]["Target"]["Arn"]["Fn::ImportValue"]
+    queues = {
+        json.loads(Resolver(exports, REGION)(r["Properties"]["Target"]["Input"]))["type"]: r[
+            "Properties"
+        ]["Target"]["Arn"]["Fn::ImportValue"]
         for r in linked.service_json["Resources"].values()
         if r["Type"] == "AWS::Scheduler::Schedule"
-    )
-    exports[queue] = f"arn:aws:sqs:{REGION}:123456789012:train-queue"
-    found = from_template(linked.service_json, Resolver(exports, REGION))
+    }
+    exports[queues["train"]] = f"arn:aws:sqs:{REGION}:123456789012:train-queue"
+    exports[queues["monitor"]] = f"arn:aws:sqs:{REGION}:123456789012:predict-queue"
+    every = from_template(linked.service_json, Resolver(exports, REGION))
+    # the monitor's schedule (mlpoc:monitor, daily) goes to the predict queue
+    (monitor,) = [f for f in every if json.loads(f.input)["type"] == "monitor"]
+    assert monitor.model == "digits" and monitor.queue_arn.endswith(":predict-queue")
+    assert json.loads(monitor.input)["dataset"].endswith("/input-samples/digits/")
+    found = [f for f in every if f is not monitor]
     assert {f.model for f in found} == {"digits", "churn"}
     digits = next(f for f in found if f.model == "digits")
     assert digits.queue_arn.endswith(":train-queue") and digits.role_id

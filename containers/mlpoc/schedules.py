@@ -27,6 +27,7 @@ SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"
 SCHEDULE_ARN = "<aws.scheduler.schedule-arn>"
 ATTEMPT = "<aws.scheduler.attempt-number>"
 JOB_ID_PREFIX = "schedule-"
+MONITOR_JOB_ID_PREFIX = "monitor-"
 # the service stack's output: the schedules' names, comma-separated (`mlpoc schedule run`)
 SCHEDULES_OUTPUT = "ScheduleNames"
 
@@ -85,6 +86,19 @@ def job_message(model: str, dataset: str, promote: str) -> dict[str, Any]:
         "model": model,
         "dataset": dataset,
         "params": {"origin": ORIGIN, "promote": promote},
+    }
+
+
+def monitor_message(model: str, dataset: str) -> dict[str, Any]:
+    """What a monitor schedule sends to the predict queue: a monitor job over the model's input
+    samples (:mod:`mlpoc.worker.monitor`), one per scheduled time like a retrain."""
+    return {
+        "schema": 1,
+        "job_id": f"{MONITOR_JOB_ID_PREFIX}{model}-{SCHEDULED_TIME}",
+        "type": "monitor",
+        "model": model,
+        "dataset": dataset,
+        "params": {"origin": ORIGIN},
     }
 
 

@@ -42,7 +42,7 @@ TABLE_ACTIONS: dict[str, dict[RuntimeRole, tuple[str, ...]]] = {
     },
     "models": {
         "train": ("GetItem", "PutItem", "UpdateItem"),  # version counter, version, pointer
-        "predict": ("GetItem",),  # resolve a version
+        "predict": ("GetItem", "Query"),  # resolve a version; the monitor lists them
         "api": ("GetItem", "Query", "Scan", "UpdateItem"),  # list, promote, roll back
     },
     "predictions": {
@@ -52,6 +52,7 @@ TABLE_ACTIONS: dict[str, dict[RuntimeRole, tuple[str, ...]]] = {
     "annotations": {
         "api": ("PutItem", "Query"),
         "train": ("Query",),  # the corrections a dataset version includes (mlpoc.builds)
+        "predict": ("Query",),  # the monitor job's realized accuracy (mlpoc.monitoring)
     },
 }
 WRITE_ACTIONS = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"})

@@ -1,5 +1,7 @@
 """Scheduled retraining (``mlpoc:schedules``): one EventBridge Scheduler schedule per model that
-sends a train job straight to the train queue (a templated SQS target, no function between).
+sends a train job straight to the train queue (a templated SQS target, no function between);
+and scheduled monitoring (``mlpoc:monitor``): one per watched model that sends a monitor job to
+the predict queue (:mod:`mlpoc.worker.monitor`).
 
 The job (:func:`mlpoc.schedules.job_message`) is a train job over a folder: the worker builds
 the dataset version itself. Its id carries ``<aws.scheduler.scheduled-time>``: each run is its
@@ -20,8 +22,9 @@ from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
 from mlpoc import layout
-from mlpoc.schedules import job_message
+from mlpoc.schedules import job_message, monitor_message
 from stacks.accounts import ScheduleSpec
+from stacks.config import Monitor
 from stacks.constructs.nag import acknowledge
 from stacks.constructs.queues import dead_letter_queue
 
@@ -38,7 +41,9 @@ class Schedules(Construct):
         construct_id: str,
         *,
         schedules: tuple[ScheduleSpec, ...],
+        monitor: Monitor,
         queue: sqs.IQueue,
+        predict_queue: sqs.IQueue,
         data_bucket: str,
         key: kms.IKey,
     ) -> None:
@@ -54,6 +59,8 @@ class Schedules(Construct):
             ),
         )
         queue.grant_send_messages(self.role)
+        if monitor.models:
+            predict_queue.grant_send_messages(self.role)
         self.dead_letters = dead_letter_queue(self, "DeadLetters", key=key)
         # Scheduler delivers a run it could not send with the schedule's execution role
         self.dead_letters.grant_send_messages(self.role)
@@ -78,23 +85,49 @@ class Schedules(Construct):
                 else Fn.join("", ["s3://", data_bucket, "/", layout.model_prefix(spec.model)])
             )
             message = job_message(spec.model, folder, spec.promote)
-            self.schedules[spec.model] = scheduler.CfnSchedule(
-                self,
+            self.schedules[f"retrain-{spec.model}"] = self._schedule(
                 f"Retrain-{spec.model}",
-                description=f"retrain {spec.model} on what is new ({spec.expression})",
-                schedule_expression=spec.expression,
-                flexible_time_window=scheduler.CfnSchedule.FlexibleTimeWindowProperty(mode="OFF"),
-                state="ENABLED",
-                target=scheduler.CfnSchedule.TargetProperty(
-                    arn=queue.queue_arn,
-                    role_arn=self.role.role_arn,
-                    input=stack.to_json_string(message),
-                    retry_policy=RETRY,
-                    dead_letter_config=scheduler.CfnSchedule.DeadLetterConfigProperty(
-                        arn=self.dead_letters.queue_arn
-                    ),
-                ),
+                f"retrain {spec.model} on what is new ({spec.expression})",
+                spec.expression,
+                queue,
+                message,
             )
+        for model in monitor.models:
+            samples = Fn.join("", ["s3://", data_bucket, "/", layout.sample_folder(model)])
+            self.schedules[f"monitor-{model}"] = self._schedule(
+                f"Monitor-{model}",
+                f"check {model}'s recent inputs for drift and its realized accuracy "
+                f"({monitor.schedule})",
+                monitor.schedule,
+                predict_queue,
+                monitor_message(model, samples),
+            )
+
+    def _schedule(
+        self,
+        construct_id: str,
+        description: str,
+        expression: str,
+        queue: sqs.IQueue,
+        message: dict[str, object],
+    ) -> scheduler.CfnSchedule:
+        return scheduler.CfnSchedule(
+            self,
+            construct_id,
+            description=description,
+            schedule_expression=expression,
+            flexible_time_window=scheduler.CfnSchedule.FlexibleTimeWindowProperty(mode="OFF"),
+            state="ENABLED",
+            target=scheduler.CfnSchedule.TargetProperty(
+                arn=queue.queue_arn,
+                role_arn=self.role.role_arn,
+                input=Stack.of(self).to_json_string(message),
+                retry_policy=RETRY,
+                dead_letter_config=scheduler.CfnSchedule.DeadLetterConfigProperty(
+                    arn=self.dead_letters.queue_arn
+                ),
+            ),
+        )
 
     @property
     def names(self) -> str:

@@ -14,6 +14,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 
 from constructs import Construct
+from mlpoc import layout
 from stacks.constructs.nag import skip_checkov
 
 NONCURRENT_DAYS = 30
@@ -90,5 +91,11 @@ class Storage(Construct):
             noncurrent_version_expiration=Duration.days(NONCURRENT_DAYS),
             abort_incomplete_multipart_upload_after=Duration.days(7),
         )
-        self.data = encrypted("Data", versioned=True, lifecycle_rules=[keep_old])
+        # the monitor's input samples are a rolling window: gone after SAMPLE_DAYS
+        samples = s3.LifecycleRule(
+            prefix=layout.INPUT_SAMPLES.path,
+            expiration=Duration.days(layout.SAMPLE_DAYS),
+            noncurrent_version_expiration=Duration.days(1),
+        )
+        self.data = encrypted("Data", versioned=True, lifecycle_rules=[keep_old, samples])
         self.models = encrypted("Models", versioned=True, lifecycle_rules=[keep_old])

@@ -37,6 +37,10 @@ app.add_typer(local_app, name="local")
 schedule_app = typer.Typer(help="Scheduled retraining (mlpoc:schedules): list, or run one now.")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(schedule_app, name="schedule")
+monitor_app = typer.Typer(
+    help="Is the model still good: drift of recent inputs and realized accuracy (a monitor job)."
+)
+app.add_typer(monitor_app, name="monitor")
 plugin_app = typer.Typer(help="Model plugins: scaffold one, check one before any job is sent.")
 app.add_typer(plugin_app, name="plugin")
 console = Console()

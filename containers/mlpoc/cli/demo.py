@@ -62,6 +62,7 @@ class DemoResult:
     auto_promoted: bool = False
     predictions_stored: int = 0
     summary: list[ops.ModelSummary] = field(default_factory=list)
+    monitor: dict[str, Any] | None = None  # the monitor job's report
 
 
 def upload_job(dep: Deployment, key: str, body: str, step: Step, name: str) -> str:
@@ -153,4 +154,17 @@ def run(dep: Deployment, api: Api, step: Step) -> DemoResult:
     result.summary = ops.models(dep, MODEL)
     if result.promoted != new_version:
         raise TargetError(f"promotion of v{new_version} did not take: v{result.promoted} is live")
+
+    name = "monitor: drift of the recent inputs, realized accuracy"
+    step(name, "submitting")
+    job = ops.submit(
+        dep,
+        job_type="monitor",
+        model=MODEL,
+        dataset=ops.sample_folder(dep, MODEL),
+        params={"window_hours": 1},
+        job_id=f"demo-monitor-{stamp}",
+    )
+    result.jobs.append(finish(dep, job.job_id, step, name))
+    result.monitor = ops.latest_report(dep, MODEL)
     return result

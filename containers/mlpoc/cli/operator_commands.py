@@ -14,8 +14,18 @@ from rich.live import Live
 from rich.table import Table
 
 from mlpoc.cli import ops, render
-from mlpoc.cli.common import app, console, dlq_app, fail, key_values, operates, schedule_app
+from mlpoc.cli.common import (
+    app,
+    console,
+    dlq_app,
+    fail,
+    key_values,
+    monitor_app,
+    operates,
+    schedule_app,
+)
 from mlpoc.cli.target import Deployment
+from mlpoc.contracts import JobType
 
 
 def _known_queue(value: str) -> str:
@@ -36,7 +46,8 @@ Dataset = Annotated[
 
 
 def _submit_and_wait(dep: Deployment, job_type: str, wait: bool, **kwargs: Any) -> None:
-    job = ops.submit(dep, job_type="train" if job_type == "train" else "predict", **kwargs)
+    kinds: dict[str, JobType] = {"train": "train", "predict": "predict", "monitor": "monitor"}
+    job = ops.submit(dep, job_type=kinds[job_type], **kwargs)
     console.print(f"queued {job.type} job [bold]{job.job_id}[/] for {job.model} on {job.dataset}")
     if wait:
         _wait_and_show(dep, job.job_id)
@@ -274,3 +285,52 @@ def outputs(
     for key in sorted(shown):
         table.add_row(key, shown[key])
     console.print(table)
+
+
+@monitor_app.command("run")
+@operates
+def monitor_run(
+    dep: Deployment,
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            help="Judge this CSV (or s3:// CSV or folder) against --version instead of the "
+            "samples of the last --window-hours."
+        ),
+    ] = None,
+    version: Annotated[
+        str, typer.Option(help="With --dataset: current (the promoted one) or a number.")
+    ] = "current",
+    window_hours: Annotated[float, typer.Option(help="How far back the samples go (hours).")] = 168,
+    param: Annotated[
+        list[str],
+        typer.Option(help="psi=0.2, drift_share=0.3, min_realized_accuracy=0.8 (repeatable)."),
+    ] = [],  # noqa: B006
+    job_id: JobId = None,
+    wait: Wait = False,
+) -> None:
+    """Queue a monitor job: drift of the recent inputs against each serving version's training
+    reference, realized accuracy from the corrections, an alert past the thresholds."""
+    _submit_and_wait(
+        dep,
+        "monitor",
+        wait,
+        model=model,
+        dataset=dataset or ops.sample_folder(dep, model),
+        version=version,
+        params={**({"window_hours": window_hours} if dataset is None else {}), **key_values(param)},
+        job_id=job_id,
+    )
+
+
+@monitor_app.command("show")
+@operates
+def monitor_show(
+    dep: Deployment, model: Annotated[str, typer.Argument(help="Model name.")]
+) -> None:
+    """The latest monitor report: drift per version, realized accuracy, alerts."""
+    report = ops.latest_report(dep, model)
+    if report is None:
+        fail(f"no monitor report for {model!r} yet: run `mlpoc monitor run {model} --wait`")
+    console.print(render.monitor_report(report))

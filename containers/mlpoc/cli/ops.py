@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from mlpoc import jobs, layout
 from mlpoc import runs as runs_module
 from mlpoc.cli.target import Deployment
@@ -140,9 +142,9 @@ def schedules(dep: Deployment) -> list[ScheduleInfo]:
 
 
 def run_schedule(dep: Deployment, model: str) -> Job:
-    """Fire ``model``'s schedule now: its job, as the scheduler would send it, recorded and
-    queued (its job id carries ``manual-…`` where the scheduler's execution id goes)."""
-    found = {s.model: s for s in schedules(dep)}
+    """Fire ``model``'s retrain schedule now: its job, as the scheduler would send it, recorded
+    and queued (its job id carries ``manual-…`` where the scheduler's execution id goes)."""
+    found = {s.model: s for s in schedules(dep) if json.loads(s.input)["type"] == "train"}
     if model not in found:
         listed = ", ".join(found) or "none (set mlpoc:schedules in cdk.json and deploy)"
         raise TargetError(f"no schedule for model {model!r}; schedules: {listed}")
@@ -356,3 +358,26 @@ def dlq_redrive(dep: Deployment, queue: str) -> list[DeadLetter]:
             )
             sqs.delete_message(QueueUrl=dead, ReceiptHandle=message["ReceiptHandle"])
             moved.append(letter)
+
+
+def sample_folder(dep: Deployment, model: str) -> str:
+    """The model's input samples (a monitor job's default dataset)."""
+    return str(S3Uri(dep.output("DataBucketName"), layout.sample_folder(model)))
+
+
+def latest_report(dep: Deployment, model: str) -> dict[str, Any] | None:
+    """The model's latest monitor report (None: no monitor job has run)."""
+    try:
+        body = (
+            dep.client("s3")
+            .get_object(Bucket=dep.output("ModelBucketName"), Key=layout.latest_report_key(model))[
+                "Body"
+            ]
+            .read()
+        )
+    except ClientError as error:
+        if error.response["Error"]["Code"] not in {"NoSuchKey", "404"}:
+            raise
+        return None
+    found: dict[str, Any] = json.loads(body)
+    return found

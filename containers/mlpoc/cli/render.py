@@ -73,11 +73,19 @@ def print_demo(result: DemoResult, state: LocalState, seconds: float) -> None:
     for record in result.jobs:
         took = ops.duration(record)
         outcome = record.get("result", {})
-        detail = (
-            train_outcome(outcome)
-            if record["type"] == "train"
-            else f"{outcome.get('rows', 0)} predictions, {outcome.get('for_review', 0)} for review"
-        )
+        if record["type"] == "train":
+            detail = train_outcome(outcome)
+        elif record["type"] == "monitor":
+            drifting = outcome.get("drifting_versions") or []
+            detail = (
+                f"{outcome.get('rows', 0)} recent rows; "
+                + (f"drift in v{', v'.join(map(str, drifting))}" if drifting else "no drift")
+                + f"; {outcome.get('alerts', 0)} alert(s)"
+            )
+        else:
+            detail = (
+                f"{outcome.get('rows', 0)} predictions, {outcome.get('for_review', 0)} for review"
+            )
         jobs.add_row(
             str(record["job_id"]),
             record["type"],
@@ -108,6 +116,13 @@ def print_demo(result: DemoResult, state: LocalState, seconds: float) -> None:
     console.print(
         f"Predictions stored: {result.predictions_stored}   API: {state.api_url}   "
         f"demo took {seconds:.0f} s"
+    )
+    if result.monitor is not None:
+        console.print(monitor_report(result.monitor))
+    console.print(
+        f"Is it still good? The plots (each version's score, confusion matrix, two versions side "
+        f"by side, realized accuracy, drift): {state.api_url}/ui/models/digits (key: "
+        "`mlpoc outputs`); `mlpoc monitor show digits` in the terminal"
     )
 
 
@@ -295,6 +310,10 @@ def print_cost(result: Any) -> None:
     console.print(cost_table("Per 1,000 train jobs", result.train, result.total(result.train)))
     predictions = result.total(result.predictions)
     console.print(cost_table("Per 1,000,000 stored predictions", result.predictions, predictions))
+    if result.monitor:
+        console.print(
+            cost_table("Monitoring, per month", result.monitor, result.total(result.monitor))
+        )
     if result.gpu:
         console.print(cost_table("GPU pool, per instance-hour while a GPU job runs", result.gpu))
     for sentence in result.across_accounts:
@@ -311,3 +330,39 @@ def print_cost(result: Any) -> None:
         f"{assumed['fargate_spot_discount']:.0%} below on-demand. List prices, no tax, no free "
         f"tier unless said.[/]"
     )
+
+
+def monitor_report(report: dict[str, Any]) -> Table:
+    """A monitor report: per version, drift (the features over the PSI threshold, the scores'
+    PSI) and realized accuracy beside the held-out score; then the alerts."""
+    when = dt.datetime.fromtimestamp(float(report["created_at"]), dt.UTC).strftime("%Y-%m-%d %H:%M")
+    thresholds = report["thresholds"]
+    table = Table(
+        "version", "recent rows", "drifting features", "scores' PSI", "realized (reviewed)",
+        "held-out",
+        title=f"{report['model']}: monitor {report['job_id']} at {when} UTC (drift: PSI > "
+        f"{thresholds['psi']:g} in over {thresholds['share']:.0%} of the features)",
+        caption="; ".join(report["alerts"]) or "no alerts",
+    )  # fmt: skip
+    realized = {r["version"]: r for r in report["realized"]}
+    versions = {v["version"]: v for v in report["versions"]}
+    for number in sorted({*realized, *versions}, reverse=True):
+        found, people = versions.get(number), realized.get(number)
+        if found is None:
+            drift, scores, rows = "-", "-", "0"
+        elif not found.get("judged"):
+            drift, scores, rows = str(found["why"]), "-", str(found["rows"])
+        else:
+            names = ", ".join(found["drifting"][:5]) + ("…" if len(found["drifting"]) > 5 else "")  # noqa: PLR2004
+            drift = f"{len(found['drifting'])} of {len(found['features'])}" + (
+                f" [red](drift)[/]: {names}" if found["drift"] else (f": {names}" if names else "")
+            )
+            output = found.get("output", {})
+            score = output.get("confidence") or output.get("value")
+            scores, rows = (f"{score['psi']:.3f}" if score else "-"), str(found["rows"])
+        table.add_row(
+            f"v{number}", rows, drift, scores,
+            f"{people['realized']:.1%} ({people['reviewed']})" if people else "-",
+            f"{people['held_out']:.1%}" if people and people["held_out"] is not None else "-",
+        )  # fmt: skip
+    return table

@@ -25,7 +25,13 @@ from mlpoc.assembly import Assembly
 from mlpoc.cost.accounts import across_accounts
 from mlpoc.cost.idle import Idle, unknown_types
 from mlpoc.cost.lines import ALTERNATIVE, USAGE_ONLY, Line, usd
-from mlpoc.cost.work import TRAIN_JOB_CALLS, per_gpu_hour, per_predictions, per_train_jobs
+from mlpoc.cost.work import (
+    TRAIN_JOB_CALLS,
+    per_gpu_hour,
+    per_monitor,
+    per_predictions,
+    per_train_jobs,
+)
 from mlpoc.errors import CostError
 
 __all__ = ["TRAIN_JOB_CALLS", "Line", "Report", "load_prices", "region_prices", "report"]
@@ -44,6 +50,7 @@ class Report:
     assumptions: dict[str, Any] = field(default_factory=dict)
     gpu: list[Line] = field(default_factory=list)  # the GPU pool, per instance-hour
     across_accounts: list[str] = field(default_factory=list)  # who pays for what crosses
+    monitor: list[Line] = field(default_factory=list)  # a month of monitoring (mlpoc:monitor)
 
     @property
     def idle_total(self) -> float:
@@ -105,4 +112,5 @@ def report(assembly: Assembly, region: str, table: Mapping[str, Any] | None = No
         assumptions=dict(a),
         gpu=per_gpu_hour(assembly, prices, a),
         across_accounts=across_accounts(assembly, prices, table["always_free"]),
+        monitor=per_monitor(assembly, prices, a),
     )

@@ -44,6 +44,7 @@ def across_accounts(
         found.append(
             f"{schedules} schedule(s): EventBridge Scheduler invocations, "
             f"{free['scheduler_invocations_million']} million a month free, then "
-            f"{prices['scheduler_million']} USD per million; each run is a train job (above)."
+            f"{prices['scheduler_million']} USD per million; each run is a train or monitor job "
+            "(above)."
         )
     return found

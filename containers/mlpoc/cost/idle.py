@@ -229,12 +229,18 @@ class Idle:
             self.lines.append(
                 Line(f"S3 storage ({gb} GB assumed)", f"{gb} GB x {rate} USD", usd(gb * rate))
             )
-        kept = [
-            rule["NoncurrentVersionExpiration"]["NoncurrentDays"]
+        kept = [  # per versioned bucket, its longest rule (a prefix's rule may keep less)
+            max(
+                rule["NoncurrentVersionExpiration"]["NoncurrentDays"]
+                for rule in b["Properties"]["LifecycleConfiguration"]["Rules"]
+                if "NoncurrentVersionExpiration" in rule
+            )
             for _, b in buckets
             if b["Properties"].get("VersioningConfiguration", {}).get("Status") == "Enabled"
-            for rule in b["Properties"].get("LifecycleConfiguration", {}).get("Rules", [])
-            if "NoncurrentVersionExpiration" in rule
+            and any(
+                "NoncurrentVersionExpiration" in rule
+                for rule in b["Properties"].get("LifecycleConfiguration", {}).get("Rules", [])
+            )
         ]
         if kept:
             gb, rate = float(stored["s3_old_versions"]) * len(kept), self.p["s3_gb_month"]

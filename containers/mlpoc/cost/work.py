@@ -11,6 +11,7 @@ from typing import Any
 from mlpoc.assembly import Assembly
 from mlpoc.cost.lines import PREDICTIONS, TRAIN_JOBS, Line, usd
 from mlpoc.errors import CostError
+from mlpoc.schedules import RATE, UNIT_SECONDS
 
 
 @dataclass(frozen=True)
@@ -166,3 +167,56 @@ def per_gpu_hour(assembly: Assembly, p: Mapping[str, Any], a: Mapping[str, Any])
                 )
             )
     return lines
+
+
+def _monitor_runs(assembly: Assembly, hours: float) -> float:
+    """Monitor jobs a month: each monitor schedule's runs (a cron counts as daily)."""
+    runs = 0.0
+    for _, schedule in assembly.of_type("AWS::Scheduler::Schedule"):
+        description = str(schedule["Properties"].get("Description", ""))
+        if "drift" not in description:  # a retrain's schedule (priced per train job)
+            continue
+        rate = RATE.match(schedule["Properties"]["ScheduleExpression"])
+        period = UNIT_SECONDS[rate["unit"].rstrip("s")] * int(rate["value"]) if rate else 86_400
+        runs += hours * 3600 / period
+    return runs
+
+
+def _sample_rate(assembly: Assembly) -> float:
+    for _, environment in assembly.of_type("AWS::ElasticBeanstalk::Environment"):
+        for option in environment["Properties"].get("OptionSettings", []):
+            if option["OptionName"] == "MLPOC_SAMPLE_RATE":
+                return float(option["Value"])
+    return 0.0
+
+
+def per_monitor(assembly: Assembly, p: Mapping[str, Any], a: Mapping[str, Any]) -> list[Line]:
+    """A month of monitoring: the scheduled monitor jobs (a predict worker task each, the samples
+    read, the report written) and the API's sample of realtime requests (one PUT a minute at
+    most, kept 30 days), for ``realtime_requests_per_month`` requests."""
+    hours = float(a["hours_per_month"])
+    runs = _monitor_runs(assembly, hours)
+    rate = _sample_rate(assembly)
+    if not runs and not rate:
+        return []
+    w = worker(assembly, "predict")
+    seconds = runs * float(a["monitor_task_seconds_per_run"])
+    gets = round(runs * (float(a["monitor_objects_per_run"]) + 3))  # + LIST, metadata, latest
+    puts = round(runs * 2)
+    requests = float(a["realtime_requests_per_month"])
+    flushes = min(requests * rate, hours * 60)  # one object per minute with sampled traffic
+    stored_gb = requests * rate * float(a["sample_row_kb"]) / 1e6
+    return [
+        _fargate_line(w, seconds / 3600, p, a),
+        Line(
+            "S3 requests of the monitor jobs",
+            f"{runs:.0f} runs: {gets:,} GET/LIST (samples) + {puts:,} PUT (reports)",
+            usd(gets / 1e3 * p["s3_get_thousand"] + puts / 1e3 * p["s3_put_thousand"]),
+        ),
+        Line(
+            f"the API's sample of realtime requests ({rate:.0%} of "
+            f"{requests / 1e6:g} M requests a month)",
+            f"{flushes:,.0f} PUT + {stored_gb:.2f} GB kept 30 days",
+            usd(flushes / 1e3 * p["s3_put_thousand"] + stored_gb * p["s3_gb_month"]),
+        ),
+    ]
