@@ -9,6 +9,11 @@ and the worked example (LightGBM on penguins: text columns and missing values, o
 column, imputation and one-hot encoding inside the graph). Next to them: the in-process predict
 time of each (onnxruntime, one row), the floor the HTTP numbers add to, and the example's
 ratio to the digits model. Goal on a 2-core machine: p99 under 20 ms at concurrency 8.
+
+Then the cost of the monitor's sample of realtime requests (mlpoc.sampling): the digits model
+again with sampling off (the runs above) and with every request sampled and the sample written
+to S3 every second (the worst case: the default samples 10 % and writes once a minute), as a
+ratio of p50 and p99 measured in the same run.
 """
 
 from __future__ import annotations
@@ -190,9 +195,16 @@ def in_process_ms(stack: Stack, model: str) -> float:
     return statistics.median(timings) * 1000
 
 
-def over_http(stack: Stack, requests: int) -> list[tuple[str, int, float, float, float]]:
+def over_http(
+    stack: Stack,
+    requests: int,
+    *,
+    models: tuple[str, ...] = ("digits", EXAMPLE),
+    sample_rate: float = 0.0,
+) -> list[tuple[str, int, float, float, float]]:
     """(model, concurrency, p50 ms, p99 ms, req/s) against `python -m mlpoc.api` in its own
-    process, the two models one after the other."""
+    process, the models one after the other; ``sample_rate``: the share of requests sampled
+    for the monitor (written every second)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])
@@ -205,6 +217,9 @@ def over_http(stack: Stack, requests: int) -> list[tuple[str, int, float, float,
         "MLPOC_LOG_LEVEL": "WARNING",
         "AWS_CONFIG_FILE": os.devnull,
         "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "MLPOC_SAMPLE_RATE": str(sample_rate),
+        "MLPOC_SAMPLE_FLUSH_SECONDS": "1",
+        "MLPOC_SAMPLE_MAX_ROWS": "100000",
     }
     api = subprocess.Popen(
         [sys.executable, "-m", "mlpoc.api"], env=env, cwd=ROOT,
@@ -213,7 +228,7 @@ def over_http(stack: Stack, requests: int) -> list[tuple[str, int, float, float,
     try:
         wait_until_up(port)
         rows = []
-        for model in ("digits", EXAMPLE):
+        for model in models:
             load_test(port, 1, 200, model=model)  # warm-up: loads the model
             for concurrency in (1, 8):
                 latencies = load_test(port, concurrency, requests, model=model)
@@ -237,6 +252,13 @@ def main() -> None:
         train_example(stack)
         floors = {model: in_process_ms(stack, model) for model in ("digits", EXAMPLE)}
         rows = over_http(stack, args.requests)
+        sampled = over_http(stack, args.requests, models=("digits",), sample_rate=1.0)
+        written = sum(
+            page.get("KeyCount", 0)
+            for page in stack.clients()
+            .s3.get_paginator("list_objects_v2")
+            .paginate(Bucket=stack.data_bucket, Prefix="input-samples/digits/")
+        )
     for model, floor in floors.items():
         print(f"in-process predict, 1 row (onnxruntime), {model}: {floor:.3f} ms (median)")
     print(
@@ -251,6 +273,13 @@ def main() -> None:
         f"{EXAMPLE} p99 / digits p99 (same run): "
         + ", ".join(f"{example[c] / baseline[c]:.2f}x at {c}" for c in sorted(baseline))
     )
+    print(f"every request sampled for the monitor ({written} sample objects written):")
+    for model, concurrency, p50, p99, rate in sampled:
+        base = next(r for r in rows if r[0] == model and r[1] == concurrency)
+        print(
+            f"{model:>9} {concurrency:>11} {p50:>8.2f} {p99:>8.2f} {rate:>8.0f}"
+            f"  p50 {p50 / base[2]:.2f}x, p99 {p99 / base[3]:.2f}x of sampling off"
+        )
 
 
 if __name__ == "__main__":

@@ -878,3 +878,37 @@ def test_the_smoke_test_can_find_its_alarm_and_the_notify_log(poc: Synthesized) 
         f for k, f in of_type(poc, "AWS::Lambda::Function").items() if k.startswith("Notify")
     ]
     assert function["Properties"]["LoggingConfig"]["LogGroup"] == {"Ref": group}
+
+
+def test_the_predict_role_may_publish_the_monitors_alerts_with_the_project_key(
+    poc: Synthesized,
+) -> None:
+    policy = role_policy_statements(poc, "WorkersPredictTaskRole")
+    publish = [st for st in policy if st["Action"] == "sns:Publish"]
+    assert publish == [{"Action": "sns:Publish", "Effect": "Allow", "Resource": {"Ref": next(
+        k for k in poc.service_json["Resources"] if k.startswith("AlertsTopic")
+        and poc.service_json["Resources"][k]["Type"] == "AWS::SNS::Topic")}}]  # fmt: skip
+    # the topic is encrypted with the project key: publishing needs a data key from it
+    (kms,) = [st for st in policy if "kms:GenerateDataKey*" in st["Action"]]
+    assert kms["Resource"]["Fn::ImportValue"].startswith(
+        "mlpoc-data:ExportsOutputFnGetAttProjectKey"
+    )
+    assert "kms:Decrypt" in kms["Action"]
+    env = next(
+        r["Properties"]["ContainerDefinitions"][0]["Environment"]
+        for k, r in poc.service_json["Resources"].items()
+        if k.startswith("WorkersPredictTask") and r["Type"] == "AWS::ECS::TaskDefinition"
+    )
+    names = {e["Name"]: e["Value"] for e in env}
+    assert names["MLPOC_ALERTS_TOPIC_ARN"] == publish[0]["Resource"]
+    assert (names["MLPOC_DRIFT_PSI"], names["MLPOC_DRIFT_SHARE"]) == ("0.2", "0.3")
+
+
+def role_policy_statements(poc: Synthesized, prefix: str) -> list[dict[str, Any]]:
+    role = next(k for k, v in of_type(poc, "AWS::IAM::Role").items() if k.startswith(prefix))
+    return [
+        statement
+        for p in of_type(poc, "AWS::IAM::Policy").values()
+        if {"Ref": role} in p["Properties"]["Roles"]
+        for statement in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
