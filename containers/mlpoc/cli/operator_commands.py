@@ -332,5 +332,5 @@ def monitor_show(
     """The latest monitor report: drift per version, realized accuracy, alerts."""
     report = ops.latest_report(dep, model)
     if report is None:
-        fail(f"no monitor report for {model!r} yet: run `mlpoc monitor run {model} --wait`")
+        raise fail(f"no monitor report for {model!r} yet: run `mlpoc monitor run {model} --wait`")
     console.print(render.monitor_report(report))
