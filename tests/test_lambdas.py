@@ -215,6 +215,18 @@ def test_a_secret_that_is_not_a_slack_webhook_is_refused() -> None:
             notify.webhook_url(arn, client)
 
 
+def test_a_monitor_alert_reaches_slack_as_the_models_sentences() -> None:
+    notify = load("notify")
+    message = json.dumps(
+        {"source": "mlpoc.monitor", "model": "digits", "job_id": "monitor-digits-1",
+         "alerts": ["digits v3: 40 of 64 features drift", "digits v3: realized accuracy 50%"]}
+    )  # fmt: skip
+    text = notify.format_message("mlpoc monitor", message)
+    assert text.startswith(":chart_with_downwards_trend: *digits* may not be good any more")
+    assert "• digits v3: 40 of 64 features drift\n• digits v3: realized accuracy 50%" in text
+    assert "`mlpoc monitor show digits`" in text
+
+
 def test_budget_notifications_pass_through_as_text() -> None:
     notify = load("notify")
     assert (
@@ -277,3 +289,27 @@ def test_eventbridge_events_reach_slack_as_one_line(name: str, expected: str) ->
     message = json.dumps(event(name))
     # THEN the notify function writes one readable line, not the raw JSON
     assert load("notify").format_message(None, message) == expected
+
+
+def test_the_bundled_notify_function_formats_a_monitor_alert_on_the_bare_runtime(
+    tmp_path: Path,
+) -> None:
+    """The notify function gets only mlpoc's logging modules: the monitor's source name is
+    among them, so it formats an alert without the worker's package."""
+    from stacks.constructs.bundling import CopyFiles
+    from stacks.constructs.functions import BUNDLED_MODULES, LOGGING_MODULES
+
+    files = {"lambdas/notify/handler.py": "handler.py"}
+    files.update({f"containers/mlpoc/{m}": f"mlpoc/{m}" for m in LOGGING_MODULES})
+    assert CopyFiles(files, BUNDLED_MODULES).try_bundle(str(tmp_path), None)  # type: ignore[arg-type]
+    probe = (
+        "import sys, json; sys.modules.update(numpy=None); import handler; "
+        "print(handler.format_message(None, json.dumps({'source': 'mlpoc.monitor', "
+        "'model': 'm', 'alerts': ['drift']})))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True,
+        check=False, env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "*m* may not be good any more" in result.stdout and "• drift" in result.stdout

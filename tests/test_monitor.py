@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from typing import Any
+from xml.etree import ElementTree
 
 import numpy as np
 import pytest
@@ -20,6 +21,9 @@ from mlpoc.settings import Settings
 from mlpoc.worker.loop import Worker
 from mlpoc.worker.predict import PredictHandler
 from tests.support.aws_stack import Stack
+from tests.support.pipeline import prepare, run_job
+from tests.support.pipeline import train as train_pipeline
+from tests.test_api import AUTH, make_client
 from tests.test_promotion import train
 
 RNG = np.random.default_rng(7)
@@ -381,3 +385,97 @@ def test_the_monitor_reports_realized_accuracy_per_served_version(stack: Stack) 
             "by_day": [{"day": "2023-11-14", "reviewed": 4, "kept": 3, "realized": 0.75}],
         }
     ]  # fmt: skip
+
+
+# -- the API: samples of realtime requests, the quality routes and their charts ---------------
+
+SVG_NS = "{http://www.w3.org/2000/svg}"
+
+
+def test_a_sampled_realtime_request_is_written_as_the_monitor_reads_it(stack: Stack) -> None:
+    prepare(stack)
+    x, _ = samples.digits(slice(0, 3))
+    rows = [dict(zip(samples.FEATURES, map(float, r), strict=True)) for r in x]
+    with make_client(stack, MLPOC_SAMPLE_RATE="1") as client:
+        answer = client.post("/v1/predict", headers=AUTH, json={"model": "digits", "rows": rows})
+        assert answer.status_code == 200
+        sampler = client.app.state.services.sampler  # type: ignore[attr-defined]
+        (key,) = sampler.flush()
+        assert client.get("/v1/health", headers=AUTH).json()["sampling"]["written_rows"] == 3
+    assert key.startswith("input-samples/digits/1/")
+    text = stack.clients().s3.get_object(Bucket=stack.data_bucket, Key=key)["Body"].read()
+    schema = Registry(stack.clients().dynamodb, stack.models_table).get("digits", 1).schema
+    back = datasets.parse_prediction(text.decode(), key, schema)
+    assert np.array_equal(np.column_stack([back.columns[f] for f in samples.FEATURES]), x)
+    with make_client(stack, MLPOC_SAMPLE_RATE="0") as client:
+        client.post("/v1/predict", headers=AUTH, json={"model": "digits", "rows": rows})
+        assert client.app.state.services.sampler.flush() == []  # type: ignore[attr-defined]
+
+
+def test_the_quality_routes_refuse_what_is_not_there(stack: Stack) -> None:
+    prepare(stack)
+    with make_client(stack) as client:
+        assert client.get("/v1/models/digits/quality").status_code == 401
+        unknown = client.get("/v1/models/nope/charts/metric.svg", headers=AUTH)
+        assert unknown.status_code == 404 and "no model 'nope'" in unknown.text
+        missing = client.get("/v1/models/digits/charts/confusion.svg?version=9", headers=AUTH)
+        assert missing.status_code == 404 and "has no version 9" in missing.text
+        assert (
+            client.get("/v1/models/digits/charts/confusion.svg?version=0", headers=AUTH).status_code
+            == 422
+        )
+        drift = client.get("/v1/models/digits/charts/drift.svg?feature=pixel_1", headers=AUTH)
+        assert drift.status_code == 404
+        assert "run `mlpoc monitor run digits`" in drift.json()["error"]["message"]
+        quality = client.get("/v1/models/digits/quality", headers=AUTH).json()
+        assert quality["monitor"] is None and quality["realized"] == []
+        assert quality["versions"] == [
+            {"version": 1, "value": quality["versions"][0]["value"], "promoted": True,
+             "live": True}
+        ]  # fmt: skip
+
+
+def test_every_chart_is_well_formed_svg_with_its_title(stack: Stack) -> None:
+    prepare(stack)
+    train_pipeline(stack, "train-2", estimator="logistic_regression", C=0.01)
+    sampling.write(
+        stack.clients().s3, stack.data_bucket, model="digits", version=1,
+        schema=Registry(stack.clients().dynamodb, stack.models_table).get("digits", 1).schema,
+        columns=datasets.parse_prediction(shifted_csv(slice(1_400, 1_797)), "s", Registry(
+            stack.clients().dynamodb, stack.models_table).get("digits", 1).schema).columns,
+        ids=[f"s{i}" for i in range(397)], token="t", now=0,
+    )  # fmt: skip
+    run_job(
+        stack,
+        {"job_id": "m", "type": "monitor", "model": "digits",
+         "dataset": f"s3://{stack.data_bucket}/{layout.sample_folder('digits')}"},
+    )  # fmt: skip
+    with make_client(stack) as client:
+        report = client.get("/v1/models/digits/quality", headers=AUTH).json()["monitor"]
+        drifting = report["versions"][0]["drifting"][0]
+        for path, title in [
+            ("metric.svg", "digits: held-out accuracy of each version"),
+            ("confusion.svg?version=2", "digits v2: confusion matrix on the held-out rows"),
+            ("compare.svg?a=1&b=2", "digits: v1 beside v2"),
+            ("realized.svg", "digits v1: realized accuracy on reviewed predictions, per day"),
+            (f"drift.svg?feature={drifting}", f"digits v1: {drifting} (PSI "),
+        ]:
+            answer = client.get(f"/v1/models/digits/charts/{path}", headers=AUTH)
+            assert answer.status_code == 200, answer.text
+            assert answer.headers["content-type"] == "image/svg+xml"
+            svg = ElementTree.fromstring(answer.text)  # noqa: S314 - our own SVG: well-formed, or this raises
+            assert svg.tag == f"{SVG_NS}svg" and svg.attrib["role"] == "img"
+            assert svg.find(f"{SVG_NS}title").text.startswith(title)  # type: ignore[union-attr]
+            assert "style=" not in answer.text  # the page's CSP allows no inline style
+
+
+def test_chart_text_is_escaped() -> None:
+    from mlpoc import charts
+
+    svg = charts.distributions(
+        "m", 1, "<b>&x", {"psi": 0.5, "bins": ["<1", "missing"], "reference": [1, 0],
+                          "recent": [0, 1]},
+    )  # fmt: skip
+    tree = ElementTree.fromstring(svg)  # noqa: S314 - our own SVG
+    texts = [t.text for t in tree.iter(f"{SVG_NS}text")]
+    assert "<1" in texts and tree.find(f"{SVG_NS}title").text == "m v1: <b>&x (PSI 0.500)"  # type: ignore[union-attr]

@@ -44,3 +44,6 @@ class Event(StrEnum):
 
 # the events that end a job other than by success (the dashboard's failure panel)
 FAILURE_EVENTS = (Event.JOB_FAILED, Event.JOB_GAVE_UP, Event.JOB_REJECTED, Event.JOB_LEASE_LOST)
+
+# the ``source`` of a monitor job's alert on the alerts topic (the notify function formats it)
+MONITOR_SOURCE = "mlpoc.monitor"

@@ -18,6 +18,7 @@ from aws_lambda_powertools.utilities.data_classes import SNSEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlpoc import lambda_logs
+from mlpoc.events import MONITOR_SOURCE
 
 logger = lambda_logs.logger("notify")
 
@@ -61,13 +62,27 @@ def format_event(event: dict[str, Any]) -> str | None:
     return None
 
 
+
+
+def format_monitor(alert: dict[str, Any]) -> str:
+    """A monitor job's alert: the model, each sentence on its own line, and where to look."""
+    lines = "\n".join(f"• {said}" for said in alert.get("alerts", []))
+    return (
+        f":chart_with_downwards_trend: *{alert.get('model', '?')}* may not be good any more "
+        f"(monitor job {alert.get('job_id', '?')}):\n{lines}\nThe models page shows each "
+        f"drifting feature; `mlpoc monitor show {alert.get('model', '?')}` prints the report."
+    )
+
+
 def format_message(subject: str | None, message: str) -> str:
-    """A CloudWatch alarm or an EventBridge event (JSON) as one readable line; anything else
-    (budgets) as sent."""
+    """A CloudWatch alarm, an EventBridge event or a monitor alert (JSON) as readable text;
+    anything else (budgets) as sent."""
     try:
         alarm = json.loads(message)
     except json.JSONDecodeError:
         alarm = None
+    if isinstance(alarm, dict) and alarm.get("source") == MONITOR_SOURCE:
+        return format_monitor(alarm)
     if isinstance(alarm, dict) and "detail-type" in alarm:
         line = format_event(alarm)
         if line is not None:

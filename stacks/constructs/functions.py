@@ -40,8 +40,8 @@ NO_RESERVATION = (
 # bundled into every function: Powertools and what it needs beyond the runtime's boto3
 BUNDLED_MODULES = ("aws_lambda_powertools", "typing_extensions")
 RUNTIME = lambda_.Runtime.PYTHON_3_14
-# in every function: mlpoc's one log format
-LOGGING_MODULES = ("__init__.py", "lambda_logs.py")
+# in every function: mlpoc's one log format and its event names (the notify function reads one)
+LOGGING_MODULES = ("__init__.py", "lambda_logs.py", "events.py")
 # in the functions that record jobs (shared_runtime): the job contract, the ledger, the layout
 SHARED_MODULES = (
     "backoff.py",

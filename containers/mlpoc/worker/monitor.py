@@ -30,6 +30,7 @@ from mlpoc import datasets, layout, monitoring, runs, sampling
 from mlpoc.annotations import corrections
 from mlpoc.contracts import S3Uri
 from mlpoc.errors import JobFailed
+from mlpoc.events import MONITOR_SOURCE
 from mlpoc.inference import ModelCache
 from mlpoc.registry import ModelVersion, Registry
 from mlpoc.worker.context import JobContext
@@ -210,7 +211,7 @@ class MonitorHandler:
             return 0
         message = json.dumps(
             {
-                "source": "mlpoc.monitor",
+                "source": MONITOR_SOURCE,
                 "model": ctx.job.model,
                 "job_id": ctx.job.job_id,
                 "alerts": said,
