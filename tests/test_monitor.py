@@ -479,3 +479,45 @@ def test_chart_text_is_escaped() -> None:
     tree = ElementTree.fromstring(svg)  # noqa: S314 - our own SVG
     texts = [t.text for t in tree.iter(f"{SVG_NS}text")]
     assert "<1" in texts and tree.find(f"{SVG_NS}title").text == "m v1: <b>&x (PSI 0.500)"  # type: ignore[union-attr]
+
+
+def test_the_monitor_commands_queue_a_job_and_show_its_report(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from mlpoc.cli import common
+    from mlpoc.cli.app import app
+    from tests.test_cli_ops import deployment
+
+    prepare(stack)
+    monkeypatch.setattr(common, "deployment", lambda *_: deployment(stack))
+    runner = CliRunner()
+    # GIVEN no monitor has run: show says what to do, and fails
+    shown = runner.invoke(app, ["monitor", "show", "digits"])
+    assert shown.exit_code == 1
+    assert "no monitor report for 'digits' yet: run `mlpoc monitor run digits --wait`" in (
+        shown.output
+    )
+    # WHEN one is queued: a monitor job over the model's samples, on the predict queue
+    queued = runner.invoke(
+        app, ["monitor", "run", "digits", "--window-hours", "24", "--param", "psi=0.1"]
+    )
+    assert queued.exit_code == 0, queued.output
+    (message,) = stack.clients().sqs.receive_message(QueueUrl=stack.predict_queue_url)["Messages"]
+    body = json.loads(message["Body"])
+    assert (body["type"], body["dataset"]) == (
+        "monitor", f"s3://{stack.data_bucket}/input-samples/digits/"
+    )  # fmt: skip
+    assert body["params"] == {"window_hours": 24, "psi": 0.1}
+    # AND a predict worker runs it (the message is visible again after a moment: resend it)
+    stack.clients().sqs.send_message(QueueUrl=stack.predict_queue_url, MessageBody=message["Body"])
+    found = replace(Settings.from_env("predict", stack.env("")), wait_seconds=0, prefetch=1)
+    clients = stack.clients()
+    Worker(settings=found, clients=clients, handler=PredictHandler(found, clients)).process_batch()
+    # THEN show prints v1 judged on the predict job's sample, with the report's thresholds
+    shown = runner.invoke(app, ["monitor", "show", "digits"])
+    assert shown.exit_code == 0, shown.output
+    flat = " ".join(shown.output.split())  # the title wraps at the terminal's width
+    assert "(drift: PSI > 0.1 in over 30% of the features)" in flat
+    assert "│ v1 " in shown.output and "no alerts" in shown.output
