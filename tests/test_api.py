@@ -84,7 +84,13 @@ def test_health_needs_no_key_and_tells_nothing_but_the_models_are_behind_it(
 ) -> None:
     assert reader.get("/healthz").json() == {"status": "ok"}
     assert reader.get("/v1/health").status_code == 401
-    assert reader.get("/v1/health", headers=AUTH).json() == {"status": "ok", "models": {}}
+    assert reader.get("/v1/health", headers=AUTH).json() == {
+        "status": "ok",
+        "models": {},
+        # the monitor's sample of realtime requests (mlpoc.sampling): 10 % by default
+        "sampling": {"rate": 0.1, "held_rows": 0, "written_rows": 0, "dropped_rows": 0,
+                     "failed_rows": 0},
+    }  # fmt: skip
     reader.post("/v1/predict", headers=AUTH, json={"model": "digits", "rows": [row(0)]})
     assert reader.get("/v1/health", headers=AUTH).json()["models"] == {
         "digits": {"version": 1, "pinned": False}

@@ -97,6 +97,23 @@ def probes(stack: Stack) -> list[tuple[str, str, dict[str, Any]]]:
             {"json": {"model": "digits", "rows": [{"a": 1.0}]}, "headers": AUTH},
         ),
         ("GET", "/v1/predictions/digits/nope", {"headers": AUTH}),
+        ("GET", "/v1/models/digits/quality", {"headers": AUTH}),
+        ("GET", "/v1/models/nope/quality", {"headers": AUTH}),  # 404
+        ("GET", "/v1/models/digits/charts/metric.svg", {"headers": AUTH}),
+        ("GET", "/v1/models/digits/charts/confusion.svg", {"headers": AUTH}),
+        (
+            "GET",
+            "/v1/models/digits/charts/confusion.svg",
+            {"headers": AUTH, "params": {"version": "0"}},
+        ),  # 422
+        ("GET", "/v1/models/digits/charts/compare.svg", {"headers": AUTH, "params": {"b": "9"}}),
+        ("GET", "/v1/models/digits/charts/realized.svg", {"headers": AUTH}),
+        (
+            "GET",
+            "/v1/models/digits/charts/drift.svg",
+            {"headers": AUTH, "params": {"feature": "pixel_1"}},
+        ),  # 404
+        ("GET", "/v1/models/digits/charts/drift.svg", {"headers": AUTH}),  # 422: no feature
         ("GET", "/v1/annotations/digits", {"headers": AUTH}),
         (
             "POST",

@@ -180,13 +180,19 @@ def index_item(record_key: str, data: DataIdentity) -> dict[str, Any]:
     return {"record": record_key, "data_sha256": data.sha256}
 
 
-def metadata(s3: Any, bucket: str, version: ModelVersion) -> dict[str, Any] | None:
-    """The version's metadata.json (its run record under ``run``); None when it is gone."""
+def read_json(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
+    """A JSON object the kit wrote to a bucket; None when it is not there (deleted, expired or
+    never written)."""
     try:
-        body = s3.get_object(Bucket=bucket, Key=version.metadata_key)["Body"].read()
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except ClientError as error:
         if error.response["Error"]["Code"] not in {"NoSuchKey", "404"}:
             raise
         return None
     found: dict[str, Any] = json.loads(body)
     return found
+
+
+def metadata(s3: Any, bucket: str, version: ModelVersion) -> dict[str, Any] | None:
+    """The version's metadata.json (its run record under ``run``); None when it is gone."""
+    return read_json(s3, bucket, version.metadata_key)

@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 
 from mlpoc import layout
+from mlpoc.datasets import PredictionSet
+from mlpoc.registry import ModelVersion
 from mlpoc.schema import CATEGORY, Schema
 
 log = logging.getLogger("mlpoc.sampling")
@@ -101,29 +103,20 @@ def write(
 
 
 def keep_job_rows(
-    s3: Any,
-    bucket: str,
-    *,
-    model: str,
-    version: int,
-    schema: Schema,
-    columns: Mapping[str, np.ndarray],
-    ids: Sequence[str],
-    limit: int,
-    job_id: str,
+    s3: Any, bucket: str, version: ModelVersion, data: PredictionSet, *, limit: int, job_id: str
 ) -> str | None:
-    """A predict job's sample (None when ``limit`` is 0 or the job had no rows)."""
-    if limit <= 0 or not ids:
+    """A predict job's sample of ``data`` (None when ``limit`` is 0 or the job had no rows)."""
+    if limit <= 0 or not data.ids:
         return None
-    chosen = pick(len(ids), limit, job_id)
+    chosen = pick(len(data.ids), limit, job_id)
     return write(
         s3,
         bucket,
-        model=model,
-        version=version,
-        schema=schema,
-        columns={name: values[chosen] for name, values in columns.items()},
-        ids=[ids[i] for i in chosen],
+        model=version.model,
+        version=version.version,
+        schema=version.schema,
+        columns={name: values[chosen] for name, values in data.columns.items()},
+        ids=[data.ids[i] for i in chosen],
         token=job_id,
         now=time.time(),
     )

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from mlpoc import jobs, layout
 from mlpoc import runs as runs_module
 from mlpoc.cli.target import Deployment
@@ -367,17 +365,6 @@ def sample_folder(dep: Deployment, model: str) -> str:
 
 def latest_report(dep: Deployment, model: str) -> dict[str, Any] | None:
     """The model's latest monitor report (None: no monitor job has run)."""
-    try:
-        body = (
-            dep.client("s3")
-            .get_object(Bucket=dep.output("ModelBucketName"), Key=layout.latest_report_key(model))[
-                "Body"
-            ]
-            .read()
-        )
-    except ClientError as error:
-        if error.response["Error"]["Code"] not in {"NoSuchKey", "404"}:
-            raise
-        return None
-    found: dict[str, Any] = json.loads(body)
-    return found
+    return runs_module.read_json(
+        dep.client("s3"), dep.output("ModelBucketName"), layout.latest_report_key(model)
+    )

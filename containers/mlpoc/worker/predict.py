@@ -119,11 +119,8 @@ class PredictHandler:
         sampling.keep_job_rows(
             clients.s3,
             settings.data_bucket,
-            model=job.model,
-            version=version.version,
-            schema=schema,
-            columns=data.columns,
-            ids=ids,
+            version,
+            data,
             limit=settings.sample_rows,
             job_id=job.job_id,
         )

@@ -5,10 +5,8 @@ monitor report (:mod:`mlpoc.worker.monitor`)."""
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
-from botocore.exceptions import ClientError
 from fastapi import APIRouter, Depends, Query, Response
 
 from mlpoc import charts, layout, monitoring, runs
@@ -36,16 +34,7 @@ def _versions(registry: Registry, name: str) -> list[ModelVersion]:
 
 
 def latest_report(clients: Clients, settings: ApiSettings, name: str) -> dict[str, Any] | None:
-    try:
-        body = clients.s3.get_object(
-            Bucket=settings.runtime.model_bucket, Key=layout.latest_report_key(name)
-        )["Body"].read()
-    except ClientError as error:
-        if error.response["Error"]["Code"] in {"NoSuchKey", "404"}:
-            return None
-        raise
-    found: dict[str, Any] = json.loads(body)
-    return found
+    return runs.read_json(clients.s3, settings.runtime.model_bucket, layout.latest_report_key(name))
 
 
 def _realized(
