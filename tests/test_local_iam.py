@@ -165,6 +165,23 @@ def test_only_the_api_reads_its_key(enforced: EnforcedStack) -> None:
         assert allowed(lambda s=secrets: s.get_secret_value(SecretId=arn)) == (role == "api")
 
 
+def test_only_the_predict_worker_publishes_the_monitors_alerts(enforced: EnforcedStack) -> None:
+    # the stand-in topic replaced the template's in the predict worker's environment and policy
+    topic = enforced.specs["predict"].env["MLPOC_ALERTS_TOPIC_ARN"]
+    assert topic.startswith("arn:aws:sns:") and topic.endswith(":mlpoc-alerts")
+    for role in layout.RUNTIME_ROLES:
+        sns = enforced.client(role, "sns")
+        sent = allowed(lambda s=sns, r=role: s.publish(TopicArn=topic, Message=f"from {r}"))
+        assert sent == (role == "predict"), role
+    inbox = enforced.client("operator", "sqs").receive_message(
+        QueueUrl=enforced.alerts_inbox, MaxNumberOfMessages=10
+    )
+    # (the fixture's stack is shared: other tests may have published there too)
+    assert [m["Body"] for m in inbox["Messages"] if m["Body"].startswith("from ")] == [
+        "from predict"
+    ]
+
+
 def test_a_denial_names_the_role_the_action_and_the_resource(enforced: EnforcedStack) -> None:
     jobs = enforced.outputs["JobsTableName"]
     with pytest.raises(ClientError) as denied:

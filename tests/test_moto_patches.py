@@ -114,6 +114,16 @@ def test_get_queue_url_is_authorized_on_the_queue(enforced: EnforcedStack) -> No
     )
 
 
+def test_sns_publish_is_authorized_on_the_topic(enforced: EnforcedStack) -> None:
+    # AWS authorizes sns:Publish on the topic's ARN: grant_publish scopes the policy to it
+    topic = enforced.specs["predict"].env["MLPOC_ALERTS_TOPIC_ARN"]
+    enforced.client("predict", "sns").publish(TopicArn=topic, Message="drift")
+    with pytest.raises(ClientError) as denied:
+        enforced.client("train", "sns").publish(TopicArn=topic, Message="drift")
+    assert denied.value.response["Error"]["Code"] == "AccessDenied"
+    assert f"sns:Publish on resource: {topic}" in denied.value.response["Error"]["Message"]
+
+
 def test_s3_denials_name_the_object(enforced: EnforcedStack) -> None:
     bucket = enforced.outputs["ModelBucketName"]
     with pytest.raises(ClientError) as denied:

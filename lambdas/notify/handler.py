@@ -62,8 +62,6 @@ def format_event(event: dict[str, Any]) -> str | None:
     return None
 
 
-
-
 def format_monitor(alert: dict[str, Any]) -> str:
     """A monitor job's alert: the model, each sentence on its own line, and where to look."""
     lines = "\n".join(f"• {said}" for said in alert.get("alerts", []))

@@ -18,9 +18,16 @@ from typing import Any
 import boto3
 
 from mlpoc.aws import Clients
-from mlpoc.local.deploy import LocalDeployer
+from mlpoc.local.deploy import LocalDeployer, create_alerts_topic
 from mlpoc.local.iam import Enforced, LocalIdentities
-from mlpoc.local.processes import LOCAL_ACCOUNT, ProcessSpec, Resolver, api_key_secret, processes
+from mlpoc.local.processes import (
+    LOCAL_ACCOUNT,
+    ProcessSpec,
+    Resolver,
+    alerts_topic,
+    api_key_secret,
+    processes,
+)
 from mlpoc.local.safety import REGION, Credentials, local_env
 from mlpoc.local.schedules import LocalSchedule, from_template, scheduler_role
 from tests.support.aws_stack import OUTPUTS, Stack
@@ -61,6 +68,7 @@ class EnforcedStack:
     schedules: list[LocalSchedule] = field(default_factory=list)
     wired: list[str] = field(default_factory=list)
     api_key: str = ""  # the API key local mode generated (its secret is the API's stand-in)
+    alerts_inbox: str = ""  # the queue subscribed to the alerts topic's stand-in
 
     def session(self, role: str) -> boto3.session.Session:
         """A session with the credentials of a runtime role (or "operator")."""
@@ -124,7 +132,11 @@ def deploy_enforced(
     deployer = LocalDeployer(endpoint)
     stack = deployer.create("mlpoc-data", data)
     secret_arn, api_key = deployer.create_api_key("mlpoc")
-    stand_ins = dict.fromkeys(api_key_secret(service), secret_arn)
+    topic_arn, inbox = create_alerts_topic(deployer, "mlpoc")
+    stand_ins = {
+        **dict.fromkeys(api_key_secret(service), secret_arn),
+        **dict.fromkeys(alerts_topic(service), topic_arn),
+    }
     if origin_secret is not None:
         arn = deployer.secretsmanager.create_secret(
             Name="mlpoc-local-origin", SecretString=origin_secret
@@ -144,6 +156,7 @@ def deploy_enforced(
         schedules=found,
         wired=stack.wired,
         api_key=api_key,
+        alerts_inbox=inbox,
     )
 
 

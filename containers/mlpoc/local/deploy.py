@@ -46,6 +46,7 @@ class LocalDeployer:
         self.sqs = session.client("sqs", endpoint_url=endpoint)
         self.dynamodb = session.client("dynamodb", endpoint_url=endpoint)
         self.secretsmanager = session.client("secretsmanager", endpoint_url=endpoint)
+        self.sns = session.client("sns", endpoint_url=endpoint)
 
     def create(self, name: str, template: dict[str, Any]) -> LocalStack:
         prepared = for_moto(template, supported_by_moto)
@@ -155,6 +156,22 @@ class LocalDeployer:
             Name=f"{project}-local-api-key-{secrets.token_hex(3)}", SecretString=key
         )["ARN"]
         return arn, key
+
+
+def create_alerts_topic(deployer: LocalDeployer, project: str) -> tuple[str, str]:
+    """A stand-in for the service stack's alerts topic, with a queue subscribed in place of the
+    notify function (which needs Lambda): what the monitor job publishes lands there. Its ARN
+    and the queue's URL."""
+    topic: str = deployer.sns.create_topic(Name=f"{project}-alerts")["TopicArn"]
+    url: str = deployer.sqs.create_queue(QueueName=f"{project}-alerts-inbox")["QueueUrl"]
+    arn = deployer.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+    deployer.sns.subscribe(
+        TopicArn=topic,
+        Protocol="sqs",
+        Endpoint=arn["Attributes"]["QueueArn"],
+        Attributes={"RawMessageDelivery": "true"},
+    )
+    return topic, url
 
 
 def _notification_api_shape(config: dict[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,8 @@ The gaps:
   account's table, and the call is allowed only if the table's resource policy (which local
   mode sets from the template) allows the caller's account (:func:`resource_policy_allows`).
 * **Secrets Manager** is authorized against ``*`` too. Patched: the secret's ARN.
+* **SNS** is authorized against ``*`` too, so ``grant_publish`` (scoped to the topic) always
+  fails. Patched: the topic's ARN (``TopicArn``, or ``TargetArn`` for a publish).
 * **SQS** ``GetQueueUrl`` (and ``CreateQueue``) are authorized against ``*``. Patched: the
   queue's ARN, from ``QueueName``. And moto asks for ``sqs:DeleteMessageBatch`` (and the other
   batch names), which IAM does not have: AWS authorizes a batch call with the single action's
@@ -63,6 +65,7 @@ from moto.dynamodb.responses import DynamoHandler
 from moto.iam.access_control import IAMRequest, IAMRequestBase, S3IAMRequest
 from moto.s3.exceptions import S3AccessDeniedError
 from moto.secretsmanager.responses import SecretsManagerResponse
+from moto.sns.responses import SNSResponse
 from moto.sqs.models import SQSBackend
 from moto.sqs.responses import SQSResponse
 
@@ -324,6 +327,11 @@ def _secret_resource(self: SecretsManagerResponse) -> str:
     return arn
 
 
+def _sns_resource(self: SNSResponse) -> str:
+    arn = self._get_param("TopicArn") or self._get_param("TargetArn")
+    return str(arn) if arn else "*"
+
+
 DYNAMODB_LOCK = threading.Lock()
 
 
@@ -357,6 +365,7 @@ PATCHES: tuple[Patch, ...] = (
     Patch(DynamoDBBackend, "get_table", _get_table),
     Patch(DynamoHandler, "call_action", _dynamodb_call_action),
     Patch(SecretsManagerResponse, "_determine_resource", _secret_resource),
+    Patch(SNSResponse, "_determine_resource", _sns_resource),
     Patch(SQSBackend, "is_message_valid_based_on_retention_period", _valid_for_retention),
 )
 # What the patches replace or rely on, as moto 5.2.5 has it: "Class.attribute" -> sha256 of its
@@ -388,6 +397,7 @@ MOTO_SOURCES: dict[str, str] = {
         "ce5f57cf83cde3400fa73a201929d18af92aaba2bb301d4d74609a1467b8daaf"
     ),
     "SecretsManagerResponse._determine_resource": "",
+    "SNSResponse._determine_resource": "",
     "SQSBackend.is_message_valid_based_on_retention_period": (
         "cca23b94a5f3af9d9c5af1c09ee5e615017bdf6bd032301cb321c06c7e595d4b"
     ),

@@ -227,6 +227,21 @@ def api_key_secret(template: Mapping[str, Any]) -> dict[str, str]:
     return {}
 
 
+def alerts_topic(template: Mapping[str, Any]) -> list[str]:
+    """The logical ids of the topics the workers publish alerts to (``MLPOC_ALERTS_TOPIC_ARN``
+    of a task definition): local mode puts a stand-in topic in their place."""
+    found = []
+    for resource in template["Resources"].values():
+        if resource["Type"] != "AWS::ECS::TaskDefinition":
+            continue
+        for container in resource["Properties"]["ContainerDefinitions"]:
+            for variable in container.get("Environment", []):
+                value = variable["Value"]
+                if variable["Name"] == "MLPOC_ALERTS_TOPIC_ARN" and isinstance(value, dict):
+                    found.append(str(value["Ref"]))
+    return sorted(set(found))
+
+
 def _role_of(arn: Any) -> str:
     """The role's logical id in ``{"Fn::GetAtt": [role, "Arn"]}`` ("" for anything else)."""
     if isinstance(arn, dict) and isinstance(arn.get("Fn::GetAtt"), list):

@@ -32,10 +32,17 @@ from mlpoc.assembly import Assembly
 from mlpoc.errors import LocalError
 from mlpoc.local import motopatch, sqs_lambda
 from mlpoc.local import schedules as local_schedules
-from mlpoc.local.deploy import LocalDeployer
+from mlpoc.local.deploy import LocalDeployer, create_alerts_topic
 from mlpoc.local.iam import LocalIdentities, NoRole
 from mlpoc.local.motoserver import EmbeddedMoto
-from mlpoc.local.processes import LOCAL_ACCOUNT, ProcessSpec, Resolver, api_key_secret, processes
+from mlpoc.local.processes import (
+    LOCAL_ACCOUNT,
+    ProcessSpec,
+    Resolver,
+    alerts_topic,
+    api_key_secret,
+    processes,
+)
 from mlpoc.local.safety import FAKE, REGION, Credentials, check_env, local_env, local_session
 from mlpoc.local.schedules import LocalSchedule, LocalScheduler
 from mlpoc.local.state import STATE_FILE, LocalState, ProcessState, pid_alive
@@ -126,9 +133,19 @@ class LocalMode:
         deployer = LocalDeployer(endpoint)
         stack = deployer.create(data_name, templates[data_name])
         secret_arn, api_key = deployer.create_api_key(project)
+        topic_arn, inbox = create_alerts_topic(deployer, project)
+        stack.notes.append(
+            f"alerts topic: a stand-in ({topic_arn}); what the monitor job publishes lands in the "
+            f"queue {inbox.rsplit('/', 1)[-1]} (the notify function needs Lambda)"
+        )
 
         resolve = Resolver(
-            stack.exports, REGION, dict.fromkeys(api_key_secret(service), secret_arn)
+            stack.exports,
+            REGION,
+            {
+                **dict.fromkeys(api_key_secret(service), secret_arn),
+                **dict.fromkeys(alerts_topic(service), topic_arn),
+            },
         )
         specs = processes(service, assembly, resolve)
         queue_urls = self._queue_urls(specs, endpoint)
