@@ -310,11 +310,18 @@ def test_the_monitor_reports_shifted_inputs_and_alerts_and_stays_quiet_on_unshif
         columns=shifted.columns, ids=shifted.ids, token="api", now=0,
     )  # fmt: skip
     loud = monitor(stack, "m2", topic)
+    # AND a sample that does not fit v1's schema (put there by hand) is skipped with its reason
+    clients.s3.put_object(
+        Bucket=stack.data_bucket, Key=f"{layout.sample_folder('digits')}1/by-hand.csv",
+        Body=b"id,colour\na,red\n",
+    )  # fmt: skip
     # THEN drift is reported per feature and for the scores, and one alert is published
     assert loud["drifting_versions"] == [1] and loud["alerts"] == 1 and loud["published"] == 1
     latest = report(stack)
     found = latest["versions"][0]
     assert found["rows"] == 400 + 197 and found["drift"] is True
+    (skipped,) = found["skipped"]
+    assert "by-hand.csv lacks feature column(s) the model was trained on" in skipped
     assert found["share"] > 0.3 and len(found["drifting"]) > 0.3 * 64
     assert all(found["features"][n]["psi"] > 0.2 for n in found["drifting"])
     assert "confidence" in found["output"] and "label" in found["output"]

@@ -21,7 +21,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,7 +29,7 @@ import numpy as np
 from mlpoc import datasets, layout, monitoring, runs, sampling
 from mlpoc.annotations import corrections
 from mlpoc.contracts import S3Uri
-from mlpoc.errors import JobFailed
+from mlpoc.errors import DatasetError, JobFailed
 from mlpoc.events import MONITOR_SOURCE
 from mlpoc.inference import ModelCache
 from mlpoc.registry import ModelVersion, Registry
@@ -51,6 +51,7 @@ class Recent:
     parts: list[datasets.PredictionSet]
     objects: int = 0
     rows: int = 0
+    skipped: list[str] = field(default_factory=list)  # samples that could not be read, and why
 
     def columns(self) -> dict[str, np.ndarray]:
         names = [c.name for c in self.version.schema.columns]
@@ -154,7 +155,10 @@ class MonitorHandler:
                 continue
             if int(number) not in recent:
                 recent[int(number)] = Recent(registry.get(job.model, int(number)), [])
-            self._add(ctx, recent[int(number)], S3Uri(folder.bucket, found["Key"]))
+            try:
+                self._add(ctx, recent[int(number)], S3Uri(folder.bucket, found["Key"]))
+            except DatasetError as error:  # one bad sample (put there by hand?) is not the job
+                recent[int(number)].skipped.append(str(error)[:300])
         return recent
 
     def _given(self, ctx: JobContext, registry: Registry) -> dict[int, Recent]:
@@ -186,7 +190,9 @@ class MonitorHandler:
         self, ctx: JobContext, found: Recent, thresholds: monitoring.Thresholds
     ) -> dict[str, Any]:
         version = found.version
-        head = {"version": version.version, "objects": found.objects}
+        head: dict[str, Any] = {"version": version.version, "objects": found.objects}
+        if found.skipped:
+            head["skipped"] = found.skipped
         metadata = runs.metadata(ctx.clients.s3, ctx.settings.model_bucket, version)
         profile = ((metadata or {}).get("run") or {}).get("profile")
         if not profile:
