@@ -309,12 +309,12 @@ def test_the_monitor_reports_shifted_inputs_and_alerts_and_stays_quiet_on_unshif
         clients.s3, stack.data_bucket, model="digits", version=1, schema=schema,
         columns=shifted.columns, ids=shifted.ids, token="api", now=0,
     )  # fmt: skip
-    loud = monitor(stack, "m2", topic)
     # AND a sample that does not fit v1's schema (put there by hand) is skipped with its reason
     clients.s3.put_object(
         Bucket=stack.data_bucket, Key=f"{layout.sample_folder('digits')}1/by-hand.csv",
         Body=b"id,colour\na,red\n",
     )  # fmt: skip
+    loud = monitor(stack, "m2", topic)
     # THEN drift is reported per feature and for the scores, and one alert is published
     assert loud["drifting_versions"] == [1] and loud["alerts"] == 1 and loud["published"] == 1
     latest = report(stack)
