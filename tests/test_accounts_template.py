@@ -338,6 +338,9 @@ def test_the_cost_report_says_what_crosses_accounts_and_who_pays(
     assert "s3://biz-exchange/cleansed/: S3 bills those requests to the bucket's owner" in text
     assert f"read by account(s) {BUSINESS}: DynamoDB bills those reads to this account" in text
     assert "3 schedule(s): EventBridge Scheduler invocations, 14 million a month free" in text
+    # of the three, only the monitor's runs are priced as monitoring (30 a month, daily)
+    runs = next(line for line in report.monitor if line.item.startswith("S3 requests"))
+    assert runs.detail.startswith("30 runs:")
     assert not [u for u in report.unpriced if "Scheduler" in u]
     alone = cost.report(Assembly.from_dir(poc.outdir), "us-east-1").across_accounts
     assert alone == [

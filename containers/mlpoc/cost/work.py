@@ -3,6 +3,7 @@ request pattern the runtime really has and the worker task size and capacity in 
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -173,8 +174,8 @@ def _monitor_runs(assembly: Assembly, hours: float) -> float:
     """Monitor jobs a month: each monitor schedule's runs (a cron counts as daily)."""
     runs = 0.0
     for _, schedule in assembly.of_type("AWS::Scheduler::Schedule"):
-        description = str(schedule["Properties"].get("Description", ""))
-        if "drift" not in description:  # a retrain's schedule (priced per train job)
+        sent = json.dumps(schedule["Properties"]["Target"].get("Input", ""))
+        if '\\"type\\":\\"monitor\\"' not in sent:  # a retrain's (priced per train job)
             continue
         rate = RATE.match(schedule["Properties"]["ScheduleExpression"])
         period = UNIT_SECONDS[rate["unit"].rstrip("s")] * int(rate["value"]) if rate else 86_400
