@@ -15,7 +15,7 @@ import pytest
 from mlpoc import datasets, layout, monitoring, runs, samples, sampling
 from mlpoc.inference import Predictions
 from mlpoc.ledger import Ledger
-from mlpoc.registry import Registry
+from mlpoc.registry import ModelVersion, Registry
 from mlpoc.schema import CATEGORY, Column, Schema
 from mlpoc.settings import Settings
 from mlpoc.worker.loop import Worker
@@ -140,7 +140,7 @@ def test_realized_accuracy_is_the_share_of_served_answers_people_kept_per_versio
             correction(1, "5", "6", 0),
             correction(None, "5", "5", 0),  # from before versions were recorded: left out
         ],
-        {1: 0.9, 2: 0.95},
+        [served(1, {"rmse": 3.0}), served(2, {"accuracy": 0.95})],
     )
     assert [v["version"] for v in found] == [2, 1]
     newest = found[0]
@@ -148,6 +148,15 @@ def test_realized_accuracy_is_the_share_of_served_answers_people_kept_per_versio
     assert newest["held_out"] == 0.95
     assert [(d["reviewed"], d["kept"]) for d in newest["by_day"]] == [(2, 1), (2, 2)]
     assert found[1]["realized"] == 0.0
+    assert found[1]["held_out"] is None  # a version without an accuracy (a regression) has none
+
+
+def served(number: int, metrics: dict[str, float]) -> ModelVersion:
+    return ModelVersion(
+        model="m", version=number, sha256="0" * 64, artifact_key="a", metadata_key="m",
+        features=["x"], classes=[], metrics=metrics, job_id="j", dataset="d", plugin="p",
+        created_at=0.0,
+    )  # fmt: skip
 
 
 def test_a_realized_accuracy_under_the_floor_alerts_once_enough_items_were_reviewed() -> None:

@@ -153,17 +153,12 @@ def new_files(s3: Any, folder: S3Uri, lineage: Lineage) -> tuple[list[str], floa
     held = lineage.held
     found: list[tuple[float, str]] = []
     newest = lineage.watermark
-    paginator = s3.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=folder.bucket, Prefix=folder.key):
-        for item in page.get("Contents", []):
-            key = item["Key"]
-            written = item["LastModified"].timestamp()
-            if not key.lower().endswith(layout.DATASET_SUFFIX) or key.endswith("/"):
-                continue
-            newest = max(newest, written)
-            uri = str(S3Uri(folder.bucket, key))
-            if written >= lineage.watermark and uri not in held:
-                found.append((written, uri))
+    for item in datasets.listed_csvs(s3, folder):
+        written = item["LastModified"].timestamp()
+        newest = max(newest, written)
+        uri = str(S3Uri(folder.bucket, item["Key"]))
+        if written >= lineage.watermark and uri not in held:
+            found.append((written, uri))
     return [uri for _, uri in sorted(found)], newest
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from botocore.exceptions import ClientError
 
+from mlpoc import layout
 from mlpoc.contracts import S3Uri
 from mlpoc.errors import DatasetError
 from mlpoc.schema import (
@@ -71,6 +72,21 @@ class PredictionSet:
 
     def rows(self, start: int, stop: int) -> dict[str, np.ndarray]:
         return {name: values[start:stop] for name, values in self.columns.items()}
+
+
+def listed_csvs(s3: Any, folder: S3Uri) -> list[dict[str, Any]]:
+    """Every .csv object under ``folder`` (S3's listing entries: Key, Size, LastModified), page
+    by page: what a predict job, a dataset build and a monitor job read of a folder."""
+    found: list[dict[str, Any]] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=folder.bucket, Prefix=folder.key
+    ):
+        found.extend(
+            entry
+            for entry in page.get("Contents", [])
+            if entry["Key"].lower().endswith(layout.DATASET_SUFFIX)
+        )
+    return found
 
 
 def size_of(s3: Any, uri: S3Uri) -> int:

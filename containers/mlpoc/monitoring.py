@@ -25,7 +25,6 @@ falls below a floor.
 from __future__ import annotations
 
 import itertools
-import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ import numpy as np
 
 from mlpoc import runs
 from mlpoc.inference import Predictions
+from mlpoc.registry import ModelVersion
 from mlpoc.schema import CATEGORY
 
 PSI_DRIFT = 0.2
@@ -60,14 +60,12 @@ class Thresholds:
         """A monitor job's ``params`` over the worker's defaults; ValueError names a bad one."""
         psi = _fraction(params, "psi", default.psi, upper=10.0)
         share = _fraction(params, "drift_share", default.share, upper=1.0)
-        floor = params.get("min_realized_accuracy", default.min_realized)
-        return cls(
-            psi=psi,
-            share=share,
-            min_realized=None
-            if floor is None
-            else _fraction({"min_realized_accuracy": floor}, "min_realized_accuracy", 0, 1.0),
+        floor = (
+            _fraction(params, "min_realized_accuracy", 0.0, upper=1.0)
+            if "min_realized_accuracy" in params
+            else default.min_realized
         )
+        return cls(psi=psi, share=share, min_realized=floor)
 
 
 def _fraction(params: Mapping[str, Any], name: str, default: float, upper: float) -> float:
@@ -177,11 +175,12 @@ def day_of(stamp: float) -> str:
 
 
 def realized(
-    corrections: Iterable[Mapping[str, Any]], held_out: Mapping[int, float]
+    corrections: Iterable[Mapping[str, Any]], versions: Iterable[ModelVersion]
 ) -> list[dict[str, Any]]:
     """Per served version (newest first): how many of its answers people reviewed, how many they
     kept, the realized accuracy, per day, beside the version's held-out accuracy. A correction
     without the version that served it (recorded before versions were kept) is left out."""
+    held_out = {v.version: v.metrics.get("accuracy") for v in versions}
     by_version: dict[int, dict[str, list[int]]] = {}
     for item in corrections:
         if item.get("version") is None or item.get("predicted_label") is None:
@@ -202,7 +201,7 @@ def realized(
                 "reviewed": reviewed,
                 "kept": kept,
                 "realized": round(kept / reviewed, DIGITS),
-                "held_out": None if score is None or math.isnan(score) else round(score, DIGITS),
+                "held_out": None if score is None else round(score, DIGITS),
                 "by_day": [
                     {"day": d, "reviewed": c[0], "kept": c[1], "realized": round(c[1] / c[0], 4)}
                     for d, c in sorted(days.items())

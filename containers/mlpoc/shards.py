@@ -32,7 +32,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from mlpoc import datasets, layout
+from mlpoc import datasets
 from mlpoc.contracts import JOB_ID_PATTERN, Job, S3Uri, Shard
 from mlpoc.errors import DatasetError, JobFailed
 from mlpoc.settings import MIN_SHARD_BYTES
@@ -76,13 +76,11 @@ def _objects(s3: Any, dataset: S3Uri) -> list[tuple[str, int]]:
     """(key, size) of the dataset: the one object, or every .csv under the prefix."""
     if not dataset.key.endswith("/"):
         return [(dataset.key, datasets.size_of(s3, dataset))]
-    found: list[tuple[str, int]] = []
-    paginator = s3.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=dataset.bucket, Prefix=dataset.key):
-        for entry in page.get("Contents", []):
-            key = entry["Key"]
-            if key.lower().endswith(layout.DATASET_SUFFIX) and entry["Size"] > 0:
-                found.append((key, int(entry["Size"])))
+    found = [
+        (entry["Key"], int(entry["Size"]))
+        for entry in datasets.listed_csvs(s3, dataset)
+        if entry["Size"] > 0
+    ]
     if not found:
         raise DatasetError(
             f"no .csv object under {dataset}: upload the files first, or name one .csv object"

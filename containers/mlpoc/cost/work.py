@@ -170,13 +170,23 @@ def per_gpu_hour(assembly: Assembly, p: Mapping[str, Any], a: Mapping[str, Any])
     return lines
 
 
+def _job_type(sent: Any) -> str | None:
+    """The ``type`` of the job a schedule sends: its input, a JSON text that the template may
+    join from parts (a bucket name is a reference: it stands as ``-`` here)."""
+    if isinstance(sent, dict) and "Fn::Join" in sent:
+        sent = "".join(p if isinstance(p, str) else "-" for p in sent["Fn::Join"][1])
+    try:
+        return str(json.loads(sent).get("type"))
+    except (TypeError, ValueError):
+        return None
+
+
 def _monitor_runs(assembly: Assembly, hours: float) -> float:
     """Monitor jobs a month: each monitor schedule's runs (a cron counts as daily)."""
     runs = 0.0
     for _, schedule in assembly.of_type("AWS::Scheduler::Schedule"):
-        sent = json.dumps(schedule["Properties"]["Target"].get("Input", ""))
-        if '\\"type\\":\\"monitor\\"' not in sent:  # a retrain's (priced per train job)
-            continue
+        if _job_type(schedule["Properties"]["Target"].get("Input", "{}")) != "monitor":
+            continue  # a retrain's schedule: priced per train job
         rate = RATE.match(schedule["Properties"]["ScheduleExpression"])
         period = UNIT_SECONDS[rate["unit"].rstrip("s")] * int(rate["value"]) if rate else 86_400
         runs += hours * 3600 / period

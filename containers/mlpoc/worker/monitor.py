@@ -69,13 +69,6 @@ def _window_hours(params: Mapping[str, Any]) -> float:
     return float(value)
 
 
-def _listing(s3: Any, uri: S3Uri) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=uri.bucket, Prefix=uri.key):
-        found.extend(page.get("Contents", []))
-    return [o for o in found if o["Key"].lower().endswith(layout.DATASET_SUFFIX)]
-
-
 class MonitorHandler:
     def __init__(self, cache: ModelCache) -> None:
         self.cache = cache
@@ -106,12 +99,9 @@ class MonitorHandler:
         for found in sorted(recent.values(), key=lambda r: -r.version.version):
             ctx.check_lease()
             versions.append(self._version(ctx, found, thresholds))
-        held_out = {
-            v.version: float(v.metrics.get("accuracy", float("nan")))
-            for v in registry.versions(job.model)
-        }
         realized = monitoring.realized(
-            corrections(clients.dynamodb, settings.annotations_table, job.model), held_out
+            corrections(clients.dynamodb, settings.annotations_table, job.model),
+            registry.versions(job.model),
         )
         said = monitoring.alerts(job.model, versions, realized, thresholds)
         report = {
@@ -145,7 +135,7 @@ class MonitorHandler:
     def _samples(self, ctx: JobContext, registry: Registry, *, since: float) -> dict[int, Recent]:
         job, clients = ctx.job, ctx.clients
         folder = S3Uri(ctx.settings.data_bucket, layout.sample_folder(job.model))
-        listed = _listing(clients.s3, folder)
+        listed = datasets.listed_csvs(clients.s3, folder)
         objects = [o for o in listed if o["LastModified"].timestamp() >= since]
         objects.sort(key=lambda o: o["LastModified"], reverse=True)
         recent: dict[int, Recent] = {}
@@ -166,7 +156,10 @@ class MonitorHandler:
         version = registry.resolve(job.model, job.version)
         found = Recent(version, [])
         keys = (
-            [S3Uri(job.dataset.bucket, o["Key"]) for o in _listing(ctx.clients.s3, job.dataset)]
+            [
+                S3Uri(job.dataset.bucket, o["Key"])
+                for o in datasets.listed_csvs(ctx.clients.s3, job.dataset)
+            ]
             if job.over_prefix
             else [job.dataset]
         )

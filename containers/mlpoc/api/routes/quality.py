@@ -40,9 +40,8 @@ def latest_report(clients: Clients, settings: ApiSettings, name: str) -> dict[st
 def _realized(
     clients: Clients, settings: ApiSettings, name: str, versions: list[ModelVersion]
 ) -> list[dict[str, Any]]:
-    held_out = {v.version: float(v.metrics.get("accuracy", float("nan"))) for v in versions}
     return monitoring.realized(
-        corrections(clients.dynamodb, settings.runtime.annotations_table, name), held_out
+        corrections(clients.dynamodb, settings.runtime.annotations_table, name), versions
     )
 
 
