@@ -24,12 +24,13 @@ from typing import Any
 
 import pytest
 
-from mlpoc import jobs, samples
+from mlpoc import jobs, layout, samples
 from mlpoc.contracts import parse_job
 from mlpoc.ledger import Ledger
 from mlpoc.registry import Registry
 from tests.support.cdk_app import Synthesized
 from tests.support.containers import (
+    SAMPLE_EVERY_REQUEST,
     Bundle,
     Container,
     Images,
@@ -139,6 +140,7 @@ class Trained:
     inspected: dict[str, dict[str, Any]]  # role -> docker inspect's Config and HostConfig
     stopped: dict[str, tuple[int, float]]  # role -> (exit code, seconds) of an idle stop
     example: dict[str, Any]  # the worked example: LightGBM (a plugin in the image) on penguins
+    monitors: dict[str, dict[str, Any]]  # model -> its monitor job's ledger record
 
 
 def penguins_csv() -> str:
@@ -179,10 +181,19 @@ def trained(rig: Rig) -> Trained:
             label_column="species", id_column="penguin", ignore_columns=["year"],
         )  # fmt: skip
         example = submitted.wait("c-train-penguins", {"SUCCEEDED", "FAILED"})
+        # AND monitor jobs in the predict image: the digits job's sample, and the team's table
+        # (text and blanks) judged against its LightGBM version
+        samples_folder = f"s3://{submitted.bucket}/{layout.sample_folder('digits')}"
+        submitted.submit("c-monitor-digits", "monitor", samples_folder)
+        submitted.submit("c-monitor-penguins", "monitor", table, model="penguins")
+        monitors = {
+            m: submitted.wait(f"c-monitor-{m}", {"SUCCEEDED", "FAILED"})
+            for m in ("digits", "penguins")
+        }
         inspected = {role: c.inspect() for role, c in containers.items()}
         stopped = {role: c.stop() for role, c in containers.items()}
         logs = {role: c.logs() for role, c in containers.items()}
-        return Trained(train, predict, logs, inspected, stopped, example)
+        return Trained(train, predict, logs, inspected, stopped, example, monitors)
     finally:
         for container in containers.values():
             container.remove()
@@ -211,6 +222,22 @@ def test_the_workers_run_a_train_and_a_predict_job_as_containers(
         .read()
     )
     assert metadata["libraries"]["lightgbm"] == "4.7.0"
+    # the monitor ran in the predict image under its task role: the digits job's sample (all its
+    # 297 rows) and the team's table, categories and blanks, each against its version
+    for model, rows in (("digits", 297), ("penguins", 344)):
+        record = trained.monitors[model]
+        assert record["status"] == "SUCCEEDED", (record, trained.logs["predict"])
+        assert (record["result"]["versions"], record["result"]["rows"]) == ([1], rows)
+    report = json.loads(
+        stack.client("operator", "s3")
+        .get_object(
+            Bucket=stack.outputs["ModelBucketName"], Key=layout.latest_report_key("penguins")
+        )["Body"]
+        .read()
+    )
+    (judged,) = report["versions"]
+    assert judged["judged"] and judged["drifting"] == []  # its own training table: no drift
+    assert judged["features"]["island"]["bins"][-1] == "missing"
     # and the workers ran as the image's user, on a read-only root, as the task says
     for inspected in trained.inspected.values():
         assert inspected["Config"]["User"] == "10001"
@@ -460,7 +487,8 @@ def test_every_environment_property_reaches_the_api_container(
     done = run([bundle.docker, "exec", bundle.container("api"), "env"])
     seen = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
     spec = stack.specs["api"]
-    assert {k: seen.get(k) for k in spec.env} == spec.env
+    # (the test samples every request, to know what the API's sampler writes)
+    assert {k: seen.get(k) for k in spec.env} == {**spec.env, **SAMPLE_EVERY_REQUEST}
     # the names that exist only on AWS too: the worker services the API raises from zero
     assert {"MLPOC_WORKER_CLUSTER", "MLPOC_TRAIN_SERVICE"} <= set(spec.left_out) <= set(seen)
     assert seen["AWS_DEFAULT_REGION"] == spec.env["AWS_REGION"]
@@ -477,7 +505,9 @@ def test_the_api_container_runs_read_only_as_its_own_user(served: Served) -> Non
     run([bundle.docker, "exec", api, "python", "-c", "open('/tmp/x', 'w').write('ok')"])
 
 
-def test_the_bundle_stops_cleanly_and_down_leaves_nothing(served: Served) -> None:
+def test_the_bundle_stops_cleanly_and_down_leaves_nothing(
+    served: Served, stack: EnforcedStack
+) -> None:
     bundle = served.bundle
     services = ("api", "proxy")
     started = time.monotonic()
@@ -490,6 +520,22 @@ def test_the_bundle_stops_cleanly_and_down_leaves_nothing(served: Served) -> Non
     assert states["proxy"]["ExitCode"] == 0, (states, logs)
     assert states["api"]["ExitCode"] in (0, 143), (states, logs)
     assert "Finished server process" in logs
+    # the API's sampler wrote what it held as it stopped, as its instance role: the realtime
+    # rows of both models, the team's text and blank cells as the monitor reads them
+    s3 = stack.client("operator", "s3")
+    for model, columns in (("digits", "pixel_0"), ("penguins", "island")):
+        listed = s3.list_objects_v2(
+            Bucket=stack.outputs["DataBucketName"], Prefix=f"input-samples/{model}/"
+        )
+        # the API's objects end in a random token (a predict job's in its job id)
+        (key,) = [
+            o["Key"]
+            for o in listed.get("Contents", [])
+            if re.search(r"Z-[0-9a-f]{8}\.csv$", o["Key"])
+        ]
+        text = s3.get_object(Bucket=stack.outputs["DataBucketName"], Key=key)["Body"].read()
+        assert columns in text.decode().splitlines()[0], text
+    assert "sample.write_failed" not in logs
     bundle.command("down", "--timeout", "20")
     left = run(
         [bundle.docker, "ps", "--all", "--quiet", "--filter",

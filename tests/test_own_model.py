@@ -215,6 +215,28 @@ def test_the_teams_model_serves_stored_and_realtime_predictions_from_text_and_bl
     )  # fmt: skip
     assert code == 422, refused
     assert refused["error"]["message"].startswith("column(s) 'bill_length_mm' of model penguins")
+    # the monitor judges the team's whole table (text, blanks) against the live version, under
+    # the predict role, and the models page draws its charts with the team's labels
+    status, monitored = job(
+        state_dir, team, "monitor", "run", "penguins", "--dataset", str(tables["train"])
+    )
+    assert status == "SUCCEEDED", monitored
+    assert monitored["rows"] == 344 and monitored["drifting_versions"] == []
+    shown = mlpoc("monitor", "show", "penguins", state_dir=state_dir, env=team)
+    assert shown.returncode == 0 and "344" in shown.stdout, shown.stdout + shown.stderr
+    import httpx
+
+    charts = {
+        path: httpx.get(
+            f"{outputs['ApiUrl']}/v1/models/penguins/charts/{path}",
+            headers={"X-API-Key": outputs["ApiKey"]},
+            timeout=30,
+        )
+        for path in ("confusion.svg", "drift.svg?feature=island", "compare.svg")
+    }
+    for path, chart in charts.items():
+        assert chart.status_code == 200 and "<svg" in chart.text, (path, chart.text[:300])
+    assert "Chinstrap" in charts["confusion.svg"].text  # the team's labels on the matrix
 
 
 def test_a_regression_model_is_judged_by_rmse_and_serves_values(
@@ -258,3 +280,16 @@ def test_a_regression_model_is_judged_by_rmse_and_serves_values(
     assert status == "FAILED" and "a regression model has no review queue" in reason
     status, stored = job(state_dir, team, "predict", "mass", str(path))
     assert status == "SUCCEEDED" and (stored["rows"], stored["for_review"]) == (20, 0)
+    # a regression is monitored by its inputs and the drift of its predicted values
+    status, monitored = job(
+        state_dir, team, "monitor", "run", "mass", "--dataset", str(tables["mass"])
+    )
+    assert status == "SUCCEEDED" and monitored["rows"] == 342, monitored
+    report = json.loads(
+        operator_client("s3", outputs)
+        .get_object(Bucket=outputs["ModelBucketName"], Key="monitor/mass/latest.json")["Body"]
+        .read()
+    )
+    (judged,) = report["versions"]
+    assert judged["judged"] and set(judged["output"]) == {"value"}
+    assert judged["output"]["value"]["psi"] < 0.2

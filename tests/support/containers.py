@@ -237,6 +237,10 @@ def bundle_directory(outdir: Path) -> Path:
     return found[0]
 
 
+# the bundle's tests sample every realtime request, to know what the API's sampler writes
+SAMPLE_EVERY_REQUEST = {"MLPOC_SAMPLE_RATE": "1"}
+
+
 def beanstalk_env(stack: EnforcedStack, found: Images, healthd: Path) -> dict[str, str]:
     """The .env Beanstalk writes from the environment's properties (resolved locally), the API
     image built here, and what local mode must add."""
@@ -253,6 +257,7 @@ def beanstalk_env(stack: EnforcedStack, found: Images, healthd: Path) -> dict[st
         **local_aws(stack, "api", region=False),
         "MLPOC_PROXY_IMAGE": found.proxy,
         "MLPOC_HEALTHD_LOGS": str(healthd),
+        **SAMPLE_EVERY_REQUEST,
     }
 
 
