@@ -48,10 +48,12 @@ class Recent:
     """The recent rows of one version, and where they came from."""
 
     version: ModelVersion
-    parts: list[datasets.PredictionSet]
-    objects: int = 0
-    rows: int = 0
+    parts: list[datasets.PredictionSet]  # one per object read
     skipped: list[str] = field(default_factory=list)  # samples that could not be read, and why
+
+    @property
+    def rows(self) -> int:
+        return sum(len(p.ids) for p in self.parts)
 
     def columns(self) -> dict[str, np.ndarray]:
         names = [c.name for c in self.version.schema.columns]
@@ -176,14 +178,12 @@ class MonitorHandler:
         )
         keep = min(len(data.ids), MAX_ROWS - found.rows)
         found.parts.append(datasets.PredictionSet(data.ids[:keep], data.rows(0, keep)))
-        found.objects += 1
-        found.rows += keep
 
     def _version(
         self, ctx: JobContext, found: Recent, thresholds: monitoring.Thresholds
     ) -> dict[str, Any]:
         version = found.version
-        head: dict[str, Any] = {"version": version.version, "objects": found.objects}
+        head: dict[str, Any] = {"version": version.version, "objects": len(found.parts)}
         if found.skipped:
             head["skipped"] = found.skipped
         metadata = runs.metadata(ctx.clients.s3, ctx.settings.model_bucket, version)
