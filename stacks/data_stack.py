@@ -138,6 +138,7 @@ class DataStack(Stack):
             "ModelsTable": self.tables.models,
             "PredictionsTable": self.tables.predictions,
             "AnnotationsTable": self.tables.annotations,
+            "FeaturesTable": self.tables.features,
         }
         for logical_id, construct in pinned.items():
             construct.node.default_child.override_logical_id(logical_id)  # type: ignore[union-attr]
@@ -150,6 +151,7 @@ class DataStack(Stack):
             "ModelsTableName": self.tables.models.table_name,
             "PredictionsTableName": self.tables.predictions.table_name,
             "AnnotationsTableName": self.tables.annotations.table_name,
+            "FeaturesTableName": self.tables.features.table_name,
             "TrainQueueUrl": self.train.queue.queue_url,
             "PredictQueueUrl": self.predict.queue.queue_url,
             "EventsQueueUrl": self.events.queue.queue_url,

@@ -29,12 +29,14 @@ TABLE_OUTPUT = {
     "models": "ModelsTableName",
     "predictions": "PredictionsTableName",
     "annotations": "AnnotationsTableName",
+    "features": "FeaturesTableName",
 }
 SCHEMA = {
     "jobs": tables.JOBS,
     "models": tables.MODELS,
     "predictions": tables.PREDICTIONS,
     "annotations": tables.ANNOTATIONS,
+    "features": tables.FEATURES,
 }
 
 
@@ -98,6 +100,15 @@ TABLE_CALLS: dict[str, Callable[[Any, str, str], Any]] = {
     ),
     "DeleteItem": lambda d, name, table: d.delete_item(TableName=name, Key=key_of(table, "gone")),
     "Scan": lambda d, name, table: d.scan(TableName=name, Limit=1),
+    "Query": lambda d, name, table: d.query(
+        TableName=name,
+        KeyConditionExpression="#p = :p",
+        ExpressionAttributeNames={"#p": SCHEMA[table].partition_key[0]},
+        ExpressionAttributeValues={":p": key_of(table)[SCHEMA[table].partition_key[0]]},
+    ),
+    "BatchGetItem": lambda d, name, table: d.batch_get_item(
+        RequestItems={name: {"Keys": [key_of(table)]}}
+    ),
     "BatchWriteItem": lambda d, name, table: d.batch_write_item(
         RequestItems={name: [{"PutRequest": {"Item": key_of(table, "batch")}}]}
     ),

@@ -16,7 +16,7 @@ from rich.console import Console
 
 from mlpoc import runs, samples
 from mlpoc.cli import ops, render
-from mlpoc.cli.operator_commands import _version_number
+from mlpoc.cli.operator_commands import version_number
 from mlpoc.errors import RegistryError, TargetError
 from mlpoc.inference import Predictions
 from mlpoc.registry import ModelVersion, Registry
@@ -157,10 +157,10 @@ def test_compare_says_when_a_version_has_no_run_record(stack: Stack) -> None:
 
 
 def test_a_version_is_a_number_or_v_and_a_number(capsys: pytest.CaptureFixture[str]) -> None:
-    assert _version_number("3") == 3 and _version_number("v12") == 12
+    assert version_number("3") == 3 and version_number("v12") == 12
     for wrong in ("0", "v", "x3", "-1"):
         with pytest.raises(typer.Exit) as refused:
-            _version_number(wrong)
+            version_number(wrong)
         assert refused.value.exit_code == 2
         assert f"a version is a number such as 3 or v3, not '{wrong}'" in capsys.readouterr().err
 

@@ -86,6 +86,7 @@ class Built:
     corrections: int
     new_corrections: int
     skipped: dict[str, str] = field(default_factory=dict)
+    base_feature_set: str | None = None  # the feature set the promoted version reads
 
     @property
     def inputs(self) -> str:
@@ -163,9 +164,10 @@ def new_files(s3: Any, folder: S3Uri, lineage: Lineage) -> tuple[list[str], floa
 
 
 def _remapped(header: list[str], rows: list[list[str]], columns: list[str]) -> Iterator[list[str]]:
-    at = [header.index(c) for c in columns]
+    """The rows in ``columns``' order; a column the file lacks is empty (a feature set's)."""
+    at = [header.index(c) if c in header else None for c in columns]
     for row in rows:
-        yield [row[i] if i < len(row) else "" for i in at]
+        yield ["" if i is None or i >= len(row) else row[i] for i in at]
 
 
 def build(clients: Clients, settings: Settings, job: Job, registry: Registry) -> Built | NothingNew:
@@ -241,6 +243,7 @@ def build(clients: Clients, settings: Settings, job: Job, registry: Registry) ->
         base_params=dict(base.extra.get("plugin_params", {})) if base else {},
         base_threshold=base.extra.get("review_threshold") if base else None,
         base_promotion=dict(base.extra.get("promotion") or {}) if base else {},
+        base_feature_set=_feature_set(base).get("name"),
         layout=shape,
         added=used,
         corrections=len(corrections),
@@ -264,6 +267,10 @@ def _already_trained(
     return newest.version if newest.extra.get("inputs") == inputs else None
 
 
+def _feature_set(base: ModelVersion | None) -> dict[str, Any]:
+    return dict(base.extra.get("feature_set") or {}) if base is not None else {}
+
+
 def _assemble(
     s3: Any,
     lineage: Lineage,
@@ -273,9 +280,16 @@ def _assemble(
     *,
     where: str,
 ) -> tuple[str, dict[str, str]]:
-    """The CSV text (the promoted version's features in its order, its id column, the label)
-    and the files left out with the reason."""
-    keys = [shape.label, *([shape.id] if shape.id else [])]
+    """The CSV text (the promoted version's features in its order, the label, its id column,
+    and the key of its feature set) and the files left out with the reason.
+
+    A version trained with a feature set took some of its features from it: a file may lack
+    those columns (the train job joins them by key), and a correction, which holds every
+    feature it was served with, has no key."""
+    owned = _feature_set(base)
+    entity = [owned["key"]] if owned and owned["key"] not in (shape.label, shape.id) else []
+    joined = {str(c["name"]) for c in owned.get("columns", ())}
+    keys = [shape.label, *([shape.id] if shape.id else []), *entity]
     columns: list[str] | None = [*base.features, *keys] if base else None
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -293,7 +307,7 @@ def _assemble(
             continue
         if columns is None and shape.label in header:  # no promoted version: the first file's
             columns = [h for h in header if h not in shape.skipped()] + keys
-        missing = [c for c in columns or [shape.label] if c not in header]
+        missing = [c for c in columns or [shape.label] if c not in header and c not in joined]
         if missing:
             if uri == lineage.root:
                 raise DatasetError(f"the promoted version's dataset {uri} lacks {missing[:10]}")
@@ -307,7 +321,8 @@ def _assemble(
         if out.tell() == 0:
             writer.writerow(columns)
         remapped = _remapped(header, rows, columns)
-        writer.writerows(r for r in remapped if not corrected or r[-1].strip() not in corrected)
+        id_at = columns.index(shape.id) if shape.id else -1
+        writer.writerows(r for r in remapped if not corrected or r[id_at].strip() not in corrected)
         if out.tell() > MAX_DATASET_BYTES:
             raise DatasetError(
                 f"the dataset version built from {where} passed {MAX_DATASET_BYTES} bytes: "
@@ -326,7 +341,14 @@ def _assemble(
             continue
         # a missing value (null) is an empty cell; the row's id is the predicted item's
         ids = [correction["item_id"]] if shape.id else []
-        writer.writerow([*("" if v is None else v for v in values), correction["label"], *ids])
+        writer.writerow(
+            [
+                *("" if v is None else v for v in values),
+                correction["label"],
+                *ids,
+                *("" for _ in entity),
+            ]
+        )
     return out.getvalue(), skipped
 
 

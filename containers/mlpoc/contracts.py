@@ -24,7 +24,7 @@ from mlpoc.errors import JobRejected
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMAS = frozenset({SCHEMA_VERSION})
 MAX_MESSAGE_BYTES = 256 * 1024
-JOB_TYPES = ("train", "predict", "monitor")
+JOB_TYPES = ("train", "predict", "monitor", "features")
 
 JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 MODEL_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -37,7 +37,7 @@ KNOWN_FIELDS = frozenset(
 RESOURCES = ("cpu", "gpu")
 SHARD_FIELDS = frozenset({"parent", "index", "total", "header", "start", "end"})
 
-JobType = Literal["train", "predict", "monitor"]
+JobType = Literal["train", "predict", "monitor", "features"]
 
 # The queue that carries each kind of job, by the stack output that holds its URL: one per job
 # type, and the GPU pool's for train jobs with "resources": "gpu" (only with mlpoc:gpu on).
@@ -46,8 +46,14 @@ QUEUE_OUTPUTS: dict[str, str] = {
     "predict": "PredictQueueUrl",
     "gpu": "GpuQueueUrl",
 }
-# The queue of each job type (a monitor job runs on the predict workers: it reads what they do)
-QUEUE_OF_TYPE: dict[str, str] = {"train": "train", "predict": "predict", "monitor": "predict"}
+# The queue of each job type (a monitor job runs on the predict workers: it reads what they do;
+# a features job, which publishes a feature set version, on the train workers: they write)
+QUEUE_OF_TYPE: dict[str, str] = {
+    "train": "train",
+    "predict": "predict",
+    "monitor": "predict",
+    "features": "train",
+}
 NO_GPU_POOL = (
     'this stack has no GPU pool, so a job with "resources": "gpu" cannot run: deploy the pool '
     '(set "mlpoc:gpu": true in cdk.json, or -c mlpoc:gpu=true), or leave "resources" out to '

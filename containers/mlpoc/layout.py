@@ -25,6 +25,7 @@ WORKER_OF_JOB: dict[str, RuntimeRole] = {
     "train": "train",
     "predict": "predict",
     "monitor": "predict",
+    "features": "train",
 }
 DATASET_SUFFIX = ".csv"
 
@@ -89,6 +90,14 @@ MONITOR_REPORTS = Prefix(
     read_by=("predict", "api"),
     written_by=("predict",),
 )
+FEATURE_SNAPSHOTS = Prefix(
+    "data",
+    "feature-sets/",
+    "the immutable snapshot of every feature set version (a features job writes it; a train "
+    "job joins the version it names, a predict job by key the version its model reads)",
+    read_by=("train", "predict"),
+    written_by=("train",),
+)
 PREFIXES: tuple[Prefix, ...] = (
     DATASETS,
     INPUTS,
@@ -96,6 +105,7 @@ PREFIXES: tuple[Prefix, ...] = (
     MODEL_ARTIFACTS,
     INPUT_SAMPLES,
     MONITOR_REPORTS,
+    FEATURE_SNAPSHOTS,
 )
 SAMPLE_DAYS = 30
 
@@ -154,3 +164,8 @@ def report_key(model: str, stamp: str, job_id: str) -> str:
 def latest_report_key(model: str) -> str:
     """A model's newest monitor report (each run rewrites it): ``monitor/<model>/latest.json``."""
     return f"{MONITOR_REPORTS.path}{model}/latest.json"
+
+
+def snapshot_key(name: str, version: int) -> str:
+    """One feature set version's snapshot: ``feature-sets/<set>/<version>.csv``."""
+    return f"{FEATURE_SNAPSHOTS.path}{name}/{version}{DATASET_SUFFIX}"

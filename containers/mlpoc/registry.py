@@ -25,6 +25,9 @@ from mlpoc.errors import PointerMoved, RegistryError
 from mlpoc.schema import Schema
 
 POINTER = "@pointer"
+# Feature set versions live in this table too, under partition "features:<set>" (mlpoc.features):
+# the same counter, pointer, promotion and rollback, kept apart from the models' listings.
+FEATURES_NAMESPACE = "features:"
 PRIMARY_METRIC = "accuracy"  # a classifier's default promotion metric (mlpoc.metrics)
 MAX_HISTORY = 50
 
@@ -138,6 +141,10 @@ class Registry:
         self.table = table
         self._clock = clock
 
+    @property
+    def dynamodb(self) -> Any:
+        return self._dynamodb
+
     def allocate_version(self, model: str) -> int:
         """The next version number of ``model`` (an atomic counter on the pointer item)."""
         response = self._dynamodb.update_item(
@@ -157,14 +164,21 @@ class Registry:
         )
         return None if item is None else _pointer(item)
 
-    def pointers(self) -> list[Pointer]:
-        """Every model's pointer, by model name (one scan of the registry table)."""
+    def pointers(self, *, namespace: str = "") -> list[Pointer]:
+        """Every model's pointer, by model name (one scan of the registry table); with
+        ``namespace`` (:data:`FEATURES_NAMESPACE`), the pointers under it instead."""
         found = dynamo.items(
             self._dynamodb.scan,
             TableName=self.table,
-            FilterExpression="#v = :pointer",
-            ExpressionAttributeNames={"#v": "version"},
-            ExpressionAttributeValues={":pointer": {"S": POINTER}},
+            FilterExpression=(
+                "#v = :pointer AND "
+                + ("begins_with(#m, :ns)" if namespace else "NOT begins_with(#m, :ns)")
+            ),
+            ExpressionAttributeNames={"#v": "version", "#m": "model"},
+            ExpressionAttributeValues={
+                ":pointer": {"S": POINTER},
+                ":ns": {"S": namespace or FEATURES_NAMESPACE},
+            },
         )
         return sorted((_pointer(item) for item in found), key=lambda p: p.model)
 
@@ -209,7 +223,7 @@ class Registry:
         }
 
     def promote_request(
-        self, model: str, version: int, metric: float, *, expected: Pointer | None
+        self, model: str, version: int, metric: float | None, *, expected: Pointer | None
     ) -> dict[str, Any]:
         """Conditional pointer update: succeeds only if nobody promoted since ``expected``."""
         expected_promoted = expected.promoted if expected else None
@@ -241,20 +255,27 @@ class Registry:
     # -- operator actions --------------------------------------------------------------------
     def promote(self, model: str, version: int) -> Pointer:
         """Promote an existing version (the operator's explicit choice, metric or not)."""
-        target = self.get(model, version)
+        return self.move_pointer(model, version, self.get(model, version).metric)
+
+    def move_pointer(self, model: str, version: int, metric: float | None) -> Pointer:
+        """Point ``model`` (a partition of this table) at ``version``, whose existence the
+        caller checked; the earlier promoted version goes on the history."""
         pointer = self.pointer(model)
         if pointer is not None and pointer.promoted == version:
             return pointer
-        self._apply(self.promote_request(model, version, target.metric, expected=pointer))
+        self._apply(self.promote_request(model, version, metric, expected=pointer))
         return self._required_pointer(model)
 
-    def rollback(self, model: str) -> Pointer:
-        """Re-promote the version that was promoted before the current one."""
+    def rollback(
+        self, model: str, *, metric_of: Callable[[int], float | None] | None = None
+    ) -> Pointer:
+        """Re-promote the version that was promoted before the current one (``metric_of``
+        checks it and gives its metric: a model version's by default)."""
         pointer = self.pointer(model)
         if pointer is None or pointer.promoted is None or not pointer.history:
             raise RegistryError(f"model {model!r} has no earlier promoted version to roll back to")
         previous = pointer.history[-1]
-        target = self.get(model, previous)
+        metric = (metric_of or (lambda v: self.get(model, v).metric))(previous)
         self._apply(
             {
                 "TableName": self.table,
@@ -266,7 +287,7 @@ class Registry:
                 "ConditionExpression": "promoted = :expected",
                 "ExpressionAttributeValues": {
                     ":v": dynamo.value(previous),
-                    ":metric": dynamo.value(target.metric),
+                    ":metric": dynamo.value(metric),
                     ":history": dynamo.value(pointer.history[:-1]),
                     ":expected": dynamo.value(pointer.promoted),
                     ":now": dynamo.value(self._clock()),

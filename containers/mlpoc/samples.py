@@ -83,3 +83,40 @@ def check_csv(task: str = "classification", rows: int = 600) -> str:
         label = str(int(ink[r])) if task == "regression" else str(int(y[r]))
         writer.writerow([f"row-{r}", *cells, category, label])
     return out.getvalue()
+
+
+def image_key(row: int) -> str:
+    """The entity key of a digit in the ``images`` feature set: ``image-<row>``."""
+    return f"image-{row}"
+
+
+def feature_set_csv(rows: slice | None = None, *, shift: int = 0, ink_as: str = "category") -> str:
+    """The digits as a feature set keyed by image: ``image``, the 64 pixels (each plus
+    ``shift``, clipped to 16: a refreshed version of the same images) and ``ink`` (light,
+    medium, heavy; ``ink_as="number"``: the total ink, a change of the column's type)."""
+    x, _ = digits(rows)
+    start = 0 if rows is None or rows.start is None else rows.start
+    ink = x.sum(axis=1)
+    edges = np.quantile(ink, [1 / 3, 2 / 3])
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["image", *FEATURES, "ink"])
+    for r in range(len(x)):
+        pixels = np.clip(x[r] + shift, 0, 16)
+        kind = str(int(ink[r])) if ink_as == "number" else INK[int(np.searchsorted(edges, ink[r]))]
+        writer.writerow([image_key(start + r), *map(int, pixels), kind])
+    return out.getvalue()
+
+
+def keyed_csv(rows: slice, *, labels: bool) -> str:
+    """Rows by key: ``image`` and ``label`` (a train job joined with the feature set), or
+    ``id`` and ``image`` (a predict job by key)."""
+    _, y = digits(rows)
+    start = rows.start or 0
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["image", "label"] if labels else ["id", "image"])
+    for r in range(len(y)):
+        key = image_key(start + r)
+        writer.writerow([key, int(y[r])] if labels else [f"digit-{start + r}", key])
+    return out.getvalue()

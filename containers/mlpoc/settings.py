@@ -32,6 +32,7 @@ RESOURCES: dict[str, tuple[str, str]] = {
     "MLPOC_MODELS_TABLE": ("the model registry table name", "ModelsTableName"),
     "MLPOC_PREDICTIONS_TABLE": ("the predictions table name", "PredictionsTableName"),
     "MLPOC_ANNOTATIONS_TABLE": ("the annotations table name", "AnnotationsTableName"),
+    "MLPOC_FEATURES_TABLE": ("the online feature table name", "FeaturesTableName"),
     "MLPOC_TRAIN_QUEUE_URL": ("the train queue URL", QUEUE_OUTPUTS["train"]),
     "MLPOC_PREDICT_QUEUE_URL": ("the predict queue URL", QUEUE_OUTPUTS["predict"]),
 }
@@ -63,6 +64,7 @@ class Settings:
     models_table: str
     predictions_table: str
     annotations_table: str
+    features_table: str
     train_queue_url: str
     predict_queue_url: str
     # The GPU pool's queue; None on a stack without the pool (mlpoc:gpu off).
@@ -126,6 +128,7 @@ class Settings:
             models_table=found["MLPOC_MODELS_TABLE"],
             predictions_table=found["MLPOC_PREDICTIONS_TABLE"],
             annotations_table=found["MLPOC_ANNOTATIONS_TABLE"],
+            features_table=found["MLPOC_FEATURES_TABLE"],
             train_queue_url=found["MLPOC_TRAIN_QUEUE_URL"],
             predict_queue_url=found["MLPOC_PREDICT_QUEUE_URL"],
             gpu_queue_url=env.get(GPU_QUEUE_VARIABLE) or None,

@@ -1,4 +1,4 @@
-"""Key schemas of the four tables: the one description the runtime, the CDK stack and the tests
+"""Key schemas of the five tables: the one description the runtime, the CDK stack and the tests
 share, so a key can never differ between what is deployed and what the code queries.
 """
 
@@ -19,6 +19,7 @@ class TableSchema:
     partition_key: tuple[str, str]
     sort_key: tuple[str, str] | None = None
     indexes: tuple[Index, ...] = ()
+    ttl: str | None = None  # the attribute DynamoDB deletes an item after (epoch seconds)
 
     def create_table_kwargs(self, name: str) -> dict[str, object]:
         """Arguments for ``create_table`` (used where no CloudFormation runs, e.g. unit tests)."""
@@ -72,3 +73,7 @@ PREDICTIONS = TableSchema(
 )
 # Human labels, one per (model, item). Only people (through the API) write here.
 ANNOTATIONS = TableSchema(partition_key=("model", "S"), sort_key=("item_id", "S"))
+# The online feature store: one item per (feature set version, entity key), partition
+# "<set>#<version>", sort the entity key, the values in ``v`` (a JSON list in the version's
+# column order). A superseded version's items get ``expires_at`` (mlpoc.features).
+FEATURES = TableSchema(partition_key=("set", "S"), sort_key=("key", "S"), ttl="expires_at")

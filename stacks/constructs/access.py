@@ -41,7 +41,8 @@ TABLE_ACTIONS: dict[str, dict[RuntimeRole, tuple[str, ...]]] = {
         "api": ("GetItem", "PutItem", "Scan"),  # submit, look up, list recent jobs
     },
     "models": {
-        "train": ("GetItem", "PutItem", "UpdateItem"),  # version counter, version, pointer
+        # version counter, version, pointer; the features job's expiry reads every model's pointer
+        "train": ("GetItem", "PutItem", "UpdateItem", "Scan"),
         "predict": ("GetItem", "Query"),  # resolve a version; the monitor lists them
         "api": ("GetItem", "Query", "Scan", "UpdateItem"),  # list, promote, roll back
     },
@@ -53,6 +54,12 @@ TABLE_ACTIONS: dict[str, dict[RuntimeRole, tuple[str, ...]]] = {
         "api": ("PutItem", "Query"),
         "train": ("Query",),  # the corrections a dataset version includes (mlpoc.builds)
         "predict": ("Query",),  # the monitor job's realized accuracy (mlpoc.monitoring)
+    },
+    # the online feature store: the features job writes a version's items and marks a
+    # superseded version's to expire (Query, then puts); the API only reads, by key
+    "features": {
+        "train": ("BatchWriteItem", "Query"),
+        "api": ("BatchGetItem",),
     },
 }
 WRITE_ACTIONS = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"})

@@ -1,4 +1,4 @@
-"""The four DynamoDB tables, from the key schemas the runtime queries (``mlpoc.tables``).
+"""The five DynamoDB tables, from the key schemas the runtime queries (``mlpoc.tables``).
 
 ``AWS::DynamoDB::Table`` (not TableV2's global table) so moto's CloudFormation can create the
 same template locally. On demand, encrypted with the project key; point-in-time recovery in the
@@ -54,6 +54,7 @@ class Tables(Construct):
                 ),
                 removal_policy=removal,
                 resource_policy=policy,
+                time_to_live_attribute=schema.ttl,
             )
             if not point_in_time_recovery:
                 acknowledge(
@@ -77,6 +78,7 @@ class Tables(Construct):
         self.models = table("Models", schemas.MODELS)
         self.predictions = table("Predictions", schemas.PREDICTIONS, readers_policy(result_readers))
         self.annotations = table("Annotations", schemas.ANNOTATIONS)
+        self.features = table("Features", schemas.FEATURES)
 
 
 def readers_policy(readers: tuple[str, ...]) -> iam.PolicyDocument | None:

@@ -38,6 +38,7 @@ class Stack:
     models_table: str
     predictions_table: str
     annotations_table: str
+    features_table: str
     train_queue_url: str
     predict_queue_url: str
     train_dlq_url: str
@@ -54,6 +55,7 @@ class Stack:
             "MLPOC_MODELS_TABLE": self.models_table,
             "MLPOC_PREDICTIONS_TABLE": self.predictions_table,
             "MLPOC_ANNOTATIONS_TABLE": self.annotations_table,
+            "MLPOC_FEATURES_TABLE": self.features_table,
             "MLPOC_TRAIN_QUEUE_URL": self.train_queue_url,
             "MLPOC_PREDICT_QUEUE_URL": self.predict_queue_url,
         }
@@ -73,6 +75,7 @@ OUTPUTS = {
     "data_bucket": "DataBucketName", "model_bucket": "ModelBucketName",
     "jobs_table": "JobsTableName", "models_table": "ModelsTableName",
     "predictions_table": "PredictionsTableName", "annotations_table": "AnnotationsTableName",
+    "features_table": "FeaturesTableName",
     "train_queue_url": "TrainQueueUrl", "predict_queue_url": "PredictQueueUrl",
     "train_dlq_url": "TrainDeadLetterQueueUrl", "predict_dlq_url": "PredictDeadLetterQueueUrl",
 }  # fmt: skip

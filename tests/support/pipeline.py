@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 from mlpoc import samples
+from mlpoc.contracts import QUEUE_OF_TYPE
 from mlpoc.settings import Settings
 from mlpoc.worker.loop import Worker
 from mlpoc.worker.predict import PredictHandler
@@ -17,7 +18,7 @@ from tests.support.aws_stack import Stack
 def run_job(stack: Stack, message: dict[str, Any]) -> None:
     """Send one job and run it with an in-process worker of its type."""
     clients = stack.clients()
-    role = "train" if message["type"] == "train" else "predict"  # a monitor job: predict
+    role = QUEUE_OF_TYPE[message["type"]]  # a monitor job: predict; a features job: train
     settings = replace(Settings.from_env(role, stack.env()), wait_seconds=1)
     body = json.dumps({"schema": 1, **message})
     clients.sqs.send_message(QueueUrl=settings.queue_url, MessageBody=body)

@@ -21,7 +21,7 @@ from mlpoc.api.deps import ServerDep, Services, require_key
 from mlpoc.api.middleware import BodyLimit, KeyCheck, OriginCheck
 from mlpoc.api.responses import errors, install
 from mlpoc.api.routes import annotations as annotation_routes
-from mlpoc.api.routes import jobs, models, pages, predictions, quality
+from mlpoc.api.routes import feature_sets, jobs, models, pages, predictions, quality
 from mlpoc.api.serving import ModelServer
 from mlpoc.api.settings import ApiSettings
 from mlpoc.aws import Clients
@@ -33,6 +33,7 @@ from mlpoc.scaling import nudger
 ROUTERS = (
     jobs.router,
     models.router,
+    feature_sets.router,
     quality.router,
     predictions.router,
     annotation_routes.router,
@@ -53,6 +54,7 @@ def create_app(
         bucket=runtime.model_bucket,
         pinned=settings.pinned,
         poll_seconds=settings.poll_seconds,
+        features_table=runtime.features_table,
     )
 
     sampler = RequestSampler(

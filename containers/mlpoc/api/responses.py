@@ -25,6 +25,7 @@ DESCRIPTIONS = {
     413: "The body is over the size limit",
     422: "The request is not valid (the details say where)",
     500: "Internal error: the server log has the cause (no trace is ever sent)",
+    503: "A store the request reads was throttled: retry",
 }
 # what a refusal's code answers
 REFUSED_STATUS = {

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlpoc.contracts import SCHEMA_VERSION
+from mlpoc.features import MAX_KEYS
 
 LIST_LIMIT = 100  # the most items a list route returns
 
@@ -39,7 +40,10 @@ class JobRequest(BaseModel):
 
     schema_: int = Field(SCHEMA_VERSION, alias="schema", description="The contract's version")
     job_id: str | None = Field(None, description="Your id (default: generated); unique")
-    type: Literal["train", "predict"] = Field(description="train or predict")
+    type: Literal["train", "predict", "features"] = Field(
+        description="train, predict, or features (publish a feature set version: model is the "
+        "set's name, params.key its key column)"
+    )
     model: str = Field(description="The model's name, e.g. digits")
     dataset: str = Field(description="s3://<data bucket>/datasets/… (or inputs/ for predict)")
     version: str | int = Field("current", description="predict: current or a version number")
@@ -51,10 +55,20 @@ class JobRequest(BaseModel):
 
 class PredictRequest(BaseModel):
     model: str = Field(min_length=1, max_length=64)
-    rows: list[dict[str, float | str | None]] = Field(
+    rows: list[dict[str, float | str | None]] | None = Field(
+        None,
         min_length=1,
         description="One object per row: each feature column of the model's schema; a number "
-        'column takes a number (null: missing), a category column text (null or "": missing)',
+        'column takes a number (null: missing), a category column text (null or "": missing). '
+        "With keys: one per key, the features the feature set does not hold (a value given "
+        "here wins over the set's)",
+    )
+    keys: list[str | int] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_KEYS,
+        description="Entity keys of the model's feature set (a model trained with one): their "
+        "features are read from the feature set version the model reads, in one batched read",
     )
     ids: list[str] | None = None
 

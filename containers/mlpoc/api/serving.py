@@ -4,6 +4,11 @@ Requests read a reference to the current classifier and keep it for their whole 
 never fails a request in flight. A new version is verified (sha256) and loaded *before* the
 swap; a bad artifact leaves the previous version serving and is reported by ``/healthz``.
 A deployment may pin versions (``MLPOC_PINNED_MODELS``): those are never swapped.
+
+A version trained with a feature set is held with its :class:`~mlpoc.features.Binding`: the
+feature set version its requests by key read. Each poll looks at the feature set's pointer too,
+so a feature version promoted later is read as soon as it matches the model's columns (and a
+mismatch is reported in the binding's ``note``), with no model swap.
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from mlpoc import features
+from mlpoc.features import Binding
 from mlpoc.errors import ArtifactError, RegistryError
 from mlpoc.inference import OnnxModel, load
-from mlpoc.registry import Registry
+from mlpoc.registry import ModelVersion, Registry
 
 log = logging.getLogger("mlpoc.api")
 
@@ -26,6 +33,7 @@ class LoadedModel:
     classifier: OnnxModel
     pinned: bool
     problem: str | None = None  # the last refused version, for /healthz
+    features: Binding | None = None  # the feature set version requests by key read
 
 
 class ModelServer:
@@ -37,8 +45,11 @@ class ModelServer:
         bucket: str,
         pinned: dict[str, int],
         poll_seconds: float,
+        features_table: str = "",
     ) -> None:
         self._registry = registry
+        self._sets = features.FeatureSets(registry.dynamodb, registry.table)
+        self.features_table = features_table  # the online feature store, read by key
         self._s3 = s3
         self._bucket = bucket
         self._pinned = pinned
@@ -53,6 +64,14 @@ class ModelServer:
         held = self._held.get(model)
         return held.classifier if held else None
 
+    def feature_binding(self, model: str) -> Binding | None:
+        """The feature set version a held model's requests by key read (no I/O)."""
+        held = self._held.get(model)
+        return held.features if held else None
+
+    def _bind(self, version: ModelVersion) -> Binding | None:
+        return features.binding(self._sets, version)
+
     def get(self, model: str) -> OnnxModel:
         held = self._held.get(model)
         if held is not None:
@@ -66,7 +85,11 @@ class ModelServer:
                     if pinned
                     else self._registry.resolve(model, "current")
                 )
-                held = LoadedModel(load(self._s3, self._bucket, version), pinned=pinned is not None)
+                held = LoadedModel(
+                    load(self._s3, self._bucket, version),
+                    pinned=pinned is not None,
+                    features=self._bind(version),
+                )
                 self._held[model] = held
                 log.info("model.loaded", extra={"model": model, "version": version.version})
         return held.classifier
@@ -74,20 +97,20 @@ class ModelServer:
     def refresh(self) -> None:
         """Swap every held, unpinned model whose promoted version changed."""
         for model, held in list(self._held.items()):
-            if held.pinned:
-                continue
-            pointer = self._registry.pointer(model)
+            pointer = None if held.pinned else self._registry.pointer(model)
             if pointer is None or pointer.promoted in (None, held.classifier.version.version):
+                self._rebind(model, held)
                 continue
             try:
                 version = self._registry.get(model, pointer.promoted)
                 classifier = load(self._s3, self._bucket, version)
+                bound = self._bind(version)
             except (ArtifactError, RegistryError) as error:
                 if held.problem != str(error):
                     log.error("model.refused", extra={"model": model, "reason": str(error)})
                 held.problem = str(error)
                 continue
-            self._held[model] = LoadedModel(classifier, pinned=False)
+            self._held[model] = LoadedModel(classifier, pinned=False, features=bound)
             log.info(
                 "model.swapped",
                 extra={
@@ -97,12 +120,34 @@ class ModelServer:
                 },
             )
 
+    def _rebind(self, model: str, held: LoadedModel) -> None:
+        """Follow the feature set's pointer for a model that stays (one read per poll)."""
+        if held.features is None:
+            return
+        try:
+            bound = self._bind(held.classifier.version)
+        except RegistryError as error:  # its record is gone: keep reading what it read
+            log.error("features.refused", extra={"model": model, "reason": str(error)})
+            return
+        if bound != held.features:
+            log.info(
+                "features.bound",
+                extra={
+                    "model": model,
+                    "from": held.features.version,
+                    "to": bound.version if bound else None,
+                    "note": bound.note if bound else None,
+                },
+            )
+            held.features = bound
+
     def status(self) -> dict[str, Any]:
         return {
             model: {
                 "version": held.classifier.version.version,
                 "pinned": held.pinned,
                 **({"refused": held.problem} if held.problem else {}),
+                **({"features": held.features.to_json()} if held.features else {}),
             }
             for model, held in self._held.items()
         }

@@ -6,6 +6,7 @@ The commands live by what they are for, and register on the one Typer app of
 * :mod:`mlpoc.cli.local_commands`: `local up|down|status`, `demo`;
 * :mod:`mlpoc.cli.operator_commands`: `train`, `predict`, `jobs`, `models`, `promote`, `rollback`,
   `dlq show|redrive`, `outputs` (either target);
+* :mod:`mlpoc.cli.feature_commands`: `features publish|list|show|promote|rollback`;
 * :mod:`mlpoc.cli.deploy_commands`: `preflight`, `smoke`, `cost`;
 * :mod:`mlpoc.cli.plugin_commands`: `plugin new|check`.
 
@@ -16,10 +17,22 @@ from __future__ import annotations
 
 import os
 
-from mlpoc.cli import deploy_commands, local_commands, operator_commands, plugin_commands
+from mlpoc.cli import (
+    deploy_commands,
+    feature_commands,
+    local_commands,
+    operator_commands,
+    plugin_commands,
+)
 from mlpoc.cli.common import app
 
-COMMAND_MODULES = (local_commands, operator_commands, deploy_commands, plugin_commands)
+COMMAND_MODULES = (
+    local_commands,
+    operator_commands,
+    feature_commands,
+    deploy_commands,
+    plugin_commands,
+)
 
 __all__ = ["app", "main"]
 

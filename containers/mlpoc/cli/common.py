@@ -41,6 +41,10 @@ monitor_app = typer.Typer(
     help="Is the model still good: drift of recent inputs and realized accuracy (a monitor job)."
 )
 app.add_typer(monitor_app, name="monitor")
+features_app = typer.Typer(
+    help="Feature sets: versioned features by entity key, published apart from training."
+)
+app.add_typer(features_app, name="features")
 plugin_app = typer.Typer(help="Model plugins: scaffold one, check one before any job is sent.")
 app.add_typer(plugin_app, name="plugin")
 console = Console()

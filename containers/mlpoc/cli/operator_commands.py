@@ -45,8 +45,13 @@ Dataset = Annotated[
 ]
 
 
-def _submit_and_wait(dep: Deployment, job_type: str, wait: bool, **kwargs: Any) -> None:
-    kinds: dict[str, JobType] = {"train": "train", "predict": "predict", "monitor": "monitor"}
+def submit_and_wait(dep: Deployment, job_type: str, wait: bool, **kwargs: Any) -> None:
+    kinds: dict[str, JobType] = {
+        "train": "train",
+        "predict": "predict",
+        "monitor": "monitor",
+        "features": "features",
+    }
     job = ops.submit(dep, job_type=kinds[job_type], **kwargs)
     console.print(f"queued {job.type} job [bold]{job.job_id}[/] for {job.model} on {job.dataset}")
     if wait:
@@ -83,7 +88,7 @@ def train(
     ] = False,
 ) -> None:
     """Queue a training job (CSV with a `label` column)."""
-    _submit_and_wait(
+    submit_and_wait(
         dep,
         "train",
         wait,
@@ -112,7 +117,7 @@ def predict(
     wait: Wait = False,
 ) -> None:
     """Queue a prediction job (CSV with an `id` column and the model's features)."""
-    _submit_and_wait(
+    submit_and_wait(
         dep,
         "predict",
         wait,
@@ -168,13 +173,13 @@ def models_command(
         case [model]:
             console.print(render.models_table(ops.models(dep, model)))
         case ["compare", model, a, b]:
-            first, second = ops.runs(dep, model, [_version_number(a), _version_number(b)])
+            first, second = ops.runs(dep, model, [version_number(a), version_number(b)])
             console.print(render.compare_table(model, first, second))
         case _:
             raise fail("usage: mlpoc models [MODEL] | mlpoc models compare MODEL A B", 2)
 
 
-def _version_number(word: str) -> int:
+def version_number(word: str) -> int:
     """``3`` or ``v3``."""
     digits = word.removeprefix("v")
     if not digits.isdigit() or int(digits) < 1:
@@ -312,7 +317,7 @@ def monitor_run(
 ) -> None:
     """Queue a monitor job: drift of the recent inputs against each serving version's training
     reference, realized accuracy from the corrections, an alert past the thresholds."""
-    _submit_and_wait(
+    submit_and_wait(
         dep,
         "monitor",
         wait,

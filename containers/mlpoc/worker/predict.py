@@ -9,6 +9,11 @@ confidence, job_id, ...}``; rows below the review threshold (``params.review_thr
 the version's own, else ``MLPOC_REVIEW_THRESHOLD``: :mod:`mlpoc.worker.thresholds`) also carry
 ``review`` and their features, which puts them in the annotation queue. Writes are idempotent
 puts in BatchWriteItem calls of 25.
+
+A version trained with a feature set (:mod:`mlpoc.features`) takes rows by key: the CSV holds
+the key column (and any inline features), and the snapshot of the feature set version the
+model reads is joined to it. Rows whose key that version lacks are not predicted; the result
+counts them (``unknown_keys``) and names a few.
 """
 
 from __future__ import annotations
@@ -20,16 +25,17 @@ from typing import Any
 
 import numpy as np
 
-from mlpoc import datasets, sampling, shards
+from mlpoc import datasets, features, sampling, shards
 from mlpoc.aws import Clients
 from mlpoc.dynamo import BatchWriter
 from mlpoc.inference import ModelCache
-from mlpoc.registry import Registry
+from mlpoc.registry import ModelVersion, Registry
 from mlpoc.settings import Settings
 from mlpoc.worker.context import JobContext
 from mlpoc.worker.monitor import MonitorHandler
 from mlpoc.worker.thresholds import review_threshold
 
+NO_ROWS = datasets.PredictionSet(ids=[], columns={})
 # Above this many features, review items keep no copy of their features (item size limit).
 MAX_REVIEW_FEATURES = 4_096
 
@@ -55,6 +61,27 @@ class PredictHandler:
     def __init__(self, settings: Settings, clients: Clients) -> None:
         self.cache = ModelCache(clients.s3, settings.model_bucket)
         self.monitor = MonitorHandler(self.cache)
+        self.snapshots: dict[tuple[str, int], features.Snapshot] = {}  # immutable: kept
+
+    def _rows(
+        self, ctx: JobContext, version: ModelVersion, text: str, where: str
+    ) -> tuple[datasets.PredictionSet, dict[str, Any]]:
+        """The rows to predict: ``text``, joined with the feature set version the model reads
+        when it reads one (and what the join did, for the result)."""
+        sets = features.FeatureSets(ctx.clients.dynamodb, ctx.settings.models_table)
+        bound = features.binding(sets, version)
+        if bound is None:
+            return datasets.parse_prediction(text, where, version.schema), {}
+        cached = (bound.name, bound.version)
+        if cached not in self.snapshots:
+            self.snapshots[cached] = features.Snapshot.read(
+                ctx.clients.s3, sets.get(bound.name, bound.version)
+            )
+        joined = features.join(text, where, self.snapshots[cached], keep_key=True)
+        return (
+            datasets.parse_prediction(joined.text, where, version.schema),
+            {"features": {**bound.to_json(), **joined.summary()}},
+        )
 
     def __call__(self, ctx: JobContext) -> None:
         if ctx.job.type == "monitor":
@@ -77,12 +104,7 @@ class PredictHandler:
             text, lines = datasets.fetch(clients.s3, job.dataset, size), 1
             where, owner = str(job.dataset), job.job_id
         classifier = self.cache.get(version)
-        schema = version.schema
-        data = (
-            datasets.parse_prediction(text, where, schema)
-            if lines
-            else datasets.PredictionSet(ids=[], columns={})
-        )
+        data, by_key = self._rows(ctx, version, text, where) if lines else (NO_ROWS, {})
         writer = BatchWriter(clients.dynamodb)
         keep_features = len(version.features) <= MAX_REVIEW_FEATURES
         now = round(time.time(), 3)
@@ -129,6 +151,7 @@ class PredictHandler:
             "rows": len(ids),
             "for_review": for_review,
             "batch_write_calls": writer.calls,
+            **by_key,
         }
         if job.shard is None:
             ctx.commit(result)

@@ -8,7 +8,9 @@ the table's ``label_column``, ``id_column``, ``ignore_columns`` and ``task`` (:m
 held-out rows, or when none is promoted), ``always`` or ``never``; ``then_predict``: an
 ``s3://`` CSV in the data bucket to pre-compute predictions for with the new version once it is
 promoted; ``origin`` (``schedule`` or ``retrain``): kept on the version (``mlpoc models`` shows
-it); ``review_threshold`` (0-1): the version's default for its predict jobs.
+it); ``review_threshold`` (0-1): the version's default for its predict jobs;
+``feature_set`` and ``feature_version`` (``current``: the promoted one): the feature set version
+whose snapshot is joined to the CSV by its key column before training (:mod:`mlpoc.features`).
 
 **The held-out rows** are chosen per row, not at random: a row is held out when the hash of its
 id (``id_column``), or of its feature cells, falls under ``test_size``. The same row is on the
@@ -23,7 +25,10 @@ the promoted version's data, the new CSVs in the folder, every correction; with 
 job ends SUCCEEDED with ``"outcome": "nothing new"``. The plugin defaults to the promoted
 version's, and so do its parameters when the job names none of its own (a retrain or a
 scheduled run trains the live model's configuration again, not the plugin's defaults). Each
-version records its plugin's parameters (``plugin_params``).
+version records its plugin's parameters (``plugin_params``), and so the feature set: a retrain
+reads the live version's set, at the version promoted at its time.
+
+The train workers also run ``features`` jobs (:mod:`mlpoc.worker.publish`).
 """
 
 from __future__ import annotations
@@ -34,22 +39,30 @@ import importlib.metadata
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
 import mlpoc
-from mlpoc import artifacts, builds, datasets, inference, metrics, plugins, runs
+from mlpoc import artifacts, builds, datasets, features, inference, metrics, plugins, runs
 from mlpoc.artifacts import ArtifactKeys
 from mlpoc.contracts import Job, S3Uri, dataset_refusal
-from mlpoc.errors import ArtifactError, CommitConflict, DatasetError, JobFailed, TransientError
+from mlpoc.errors import (
+    ArtifactError,
+    CommitConflict,
+    DatasetError,
+    JobFailed,
+    RegistryError,
+    TransientError,
+)
 from mlpoc.events import Event
 from mlpoc.inference import OnnxModel, Predictions
 from mlpoc.registry import ModelVersion, Pointer, Registry
 from mlpoc.schedules import PROMOTE_POLICIES
-from mlpoc.schema import CLASSIFICATION, REGRESSION, TABLE_PARAMS, Layout
+from mlpoc.schema import CLASSIFICATION, REGRESSION, TABLE_PARAMS, Column, Layout
 from mlpoc.worker.context import JobContext
+from mlpoc.worker.publish import handle_features
 from mlpoc.worker.thresholds import NO_REVIEW, check_threshold
 
 log = logging.getLogger("mlpoc.worker")
@@ -67,6 +80,8 @@ KIT_PARAMS = frozenset(
         "review_threshold",
         "metric",
         "min_improvement",
+        "feature_set",
+        "feature_version",
         *TABLE_PARAMS,
     }
 )
@@ -270,7 +285,47 @@ def _schema_item(schema: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _feature_set(ctx: JobContext, built: builds.Built | None) -> features.Snapshot | None:
+    """The snapshot of the feature set version the job joins: ``params.feature_set`` (over a
+    folder, the live version's set by default) at ``params.feature_version``."""
+    params = ctx.job.params
+    name = params.get("feature_set", built.base_feature_set if built else None)
+    if name is None:
+        if "feature_version" in params:
+            raise JobFailed("params.feature_version needs params.feature_set")
+        return None
+    name = features.check_name(name, "params.feature_set")
+    spec = features.version_spec(params.get("feature_version", "current"))
+    sets = features.FeatureSets(ctx.clients.dynamodb, ctx.settings.models_table)
+    try:
+        version = sets.resolve(name, spec)
+    except RegistryError as error:
+        raise JobFailed(str(error)) from None
+    if version.expires_at is not None:
+        raise JobFailed(
+            f"feature set {name} v{version.version}: its online items are expiring, so a model "
+            "trained on it could not be served; name a version that is kept"
+        )
+    return features.Snapshot.read(ctx.clients.s3, version)
+
+
+def _join_features(
+    ctx: JobContext, built: builds.Built | None, text: str, where: str, layout: Layout
+) -> tuple[str, Callable[[Iterable[Column]], dict[str, Any]] | None]:
+    """The table joined with its feature set version's snapshot, and how to record what the
+    model took from it (None: no feature set)."""
+    snapshot = _feature_set(ctx, built)
+    if snapshot is None:
+        return text, None
+    key = snapshot.version.key
+    joined = features.join(text, where, snapshot, keep_key=key == layout.id)
+    return joined.text, lambda columns: features.record(snapshot.version, joined, columns)
+
+
 def handle_train(ctx: JobContext) -> None:
+    if ctx.job.type == "features":
+        handle_features(ctx)
+        return
     job, settings, clients = ctx.job, ctx.settings, ctx.clients
     test_size, promote_mode, then_predict = _options(job, settings.data_bucket, settings.sources)
     registry = Registry(clients.dynamodb, settings.models_table)
@@ -308,6 +363,7 @@ def handle_train(ctx: JobContext) -> None:
     if text is None:
         text, version_id = datasets.fetch_versioned(clients.s3, dataset)
     read = runs.DataIdentity.of(str(dataset), text, version_id, built.inputs if built else None)
+    text, taken = _join_features(ctx, built, text, str(dataset), layout)
     data = datasets.parse_training(text, str(dataset), layout)
     held = split(data, test_size)
     exported = plugins.run_train(plugin, plugins.TrainingData.of(held.train), params)
@@ -347,6 +403,7 @@ def handle_train(ctx: JobContext) -> None:
             "run": runs.index_item(keys.metadata, read),
             **({"origin": origin} if (origin := builds.origin_of(job)) else {}),
             **({"inputs": built.inputs, "folder": str(job.dataset)} if built else {}),
+            **({"feature_set": taken(data.schema.columns)} if taken else {}),
         },
     )
     # Metrics of the ONNX graph itself: what is recorded is what will be served.
@@ -374,6 +431,7 @@ def handle_train(ctx: JobContext) -> None:
         "artifact": f"s3://{settings.model_bucket}/{keys.onnx}",
         "train_seconds": train_seconds,
         **({"dataset": str(dataset), "built": built.summary()} if built else {}),
+        **({"feature_set": version.extra["feature_set"]} if "feature_set" in version.extra else {}),
     }
     _register(
         ctx,

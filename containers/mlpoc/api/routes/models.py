@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from mlpoc.api.deps import RegistryDep, require_key
+from mlpoc.api.deps import RegistryDep, ServerDep, require_key
 from mlpoc.api.responses import errors
 from mlpoc.api.schemas import PromoteRequest
 from mlpoc.errors import ApiError, PointerMoved, RegistryError
@@ -32,7 +32,7 @@ def list_models(registry: RegistryDep) -> dict[str, Any]:
 
 
 @router.get("/{name}", responses=errors(404, 422))
-def get_model(name: str, registry: RegistryDep) -> dict[str, Any]:
+def get_model(name: str, registry: RegistryDep, server: ServerDep) -> dict[str, Any]:
     versions = registry.versions(name)
     if not versions:
         raise ApiError(404, "not_found", f"no model {name!r}")
@@ -51,9 +51,11 @@ def get_model(name: str, registry: RegistryDep) -> dict[str, Any]:
                 "plugin": v.plugin,
                 "classes": v.classes,
                 "created_at": v.created_at,
+                **({"feature_set": v.extra["feature_set"]} if "feature_set" in v.extra else {}),
             }
             for v in versions
         ],
+        **({"features": bound.to_json()} if (bound := server.feature_binding(name)) else {}),
     }
 
 

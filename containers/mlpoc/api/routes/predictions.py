@@ -9,64 +9,137 @@ import numpy as np
 from fastapi import APIRouter, Depends
 from fastapi.concurrency import run_in_threadpool
 
-from mlpoc import dynamo
+from mlpoc import dynamo, features
 from mlpoc.api.deps import ClientsDep, SamplerDep, ServerDep, SettingsDep, require_key
 from mlpoc.api.responses import errors
 from mlpoc.api.schemas import PredictRequest
-from mlpoc.errors import ApiError, RegistryError
-from mlpoc.inference import OnnxModel
+from mlpoc.api.serving import ModelServer
+from mlpoc.aws import Clients
+from mlpoc.errors import ApiError, RegistryError, TransientError
+from mlpoc.inference import OnnxModel, Predictions
 from mlpoc.schema import CATEGORY, is_missing, number
 
 router = APIRouter(tags=["predictions"], dependencies=[Depends(require_key)], responses=errors(401))
 
 
-@router.post("/v1/predict", responses=errors(404, 413, 422))
+@router.post("/v1/predict", responses=errors(404, 413, 422, 503))
 async def predict(
-    body: PredictRequest, settings: SettingsDep, server: ServerDep, sampler: SamplerDep
+    body: PredictRequest,
+    settings: SettingsDep,
+    server: ServerDep,
+    sampler: SamplerDep,
+    clients: ClientsDep,
 ) -> dict[str, Any]:
-    """Realtime predictions from the promoted (or pinned) version, held in memory."""
+    """Realtime predictions from the promoted (or pinned) version, held in memory: of the
+    rows sent, or of entity keys, whose features are read from the model's feature set."""
     # async on purpose: a held model answers in microseconds, so running it on the event
     # loop beats two thread hand-offs per request (the first request's load blocks once)
-    if len(body.rows) > settings.max_rows:
+    if body.rows is None and body.keys is None:
+        raise ApiError(
+            422,
+            "invalid_request",
+            "send rows (each row's features) or keys (entity keys of the model's feature set)",
+        )
+    sent = len(body.keys if body.keys is not None else body.rows or ())
+    if sent > settings.max_rows:
         raise ApiError(422, "too_many_rows", f"at most {settings.max_rows} rows per request")
-    if body.ids is not None and len(body.ids) != len(body.rows):
+    if body.ids is not None and len(body.ids) != sent:
         raise ApiError(422, "invalid_request", "ids must have one entry per row")
+    if body.keys is not None and body.rows is not None and len(body.rows) != sent:
+        raise ApiError(422, "invalid_request", "with keys, rows must have one entry per key")
     classifier = server.loaded(body.model)
     if classifier is None:  # the first request for a model loads it, off the event loop
         try:
             classifier = await run_in_threadpool(server.get, body.model)
         except RegistryError as error:
             raise ApiError(404, "not_found", str(error)) from None
-    columns = _columns(body, classifier)
-    result = classifier.predict(columns)
-    # a share of requests for the monitor's drift check: an append, written later off the loop
-    sampler.offer(body.model, classifier.version.version, classifier.schema, columns)
-    answers: list[dict[str, Any]]
-    if result.values is not None:
-        answers = [{"value": round(float(v), 6)} for v in result.values]
-    else:
-        assert result.confidence is not None  # noqa: S101 - a classifier's
-        answers = [
-            {"label": label, "confidence": round(float(confidence), 6)}
-            for label, confidence in zip(result.labels, result.confidence.tolist(), strict=True)
-        ]
+    rows = body.rows or []
+    unknown: dict[int, str] = {}
+    extra: dict[str, Any] = {}
+    if body.keys is not None:
+        rows, unknown, extra = await _looked_up(body, body.keys, classifier, server, clients)
+    columns = _columns(rows, body.model, classifier)
+    answers: list[dict[str, Any]] = []
+    if rows:
+        result = classifier.predict(columns)
+        # a share of requests for the monitor's drift check: an append, written later
+        sampler.offer(body.model, classifier.version.version, classifier.schema, columns)
+        answers = _answers(result)
+    known = iter(answers)
     return {
         "model": body.model,
         "version": classifier.version.version,
+        **extra,
         "predictions": [
-            {**({"id": body.ids[i]} if body.ids else {}), **answer}
-            for i, answer in enumerate(answers)
+            {
+                **({"id": body.ids[i]} if body.ids else {}),
+                **({"key": body.keys[i]} if body.keys is not None else {}),
+                **({"error": unknown[i]} if i in unknown else next(known)),
+            }
+            for i in range(sent)
         ],
     }
 
 
-def _columns(body: PredictRequest, model: OnnxModel) -> dict[str, np.ndarray]:
+def _answers(result: Predictions) -> list[dict[str, Any]]:
+    if result.values is not None:
+        return [{"value": round(float(v), 6)} for v in result.values]
+    assert result.confidence is not None  # noqa: S101 - a classifier's
+    return [
+        {"label": label, "confidence": round(float(confidence), 6)}
+        for label, confidence in zip(result.labels, result.confidence.tolist(), strict=True)
+    ]
+
+
+async def _looked_up(
+    body: PredictRequest,
+    keys: list[str | int],
+    model: OnnxModel,
+    server: ModelServer,
+    clients: Clients,
+) -> tuple[list[dict[str, float | str | None]], dict[int, str], dict[str, Any]]:
+    """The rows of ``keys`` from the feature set version the model reads (one BatchGetItem,
+    off the event loop), the unknown keys' answers by position, and what was read."""
+    bound = server.feature_binding(body.model)
+    if bound is None:
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"model {body.model} v{model.version.version} was trained on features sent "
+            "inline, not on a feature set: send rows",
+        )
+    entities = [str(k).strip() for k in keys]
+    if not all(entities):
+        raise ApiError(422, "invalid_request", "a key is empty")
+    try:
+        found = await run_in_threadpool(
+            features.lookup, clients.dynamodb, server.features_table, bound, entities
+        )
+    except TransientError as error:
+        raise ApiError(503, "unavailable", str(error)) from None
+    rows: list[dict[str, float | str | None]] = []
+    unknown: dict[int, str] = {}
+    for i, entity in enumerate(entities):
+        values = found.get(entity)
+        if values is None:
+            unknown[i] = f"unknown key: feature set {bound.name} v{bound.version} has no {entity!r}"
+            continue
+        row: dict[str, float | str | None] = dict(zip(bound.names, values, strict=True))
+        if body.rows is not None:
+            row.update({k: v for k, v in body.rows[i].items() if v is not None})
+        rows.append(row)
+    return rows, unknown, {"features": {"set": bound.name, "version": bound.version}}
+
+
+def _columns(
+    rows: list[dict[str, float | str | None]], name: str, model: OnnxModel
+) -> dict[str, np.ndarray]:
     """The rows as the version's typed columns, or a 422 that names the columns at fault."""
     schema = model.schema
-    features = schema.features
-    allowed = {*features, schema.label, schema.id_column, *schema.ignored}
-    for r, row in enumerate(body.rows):
-        missing = [f for f in features if f not in row]
+    wanted = schema.features
+    allowed = {*wanted, schema.label, schema.id_column, *schema.ignored}
+    for r, row in enumerate(rows):
+        missing = [f for f in wanted if f not in row]
         unknown = sorted(set(row) - allowed)
         if missing or unknown:
             problem = []
@@ -77,13 +150,13 @@ def _columns(body: PredictRequest, model: OnnxModel) -> dict[str, np.ndarray]:
             raise ApiError(
                 422,
                 "invalid_features",
-                f"row {r}: {', '.join(problem)}; model {body.model} "
-                f"v{model.version.version} takes {len(features)} features",
+                f"row {r}: {', '.join(problem)}; model {name} "
+                f"v{model.version.version} takes {len(wanted)} features",
             )
     columns: dict[str, np.ndarray] = {}
     details = []
     for column in schema.columns:
-        cells = [row[column.name] for row in body.rows]
+        cells = [row[column.name] for row in rows]
         if column.type == CATEGORY:
             columns[column.name] = np.array([_text(c) for c in cells], dtype=object)
             continue
@@ -109,7 +182,7 @@ def _columns(body: PredictRequest, model: OnnxModel) -> dict[str, np.ndarray]:
         raise ApiError(
             422,
             "invalid_features",
-            f"column(s) {named} of model {body.model} v{model.version.version} take numbers",
+            f"column(s) {named} of model {name} v{model.version.version} take numbers",
             details,
         )
     return columns

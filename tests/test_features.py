@@ -1,0 +1,300 @@
+"""Feature sets (mlpoc.features): published in versions by worker jobs, joined by key when a
+model trains, read by key when it predicts, promoted and rolled back apart from the models,
+and a promoted version with other columns refused for a model that cannot take it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from mlpoc import features, layout, samples
+from mlpoc.errors import DatasetError, RegistryError
+from mlpoc.ledger import Ledger
+from mlpoc.registry import Registry
+from mlpoc.settings import Settings
+from mlpoc.worker.loop import Worker
+from mlpoc.worker.train import handle_train
+from tests.support.aws_stack import Stack
+from tests.support.pipeline import run_job, scan
+from tests.test_api import AUTH, make_client
+
+TRAIN_ROWS = slice(0, 1500)
+
+
+def put(stack: Stack, key: str, text: str) -> str:
+    stack.clients().s3.put_object(Bucket=stack.data_bucket, Key=key, Body=text.encode())
+    return f"s3://{stack.data_bucket}/{key}"
+
+
+def publish(stack: Stack, job_id: str, text: str, **params: Any) -> dict[str, Any]:
+    dataset = put(stack, f"inputs/images/{job_id}.csv", text)
+    run_job(
+        stack,
+        {"job_id": job_id, "type": "features", "model": "images", "dataset": dataset,
+         "params": params},
+    )  # fmt: skip
+    record = Ledger(stack.clients().dynamodb, stack.jobs_table).get(job_id)
+    assert record is not None and record["status"] == "SUCCEEDED", record
+    return dict(record["result"])
+
+
+def train_by_key(stack: Stack, job_id: str, dataset: str, **params: Any) -> dict[str, Any]:
+    run_job(
+        stack,
+        {"job_id": job_id, "type": "train", "model": "bykey", "dataset": dataset,
+         "params": {"feature_set": "images", **params}},
+    )  # fmt: skip
+    record = Ledger(stack.clients().dynamodb, stack.jobs_table).get(job_id)
+    assert record is not None and record["status"] == "SUCCEEDED", record
+    return dict(record["result"])
+
+
+def sets(stack: Stack) -> features.FeatureSets:
+    return features.FeatureSets(stack.clients().dynamodb, stack.models_table)
+
+
+@pytest.fixture
+def published(stack: Stack) -> Stack:
+    """images v1 (promoted, the first) and v2 (the same images, every pixel +1: not promoted);
+    model bykey v1 trained on images v1."""
+    first = publish(stack, "images-1", samples.feature_set_csv(), key="image")
+    assert first["feature_version"] == 1 and first["promoted"] is True
+    assert first["rows"] == 1797 and first["columns"] == 65
+    second = publish(stack, "images-2", samples.feature_set_csv(shift=1))
+    assert second["feature_version"] == 2 and second["promoted"] is False  # auto: first only
+    dataset = put(stack, "datasets/bykey/train.csv", samples.keyed_csv(TRAIN_ROWS, labels=True))
+    result = train_by_key(stack, "bykey-1", dataset)
+    assert result["feature_set"]["version"] == 1 and result["feature_set"]["unknown_keys"] == 0
+    return stack
+
+
+def test_a_publish_writes_a_snapshot_the_online_items_and_a_version(published: Stack) -> None:
+    clients = published.clients()
+    v1 = sets(published).get("images", 1)
+    assert v1.key == "image" and v1.rows == 1797
+    assert [c.type for c in v1.columns] == ["number"] * 64 + ["category"]
+    # the snapshot is where the layout says, as published, and matches its recorded sha256
+    assert v1.snapshot == f"s3://{published.data_bucket}/{layout.snapshot_key('images', 1)}"
+    snapshot = features.Snapshot.read(clients.s3, v1)
+    assert snapshot.rows["image-3"][:4] == ["0", "0", "7", "15"]
+    # one online item per image and version, its values in the version's column order
+    items = scan(clients.dynamodb, published.features_table)
+    assert len(items) == 2 * 1797
+    item = next(i for i in items if i["set"]["S"] == "images#2" and i["key"]["S"] == "image-3")
+    assert json.loads(item["v"]["S"])[:4] == [1, 1, 8, 16]  # v2: every pixel +1, clipped at 16
+    # the model version records the set it was trained with, and the columns it took
+    model = Registry(clients.dynamodb, published.models_table).get("bykey", 1)
+    trained = model.extra["feature_set"]
+    assert (trained["name"], trained["version"], trained["key"]) == ("images", 1, "image")
+    assert [c["name"] for c in trained["columns"]] == [*samples.FEATURES, "ink"]
+    assert "image" not in model.features  # the key is not a feature
+    # and the feature sets stay out of the models' listing
+    assert [p.model for p in Registry(clients.dynamodb, published.models_table).pointers()] == [
+        "bykey"
+    ]
+
+
+def test_the_api_serves_by_key_from_the_version_each_model_needs(published: Stack) -> None:
+    x, _ = samples.digits()
+    with make_client(published) as client:
+        keys = [samples.image_key(1600), samples.image_key(1601), "image-99999"]
+        answer = client.post("/v1/predict", json={"model": "bykey", "keys": keys}, headers=AUTH)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["features"] == {"set": "images", "version": 1}
+        first, _, unknown = body["predictions"]
+        assert first["key"] == keys[0] and "label" in first and "confidence" in first
+        assert unknown == {
+            "key": "image-99999",
+            "error": "unknown key: feature set images v1 has no 'image-99999'",
+        }
+        # the same answer as sending the row's features inline
+        inline = {name: float(v) for name, v in zip(samples.FEATURES, x[1600], strict=True)}
+        kind = features.Snapshot.read(published.clients().s3, sets(published).get("images", 1))
+        inline["ink"] = kind.rows[keys[0]][-1]
+        by_rows = client.post(
+            "/v1/predict", json={"model": "bykey", "rows": [inline]}, headers=AUTH
+        ).json()
+        assert by_rows["predictions"][0]["label"] == first["label"]
+        assert by_rows["predictions"][0]["confidence"] == first["confidence"]
+
+        # WHEN v2 (same columns, same types) is promoted, the model reads it from the next poll
+        sets(published).promote("images", 2)
+        client.app.state.services.server.refresh()
+        health = client.get("/v1/health", headers=AUTH).json()["models"]["bykey"]
+        assert health["features"] == {
+            "set": "images", "version": 2, "trained_with": 1, "key": "image"
+        }  # fmt: skip
+        again = client.post("/v1/predict", json={"model": "bykey", "keys": keys[:1]}, headers=AUTH)
+        assert again.json()["features"]["version"] == 2
+
+        # WHEN v3 changes a column's type and is promoted, the model keeps its own version
+        third = publish(published, "images-3", samples.feature_set_csv(ink_as="number"))
+        assert third["promoted"] is False
+        sets(published).promote("images", 3)
+        client.app.state.services.server.refresh()
+        health = client.get("/v1/health", headers=AUTH).json()["models"]["bykey"]
+        assert health["features"]["version"] == 1
+        assert health["features"]["note"] == (
+            "feature set images v3 is promoted, but its 'ink' is a number, not a category: "
+            "model bykey v1 keeps reading v1, the version it was trained with (train it again "
+            "to take the new version)"
+        )
+        model = client.get("/v1/models/bykey", headers=AUTH).json()
+        assert model["features"]["note"] == health["features"]["note"]
+        kept = client.post("/v1/predict", json={"model": "bykey", "keys": keys[:1]}, headers=AUTH)
+        assert kept.json()["features"]["version"] == 1
+        assert kept.json()["predictions"][0]["label"] == first["label"]
+        # the feature set's own page says which version each held model reads
+        shown = client.get("/v1/features/images", headers=AUTH).json()
+        assert shown["promoted"] == 3 and [v["version"] for v in shown["versions"]] == [1, 2, 3]
+        assert shown["read_by"]["bykey"]["version"] == 1
+
+
+def test_requests_by_key_are_refused_with_a_sentence(published: Stack) -> None:
+    with make_client(published) as client:
+        too_many = [f"image-{i}" for i in range(features.MAX_KEYS + 1)]
+        assert (
+            client.post(
+                "/v1/predict", json={"model": "bykey", "keys": too_many}, headers=AUTH
+            ).status_code
+            == 422
+        )
+        empty = client.post("/v1/predict", json={"model": "bykey", "keys": [" "]}, headers=AUTH)
+        assert empty.status_code == 422 and empty.json()["error"]["message"] == "a key is empty"
+        neither = client.post("/v1/predict", json={"model": "bykey"}, headers=AUTH)
+        assert neither.status_code == 422
+        assert "send rows" in neither.json()["error"]["message"]
+        mismatched = client.post(
+            "/v1/predict",
+            json={"model": "bykey", "keys": ["image-1"], "rows": [{}, {}]},
+            headers=AUTH,
+        )
+        assert mismatched.status_code == 422
+        # a value sent inline wins over the set's (a feature set can be partly overridden)
+        inked = client.post(
+            "/v1/predict",
+            json={"model": "bykey", "keys": ["image-1"], "rows": [{"ink": "nonsense-ink"}]},
+            headers=AUTH,
+        )
+        assert inked.status_code == 200
+    # a model trained on inline features takes no keys
+    run_job(
+        published,
+        {"job_id": "inline-1", "type": "train", "model": "inline",
+         "dataset": put(published, "datasets/inline/t.csv", samples.training_csv(slice(0, 300)))},
+    )  # fmt: skip
+    with make_client(published) as client:
+        refused = client.post("/v1/predict", json={"model": "inline", "keys": ["a"]}, headers=AUTH)
+        assert refused.status_code == 422
+        assert refused.json()["error"]["message"] == (
+            "model inline v1 was trained on features sent inline, not on a feature set: send rows"
+        )
+
+
+def test_a_predict_job_by_key_joins_the_snapshot_and_counts_unknown_keys(
+    published: Stack,
+) -> None:
+    text = samples.keyed_csv(slice(1500, 1600), labels=False) + "digit-x,image-nope\n"
+    dataset = put(published, "datasets/bykey/score.csv", text)
+    run_job(published, {"job_id": "bykey-p", "type": "predict", "model": "bykey",
+                        "dataset": dataset})  # fmt: skip
+    record = Ledger(published.clients().dynamodb, published.jobs_table).get("bykey-p")
+    assert record is not None
+    result = record["result"]
+    assert result["rows"] == 100 and result["features"]["unknown_keys"] == 1
+    assert result["features"]["unknown_examples"] == ["image-nope"]
+    assert (result["features"]["set"], result["features"]["version"]) == ("images", 1)
+    stored = [i for i in scan(published.clients().dynamodb, published.predictions_table)
+              if i["model"]["S"] == "bykey"]  # fmt: skip
+    assert len(stored) == 100
+
+
+def test_a_retrain_over_a_folder_takes_the_promoted_feature_version(published: Stack) -> None:
+    # GIVEN v2 promoted, and a new file of keys and labels in the model's folder
+    sets(published).promote("images", 2)
+    put(published, "datasets/bykey/more.csv", samples.keyed_csv(slice(1500, 1700), labels=True))
+    # WHEN the folder is retrained (what the schedule sends), no feature set named
+    run_job(published, {"job_id": "bykey-2", "type": "train", "model": "bykey",
+                        "dataset": f"s3://{published.data_bucket}/datasets/bykey/"})  # fmt: skip
+    # THEN the new version read the live version's set, at the version promoted now
+    model = Registry(published.clients().dynamodb, published.models_table).get("bykey", 2)
+    assert model.extra["feature_set"]["version"] == 2
+    assert model.extra["feature_set"]["rows"] == 1700
+
+
+def test_rollback_expiry_and_refusals_of_feature_versions(stack: Stack) -> None:
+    small = slice(0, 50)
+    publish(stack, "images-1", samples.feature_set_csv(small), key="image")
+    for n in (2, 3, 4):
+        publish(stack, f"images-{n}", samples.feature_set_csv(small, shift=n), promote="always")
+    found = sets(stack)
+    # v1 is neither promoted (4), nor the rollback target (3), nor read by a model: it expires
+    v1 = found.get("images", 1)
+    assert v1.expires_at is not None and found.get("images", 2).expires_at is None
+    items = scan(stack.clients().dynamodb, stack.features_table)
+    expiring = {i["set"]["S"] for i in items if "expires_at" in i}
+    assert expiring == {"images#1"}
+    with pytest.raises(RegistryError, match="marked to expire, so it cannot be promoted again"):
+        found.promote("images", 1)
+    # rollback returns to the version promoted before, apart from any model
+    assert found.rollback("images").promoted == 3
+    assert found.pointer("images").history == [1, 2]  # type: ignore[union-attr]
+    with pytest.raises(RegistryError, match="no version 9"):
+        found.promote("images", 9)
+
+
+def test_bad_feature_tables_fail_the_job_with_what_was_wrong() -> None:
+    table = "image,a,b\nx,1,2\nx,3,4\n,5,6\n"
+    with pytest.raises(DatasetError) as error:
+        features.parse_table([("s3://b/f.csv", table)], "image")
+    message = str(error.value)
+    assert "keys are empty" in message and "line 4" in message
+    assert "'x' (s3://b/f.csv line 2, s3://b/f.csv line 3)" in message
+    with pytest.raises(DatasetError, match="has no key column 'user'"):
+        features.parse_table([("f.csv", "image,a\nx,1\n")], "user")
+    with pytest.raises(DatasetError, match="other columns than"):
+        features.parse_table([("a.csv", "image,a\nx,1\n"), ("b.csv", "image,b\ny,1\n")], "image")
+
+
+def test_a_train_job_that_names_a_missing_or_unusable_set_fails_with_a_sentence(
+    stack: Stack,
+) -> None:
+    dataset = put(stack, "datasets/bykey/train.csv", samples.keyed_csv(slice(0, 100), labels=True))
+    for job_id, params, reason in [
+        ("no-set", {"feature_set": "images"}, "feature set 'images' has no promoted version"),
+        ("bad-v", {"feature_set": "images", "feature_version": "x"}, "feature_version must be"),
+        ("no-name", {"feature_version": 1}, "params.feature_version needs params.feature_set"),
+    ]:
+        record = failed(stack, {"job_id": job_id, "type": "train", "model": "bykey",
+                                "dataset": dataset, "params": params})  # fmt: skip
+        assert reason in record["reason"], record["reason"]
+
+
+def failed(stack: Stack, message: dict[str, Any]) -> dict[str, Any]:
+    """Run one job that must fail; its ledger record."""
+    clients = stack.clients()
+    settings = replace(Settings.from_env("train", stack.env()), wait_seconds=1)
+    body = json.dumps({"schema": 1, **message})
+    clients.sqs.send_message(QueueUrl=settings.queue_url, MessageBody=body)
+    Worker(settings=settings, clients=clients, handler=handle_train).process_batch()
+    record = Ledger(clients.dynamodb, stack.jobs_table).get(message["job_id"])
+    assert record is not None and record["status"] == "FAILED", record
+    return dict(record)
+
+
+def test_a_join_keeps_inline_cells_and_rows_without_a_key() -> None:
+    version = features.FeatureVersion(
+        name="s", version=1, key="k", columns=(), rows=2, snapshot="s3://b/k", sha256="",
+        job_id="j", dataset="d", created_at=0.0,
+    )  # fmt: skip
+    snapshot = features.Snapshot(version, ["a", "b"], {"1": ["10", "20"], "2": ["11", "21"]})
+    text = "k,a,label\n1,,x\n2,99,y\n,5,z\n3,1,w\n"
+    joined = features.join(text, "t.csv", snapshot, keep_key=False)
+    assert joined.text == "a,label,b\n10,x,20\n99,y,21\n5,z,\n"
+    assert (joined.rows, joined.unmatched, joined.examples) == (3, 1, ["3"])
+    with pytest.raises(DatasetError, match="none of the 1 rows"):
+        features.join("k,label\n9,x\n", "t.csv", snapshot, keep_key=False)
