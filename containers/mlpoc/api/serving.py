@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlpoc import features
-from mlpoc.features import Binding
 from mlpoc.errors import ArtifactError, RegistryError
+from mlpoc.features import Binding
 from mlpoc.inference import OnnxModel, load
 from mlpoc.registry import ModelVersion, Registry
 

@@ -2,7 +2,9 @@
 
 Upload a training set (the upload function starts the training job), upload a set to predict
 (pre-computed predictions), ask the realtime API, correct a few low-confidence answers on the
-annotation queue, retrain on base + corrections, promote, and summarize.
+annotation queue, retrain on base + corrections, promote, check drift, and then serve by key:
+publish the images as a feature set, train a model that reads it, and ask for one image by its
+key alone.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from mlpoc.cli.target import Deployment
 from mlpoc.errors import DemoError, TargetError
 
 MODEL = "digits"
+FEATURE_SET = "images"  # the digits as a feature set keyed by image (samples.feature_set_csv)
+BY_KEY = "digits-by-key"  # a model trained on keys and labels, joined with that set
 TRAIN_ROWS = slice(0, 1400)  # 1,400 labelled images to train on (20 % held out for metrics)
 PREDICT_ROWS = slice(1400, None)  # the other 397 to pre-compute predictions for
 CORRECTIONS = 5
@@ -63,6 +67,7 @@ class DemoResult:
     predictions_stored: int = 0
     summary: list[ops.ModelSummary] = field(default_factory=list)
     monitor: dict[str, Any] | None = None  # the monitor job's report
+    by_key: dict[str, Any] | None = None  # one realtime prediction by entity key
 
 
 def upload_job(dep: Deployment, key: str, body: str, step: Step, name: str) -> str:
@@ -97,8 +102,15 @@ def finish(dep: Deployment, job_id: str, step: Step, name: str) -> dict[str, Any
 
 def run(dep: Deployment, api: Api, step: Step) -> DemoResult:
     """``step(name, status)`` reports progress; returns what the summary shows."""
-    result = DemoResult()
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    result = loop(dep, api, step, stamp)
+    by_key(dep, api, step, stamp, result)
+    return result
+
+
+def loop(dep: Deployment, api: Api, step: Step, stamp: str) -> DemoResult:
+    """Train, predict, correct, retrain, promote and monitor the digits model."""
+    result = DemoResult()
 
     name = "train v1 on 1,400 labelled digits"
     step(name, "uploading")
@@ -168,3 +180,50 @@ def run(dep: Deployment, api: Api, step: Step) -> DemoResult:
     result.jobs.append(finish(dep, job.job_id, step, name))
     result.monitor = ops.latest_report(dep, MODEL)
     return result
+
+
+def by_key(dep: Deployment, api: Api, step: Step, stamp: str, result: DemoResult) -> None:
+    """Features outside the model: publish the images as a feature set (a features job),
+    train a model on keys and labels joined with it, and predict one image by its key."""
+    bucket = dep.output("DataBucketName")
+    s3 = dep.client("s3")
+    name = f"publish feature set {FEATURE_SET} (1,797 images by key)"
+    step(name, "uploading")
+    key = layout.input_key(FEATURE_SET, stamp, "images.csv")
+    s3.put_object(Bucket=bucket, Key=key, Body=samples.feature_set_csv().encode())
+    job = ops.submit(
+        dep,
+        job_type="features",
+        model=FEATURE_SET,
+        dataset=f"s3://{bucket}/{key}",
+        params={"key": "image"},
+        job_id=f"demo-features-{stamp}",
+    )
+    result.jobs.append(finish(dep, job.job_id, step, name))
+
+    name = f"train {BY_KEY} on keys and labels only"
+    step(name, "uploading")
+    key = layout.input_key(BY_KEY, stamp, "train.csv")
+    s3.put_object(Bucket=bucket, Key=key, Body=samples.keyed_csv(TRAIN_ROWS, labels=True).encode())
+    job = ops.submit(
+        dep,
+        job_type="train",
+        model=BY_KEY,
+        dataset=f"s3://{bucket}/{key}",
+        params={"feature_set": FEATURE_SET},
+        job_id=f"demo-by-key-{stamp}",
+    )
+    result.jobs.append(finish(dep, job.job_id, step, name))
+
+    step("realtime prediction by key", "POST /v1/predict")
+    wanted = samples.image_key(1796)
+    started = time.perf_counter()
+    answer = api.call("POST", "/v1/predict", {"model": BY_KEY, "keys": [wanted]})
+    _, truth = samples.digits()
+    result.by_key = {
+        **answer["predictions"][0],
+        "model": BY_KEY,
+        "truth": str(truth[1796]),
+        "features": answer["features"],
+        "ms": (time.perf_counter() - started) * 1000,
+    }

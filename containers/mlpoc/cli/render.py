@@ -75,6 +75,12 @@ def print_demo(result: DemoResult, state: LocalState, seconds: float) -> None:
         outcome = record.get("result", {})
         if record["type"] == "train":
             detail = train_outcome(outcome)
+        elif record["type"] == "features":
+            detail = (
+                f"{outcome.get('feature_set')} v{outcome.get('feature_version')}: "
+                f"{outcome.get('rows', 0)} keys, {outcome.get('columns', 0)} columns"
+                + (", promoted" if outcome.get("promoted") else "")
+            )
         elif record["type"] == "monitor":
             drifting = outcome.get("drifting_versions") or []
             detail = (
@@ -119,6 +125,15 @@ def print_demo(result: DemoResult, state: LocalState, seconds: float) -> None:
     )
     if result.monitor is not None:
         console.print(monitor_report(result.monitor))
+    if result.by_key is not None:
+        found = result.by_key
+        console.print(
+            "By key: POST /v1/predict "
+            + json.dumps({"model": found["model"], "keys": [found["key"]]})
+            + f" -> {found.get('label')} (truth {found['truth']}), "
+            f"features read from {found['features']['set']} v{found['features']['version']} "
+            f"in {found['ms']:.0f} ms"
+        )
     console.print(
         f"Is it still good? The plots (each version's score, confusion matrix, two versions side "
         f"by side, realized accuracy, drift): {state.api_url}/ui/models/digits (key: "
@@ -314,6 +329,9 @@ def print_cost(result: Any) -> None:
         console.print(
             cost_table("Monitoring, per month", result.monitor, result.total(result.monitor))
         )
+    if result.lookups:
+        title = "Features by key (feature sets), per month"
+        console.print(cost_table(title, result.lookups, result.total(result.lookups)))
     if result.gpu:
         console.print(cost_table("GPU pool, per instance-hour while a GPU job runs", result.gpu))
     for sentence in result.across_accounts:

@@ -28,6 +28,7 @@ from mlpoc.cost.lines import ALTERNATIVE, USAGE_ONLY, Line, usd
 from mlpoc.cost.work import (
     TRAIN_JOB_CALLS,
     per_gpu_hour,
+    per_lookups,
     per_monitor,
     per_predictions,
     per_train_jobs,
@@ -51,6 +52,7 @@ class Report:
     gpu: list[Line] = field(default_factory=list)  # the GPU pool, per instance-hour
     across_accounts: list[str] = field(default_factory=list)  # who pays for what crosses
     monitor: list[Line] = field(default_factory=list)  # a month of monitoring (mlpoc:monitor)
+    lookups: list[Line] = field(default_factory=list)  # features by key (mlpoc.features)
 
     @property
     def idle_total(self) -> float:
@@ -113,4 +115,5 @@ def report(assembly: Assembly, region: str, table: Mapping[str, Any] | None = No
         gpu=per_gpu_hour(assembly, prices, a),
         across_accounts=across_accounts(assembly, prices, table["always_free"]),
         monitor=per_monitor(assembly, prices, a),
+        lookups=per_lookups(assembly, prices, a),
     )

@@ -231,3 +231,37 @@ def per_monitor(assembly: Assembly, p: Mapping[str, Any], a: Mapping[str, Any]) 
             usd(flushes / 1e3 * p["s3_put_thousand"] + stored_gb * p["s3_gb_month"]),
         ),
     ]
+
+
+def per_lookups(assembly: Assembly, p: Mapping[str, Any], a: Mapping[str, Any]) -> list[Line]:
+    """Features by key (:mod:`mlpoc.features`): the reads of one million realtime predictions
+    by key (one BatchGetItem each, eventually consistent: half a read unit per item up to
+    4 KB), and a month of one feature set of ``feature_entities`` entities published
+    ``feature_publishes_per_month`` times (a write unit per item up to 1 KB, and one more when a
+    superseded version's item is marked to expire), ``feature_versions_kept`` versions online."""
+    if not any(name == "FeaturesTable" for name, _ in assembly.of_type("AWS::DynamoDB::Table")):
+        return []
+    keys = float(a["feature_keys_per_request"])
+    kb = float(a["feature_item_kb"])
+    reads = 1e6 * keys * math.ceil(kb / 4) * 0.5
+    entities = float(a["feature_entities"])
+    publishes = float(a["feature_publishes_per_month"])
+    writes = entities * publishes * math.ceil(kb) * 2
+    gb = entities * float(a["feature_versions_kept"]) * kb / 1024 / 1024
+    return [
+        Line(
+            "DynamoDB reads per 1 M realtime predictions by key (BatchGetItem)",
+            f"{reads:,.0f} RRU ({keys:g} key(s) a request, items up to 4 KB)",
+            usd(reads / 1e6 * p["dynamodb_read_million"]),
+        ),
+        Line(
+            f"Publishing {entities:,.0f} entities {publishes:g}x a month (features jobs)",
+            f"{writes:,.0f} WRU (the items, then their expiry mark)",
+            usd(writes / 1e6 * p["dynamodb_write_million"]),
+        ),
+        Line(
+            f"Online feature storage ({a['feature_versions_kept']} versions kept)",
+            f"{gb:.2f} GB",
+            usd(gb * p["dynamodb_gb_month"]),
+        ),
+    ]
