@@ -96,6 +96,11 @@ def probes(stack: Stack) -> list[tuple[str, str, dict[str, Any]]]:
             "/v1/predict",
             {"json": {"model": "digits", "rows": [{"a": 1.0}]}, "headers": AUTH},
         ),
+        ("POST", "/v1/predict", {"json": {"model": "digits", "keys": ["a"]}, "headers": AUTH}),
+        ("GET", "/v1/features", {"headers": AUTH}),
+        ("GET", "/v1/features/nope", {"headers": AUTH}),  # 404
+        ("POST", "/v1/features/nope/promote", {"json": {"version": 1}, "headers": AUTH}),
+        ("POST", "/v1/features/nope/rollback", {"headers": AUTH}),  # 409: nothing promoted
         ("GET", "/v1/predictions/digits/nope", {"headers": AUTH}),
         ("GET", "/v1/models/digits/quality", {"headers": AUTH}),
         ("GET", "/v1/models/nope/quality", {"headers": AUTH}),  # 404
@@ -229,7 +234,7 @@ def test_with_the_key_a_body_that_is_not_json_is_a_documented_422(api: TestClien
 
 def test_the_contracts_closed_sets_are_enums(spec: dict[str, Any]) -> None:
     fields = spec["components"]["schemas"]["JobRequest"]["properties"]
-    assert fields["type"]["enum"] == ["train", "predict"]
+    assert fields["type"]["enum"] == ["train", "predict", "features"]
     assert fields["resources"]["enum"] == ["cpu", "gpu"]
 
 

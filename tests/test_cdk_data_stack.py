@@ -20,6 +20,7 @@ STATEFUL = {
     "ModelsTable": "AWS::DynamoDB::Table",
     "PredictionsTable": "AWS::DynamoDB::Table",
     "AnnotationsTable": "AWS::DynamoDB::Table",
+    "FeaturesTable": "AWS::DynamoDB::Table",
 }
 
 
@@ -89,7 +90,7 @@ def test_every_bucket_refuses_plain_http(poc: Synthesized) -> None:
 
 
 @pytest.mark.parametrize(
-    "table", ["JobsTable", "ModelsTable", "PredictionsTable", "AnnotationsTable"]
+    "table", ["JobsTable", "ModelsTable", "PredictionsTable", "AnnotationsTable", "FeaturesTable"]
 )
 def test_tables_are_on_demand_and_encrypted_with_the_project_key(
     poc: Synthesized, table: str
@@ -212,7 +213,8 @@ def test_retain_keeps_the_data_and_turns_on_recovery(retain: Synthesized) -> Non
         resource = retain.data_json["Resources"][logical_id]
         assert resource["DeletionPolicy"] == "Retain", logical_id
         assert resource["UpdateReplacePolicy"] == "Retain", logical_id
-    for table in ("JobsTable", "ModelsTable", "PredictionsTable", "AnnotationsTable"):
+    for table in ("JobsTable", "ModelsTable", "PredictionsTable", "AnnotationsTable",
+                  "FeaturesTable"):  # fmt: skip
         properties = retain.data_json["Resources"][table]["Properties"]
         assert properties["PointInTimeRecoverySpecification"] == {
             "PointInTimeRecoveryEnabled": True
@@ -225,8 +227,19 @@ def test_outputs_name_everything_the_cli_needs(poc: Synthesized) -> None:
         "DataBucketName", "ModelBucketName", "JobsTableName", "ModelsTableName",
         "PredictionsTableName", "AnnotationsTableName", "TrainQueueUrl", "PredictQueueUrl",
         "EventsQueueUrl", "TrainDeadLetterQueueUrl", "PredictDeadLetterQueueUrl",
-        "EventsDeadLetterQueueUrl", "KeyArn",
+        "EventsDeadLetterQueueUrl", "KeyArn", "FeaturesTableName",
     }  # fmt: skip
+
+
+def test_the_online_feature_store_expires_superseded_versions_by_ttl(poc: Synthesized) -> None:
+    # moto ignores TimeToLiveSpecification: only this test and a real deploy check it
+    properties = poc.data_json["Resources"]["FeaturesTable"]["Properties"]
+    assert properties["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert properties["KeySchema"] == [
+        {"AttributeName": "set", "KeyType": "HASH"},
+        {"AttributeName": "key", "KeyType": "RANGE"},
+    ]
+    assert "ResourcePolicy" not in properties  # no other account reads features
 
 
 def test_the_monitors_input_samples_expire(poc: Synthesized) -> None:

@@ -69,7 +69,7 @@ def test_rejections_without_a_usable_job_id(raw: str, reason: str) -> None:
         ({"schema": "1"}, "schema must be an integer"),
         ({"schema": True}, "schema must be an integer"),
         ({"extra": 1}, r"unknown field\(s\) \['extra'\]"),
-        ({"type": "serve"}, r"type must be one of \['train', 'predict', 'monitor'\]"),
+        ({"type": "serve"}, r"type must be one of \['train', 'predict', 'monitor', 'features'\]"),
         ({"model": "Digits"}, "model must be 1-64 characters of lowercase"),
         ({"dataset": "datasets/x.csv"}, "is not an s3://bucket/key URI"),
         ({"dataset": 5}, "dataset must be an s3:// URI string"),
@@ -77,13 +77,13 @@ def test_rejections_without_a_usable_job_id(raw: str, reason: str) -> None:
         ({"dataset": f"s3://{BUCKET}/datasets/x.parquet"}, "must be a .csv object"),
         (
             {"dataset": f"s3://{BUCKET}/x.csv"},
-            "a train job's dataset must be under datasets/, inputs/, dataset-versions/ of the "
-            r"data bucket \(what the train worker may read\); got key 'x.csv'",
+            "a train job's dataset must be under datasets/, inputs/, dataset-versions/, "
+            r"feature-sets/ of the data bucket \(what the train worker may read\); got key 'x.csv'",
         ),
         (
             {"type": "predict", "dataset": f"s3://{BUCKET}/dataset-versions/m/a.csv"},
-            "a predict job's dataset must be under datasets/, inputs/, input-samples/ of the data "
-            "bucket",
+            "a predict job's dataset must be under datasets/, inputs/, input-samples/, "
+            "feature-sets/ of the data bucket",
         ),
         ({"dataset": f"s3://{BUCKET}/datasets/"}, "must be under datasets/"),
         ({"version": "latest"}, "version must be 'current' or a positive integer"),

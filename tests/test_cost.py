@@ -38,7 +38,7 @@ DEFAULT_US_EAST_1 = {
     "CloudWatch dashboards x1": 3.00,
     "CloudWatch Logs (API, VPC flow logs; volume assumed)": 0.5 * (0.50 + 0.03),
     "SQS polling by Lambda's event source x1": 5 * (3600 / 20) * H / 1e6 * 0.40,
-    "DynamoDB storage (4 tables, 1.0 GB assumed)": 1.0 * 0.25,
+    "DynamoDB storage (5 tables, 1.0 GB assumed)": 1.0 * 0.25,
     "S3 storage (2.0 GB assumed)": 2.0 * 0.023,
     # data and models are versioned; old versions are kept 30 days
     "old S3 object versions (2 buckets, kept 30 days, 1.0 GB assumed)": 1.0 * 0.023,
@@ -91,7 +91,7 @@ def test_retain_adds_point_in_time_recovery_and_drops_spot(
     # GIVEN stage retain (PITR on every table) with Spot off
     report = cost.report(assembly_of(retain), "us-east-1")
     # THEN PITR is priced on the assumed 1 GB and the rest of the idle month is unchanged
-    assert lines(report)["point-in-time recovery (4 tables)"] == pytest.approx(1.0 * 0.20)
+    assert lines(report)["point-in-time recovery (5 tables)"] == pytest.approx(1.0 * 0.20)
     default = cost.report(assembly_of(poc), "us-east-1")
     assert report.idle_total == pytest.approx(default.idle_total + 0.20, abs=0.005)
     # AND a train task-hour is on-demand: 1 vCPU + 2 GB + its public IPv4
@@ -237,3 +237,20 @@ def test_the_monitor_is_priced_per_month(poc: Synthesized) -> None:
     # 100,000 sampled rows: 43,800 one-a-minute PUTs at most, 0.03 GB
     assert sample.detail == "43,800 PUT + 0.03 GB kept 30 days"
     assert sample.usd == pytest.approx(43.8 * 0.005 + 0.03 * 0.023, abs=0.01)
+
+
+def test_features_by_key_are_priced_per_million_lookups(poc: Synthesized) -> None:
+    report = cost.report(assembly_of(poc), "us-east-1")
+    found = {line.item: line for line in report.lookups}
+    reads = found["DynamoDB reads per 1 M realtime predictions by key (BatchGetItem)"]
+    # one eventually consistent read of one item under 4 KB: half a read unit at 0.125 USD/M
+    assert reads.detail.startswith("500,000 RRU")
+    assert reads.usd == pytest.approx(0.0625, abs=0.001)
+    published = found["Publishing 100,000 entities 4x a month (features jobs)"]
+    assert published.detail.startswith("800,000 WRU")  # the item, then its expiry mark
+    assert published.usd == pytest.approx(0.5, abs=0.001)
+    # and more keys a request read more: the price follows the assumption
+    table = json.loads(json.dumps(cost.load_prices()))
+    table["assumptions"]["feature_keys_per_request"] = 10
+    more = cost.report(assembly_of(poc), "us-east-1", table).lookups[0]
+    assert more.usd == pytest.approx(0.625, abs=0.001)

@@ -30,7 +30,7 @@ def test_prefixes_do_not_overlap_and_end_with_a_slash() -> None:
         assert not any(path.startswith(o) or o.startswith(path) for o in others)
 
 
-def test_only_the_train_worker_writes_dataset_versions_and_models() -> None:
+def test_only_the_train_worker_writes_dataset_versions_models_and_feature_sets() -> None:
     writers = {p.path: set(p.written_by) for p in layout.PREFIXES}
     assert writers == {
         "datasets/": set(),
@@ -40,6 +40,8 @@ def test_only_the_train_worker_writes_dataset_versions_and_models() -> None:
         # the monitor's inputs (a sample of what was asked) and its reports
         "input-samples/": {"api", "predict"},
         "monitor/": {"predict"},
+        # feature set snapshots: the features job, on the train workers
+        "feature-sets/": {"train"},
     }
 
 

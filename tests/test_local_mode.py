@@ -49,6 +49,7 @@ def test_moto_template_keeps_every_stateful_resource(poc: Synthesized) -> None:
         "ModelsTable",
         "PredictionsTable",
         "AnnotationsTable",
+        "FeaturesTable",
     ):
         assert kept[logical_id] == original[logical_id]
     # moto 5.2 cannot read CloudFormation's tags on a KMS key: the key's only change

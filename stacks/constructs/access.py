@@ -41,8 +41,9 @@ TABLE_ACTIONS: dict[str, dict[RuntimeRole, tuple[str, ...]]] = {
         "api": ("GetItem", "PutItem", "Scan"),  # submit, look up, list recent jobs
     },
     "models": {
-        # version counter, version, pointer; the features job's expiry reads every model's pointer
-        "train": ("GetItem", "PutItem", "UpdateItem", "Scan"),
+        # version counter, version, pointer; the features job's expiry lists the set's versions
+        # and reads every model's pointer
+        "train": ("GetItem", "PutItem", "UpdateItem", "Query", "Scan"),
         "predict": ("GetItem", "Query"),  # resolve a version; the monitor lists them
         "api": ("GetItem", "Query", "Scan", "UpdateItem"),  # list, promote, roll back
     },
