@@ -107,11 +107,13 @@ def load_test(
     key: str = KEY,
     headers: Callable[[], bytes] = lambda: b"",
     model: str = "digits",
+    payloads: list[bytes] | None = None,
 ) -> list[float]:
     """``concurrency`` keep-alive connections driven by one asyncio loop (no client threads
     competing for the GIL: what is measured is the server, not the load generator).
-    ``headers``: extra header lines for each request (``b"Name: value\r\n"``)."""
-    payloads = bodies(model)
+    ``headers``: extra header lines for each request (``b"Name: value\r\n"``); ``payloads``:
+    the bodies to send (default: ``model``'s rows, one a request)."""
+    payloads = payloads or bodies(model)
 
     def request(payload: bytes) -> bytes:
         return (

@@ -2,49 +2,55 @@
 
     .venv/bin/python benchmarks/feature_lookup.py [--requests N]
 
-The API app runs in this process (its ASGI app, driven by 8 concurrent clients on one asyncio
-loop: the API's own event loop and thread pool, no HTTP stack in between). The model
+The API runs in its own process (uvicorn, one worker, as in the container) and the load comes
+from this one over keep-alive HTTP connections on loopback, 8 at a time. The model
 ``digits-by-key`` was trained on the ``images`` feature set (64 pixels and a category); each
 request asks for one image, either by key (the API reads its features with one BatchGetItem,
-off the event loop) or with its features inline (the same values). Two stores, measured in the
-same run:
+off the event loop) or with the same features inline, interleaved in the same run. Two
+DynamoDBs:
 
-* **in process**: moto's DynamoDB in this process (``mock_aws``), so the lookup's cost is the
-  kit's own: botocore's request and response, the item's JSON, the thread hand-off;
-* **moto server**: moto over loopback HTTP, as local mode runs it (a DynamoDB round trip).
+* **in process**: moto inside the API's own process (``mock_aws``): no socket between the API
+  and its store, but moto's handling of each call runs under the API's interpreter lock;
+* **moto server**: moto in a process of its own, over loopback HTTP (what local mode runs).
 
-It prints, for each: p50 and p99 of the whole request by key and inline, the p99 the key adds,
-and the lookup's share of the time of a request by key (timed inside the API). Goal: the
-lookup adds at most 2 ms at p99 in process.
+It prints, for each: p50 and p99 of a request by key and inline, what the key adds at p99, and
+the lookup's own time and share of a request by key (timed inside the API). Goal: the lookup
+adds at most 2 ms at p99 in process.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import http.client
+import json
+import os
+import socket
+import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from mlpoc.paths import CHECKOUT
 
 sys.path.insert(0, str(CHECKOUT))
 
-import httpx
+import uvicorn
+from benchmarks.api_latency import load_test, percentile, wait_until_up
+from fastapi import FastAPI
 from moto import mock_aws
 
 from mlpoc import features, plugins, samples
 from mlpoc.api import routes
 from mlpoc.api.app import create_app
 from mlpoc.api.settings import ApiSettings
-from tests.support.aws_stack import EmbeddedMoto, Stack, create_stack
+from tests.support.aws_stack import FAKE_CREDENTIALS, Stack, create_stack
+from tests.support.enforced import moto_process
 from tests.support.pipeline import run_job
 
 KEY = "benchmark-key-0123456789"
 CONCURRENCY = 8
 IMAGES = range(1500, 1564)
+LOOKUPS = "/bench/lookups"  # the serving process's own route: the lookups' timings
 
 
 def prepare(stack: Stack) -> None:
@@ -62,25 +68,31 @@ def prepare(stack: Stack) -> None:
                     "params": {"feature_set": "images"}})  # fmt: skip
 
 
-def bodies(stack: Stack) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def bodies(stack: Stack) -> dict[str, list[bytes]]:
     """One request per image: by key, and with the same features inline."""
     sets = features.FeatureSets(stack.clients().dynamodb, stack.models_table)
     snapshot = features.Snapshot.read(stack.clients().s3, sets.get("images", 1))
-    by_key, inline = [], []
+    found: dict[str, list[bytes]] = {"key": [], "inline": []}
     for i in IMAGES:
         key = samples.image_key(i)
-        cells = snapshot.rows[key]
-        row: dict[str, Any] = {
-            n: (float(c) if n != "ink" else c) for n, c in zip(snapshot.names, cells, strict=True)
+        row = {
+            n: (float(c) if n != "ink" else c)
+            for n, c in zip(snapshot.names, snapshot.rows[key], strict=True)
         }
-        by_key.append({"model": "digits-by-key", "keys": [key]})
-        inline.append({"model": "digits-by-key", "rows": [row]})
-    return by_key, inline
+        found["key"].append(json.dumps({"model": "digits-by-key", "keys": [key]}).encode())
+        found["inline"].append(json.dumps({"model": "digits-by-key", "rows": [row]}).encode())
+    return found
 
 
-@contextmanager
-def timed_lookups(into: list[float]) -> Iterator[None]:
-    """Time every lookup the API makes (the route calls it through the features module)."""
+def serve(port: int, endpoint: str) -> None:
+    """The serving process: the stack (in moto in this process when ``endpoint`` is empty),
+    the model, and the API on ``port``, its lookups timed."""
+    if not endpoint:
+        mock_aws().start()
+    plugins.load()
+    stack = create_stack(endpoint or None)
+    prepare(stack)
+    timings: list[float] = []
     original = features.lookup
 
     def timed(*args: Any, **kwargs: Any) -> Any:
@@ -88,69 +100,77 @@ def timed_lookups(into: list[float]) -> Iterator[None]:
         try:
             return original(*args, **kwargs)
         finally:
-            into.append(time.perf_counter() - started)
+            timings.append(time.perf_counter() - started)
 
     routes.predictions.features.lookup = timed  # type: ignore[attr-defined]
-    try:
-        yield
-    finally:
-        routes.predictions.features.lookup = original  # type: ignore[attr-defined]
-
-
-def load(app: Any, payloads: list[dict[str, Any]], requests: int) -> list[float]:
-    latencies: list[float] = []
-
-    async def client(offset: int, count: int) -> None:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
-            for i in range(count):
-                started = time.perf_counter()
-                answer = await http.post(
-                    "/v1/predict",
-                    json=payloads[(offset + i) % len(payloads)],
-                    headers={"X-API-Key": KEY},
-                )
-                latencies.append(time.perf_counter() - started)
-                if answer.status_code != 200:
-                    raise RuntimeError(answer.text)
-
-    async def run() -> None:
-        each = requests // CONCURRENCY
-        await asyncio.gather(*(client(c * 5, each) for c in range(CONCURRENCY)))
-
-    asyncio.run(run())
-    return latencies
-
-
-def ms(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
-
-
-def measure(stack: Stack, requests: int) -> dict[str, float]:
-    prepare(stack)
-    by_key, inline = bodies(stack)
     settings = ApiSettings.from_env({**stack.env(), "MLPOC_API_KEY": KEY, "MLPOC_SAMPLE_RATE": "0"})
-    app = create_app(settings, stack.clients(), start_poller=False)
-    lookups: list[float] = []
-    load(app, by_key, 200)  # warm: the model loads, the thread pool starts
-    load(app, inline, 200)
-    keyed_runs: list[float] = []
-    inline_runs: list[float] = []
-    with timed_lookups(lookups):
-        for _ in range(2):  # interleaved, so drift of the machine hits both
-            keyed_runs += load(app, by_key, requests // 2)
-            inline_runs += load(app, inline, requests // 2)
-    keyed_total = sum(keyed_runs)
-    return {
-        "key_p50": ms(keyed_runs, 0.5),
-        "key_p99": ms(keyed_runs, 0.99),
-        "inline_p50": ms(inline_runs, 0.5),
-        "inline_p99": ms(inline_runs, 0.99),
-        "lookup_p50": ms(lookups, 0.5),
-        "lookup_p99": ms(lookups, 0.99),
-        "share": sum(lookups) / keyed_total if keyed_total else 0.0,
+    app: FastAPI = create_app(settings, stack.clients(), start_poller=False)
+
+    @app.get(LOOKUPS, include_in_schema=False)
+    def lookups(reset: bool = False) -> dict[str, Any]:
+        answer = {
+            "timings": list(timings),
+            "bodies": {k: [b.decode() for b in v] for k, v in bodies(stack).items()},
+        }
+        if reset:
+            timings.clear()
+        return answer
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False,
+                loop="uvloop", http="httptools")  # fmt: skip
+
+
+def measure(endpoint: str, requests: int) -> dict[str, float]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    env = {
+        **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME")},
+        **FAKE_CREDENTIALS,
+        "PYTHONPATH": str(CHECKOUT),
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "MLPOC_LOG_LEVEL": "WARNING",
     }
+    server = subprocess.Popen(  # noqa: S603 - this script, with the ports it chose
+        [sys.executable, __file__, "--serve", str(port), "--endpoint", endpoint],
+        env=env, cwd=CHECKOUT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_until_up(port, timeout=300)
+        sent = stats(port, reset=True)["bodies"]
+        payloads = {kind: [b.encode() for b in sent[kind]] for kind in ("key", "inline")}
+        for sent_bodies in payloads.values():  # warm: the model loads, the thread pool starts
+            load_test(port, CONCURRENCY, 200, key=KEY, payloads=sent_bodies)
+        stats(port, reset=True)
+        runs: dict[str, list[float]] = {"key": [], "inline": []}
+        for _ in range(2):  # interleaved, so a drift of the machine hits both
+            for kind in runs:
+                runs[kind] += load_test(
+                    port, CONCURRENCY, requests // 2, key=KEY, payloads=payloads[kind]
+                )
+        timings = stats(port)["timings"]
+    finally:
+        server.terminate()
+        server.wait(30)
+    return {
+        "key_p50": percentile(runs["key"], 0.5),
+        "key_p99": percentile(runs["key"], 0.99),
+        "inline_p50": percentile(runs["inline"], 0.5),
+        "inline_p99": percentile(runs["inline"], 0.99),
+        "lookup_p50": percentile(timings, 0.5),
+        "lookup_p99": percentile(timings, 0.99),
+        "share": sum(timings) / sum(runs["key"]),
+        "lookups": len(timings),
+    }
+
+
+def stats(port: int, *, reset: bool = False) -> dict[str, Any]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection.request("GET", LOOKUPS + ("?reset=true" if reset else ""),
+                       headers={"X-API-Key": KEY})  # fmt: skip
+    found: dict[str, Any] = json.loads(connection.getresponse().read())
+    return found
 
 
 def report(name: str, found: dict[str, float]) -> None:
@@ -158,23 +178,26 @@ def report(name: str, found: dict[str, float]) -> None:
     print(
         f"{name:<12} by key p50 {found['key_p50']:6.2f} ms  p99 {found['key_p99']:6.2f} ms | "
         f"inline p50 {found['inline_p50']:6.2f} ms  p99 {found['inline_p99']:6.2f} ms | "
-        f"p99 added {added:+5.2f} ms ({found['key_p99'] / found['inline_p99']:.2f}x) | "
-        f"lookup p50 {found['lookup_p50']:.2f} ms p99 {found['lookup_p99']:.2f} ms, "
-        f"{found['share']:.0%} of a request by key"
+        f"p99 added {added:+6.2f} ms ({found['key_p99'] / found['inline_p99']:.2f}x) | "
+        f"lookup p50 {found['lookup_p50']:.2f} ms p99 {found['lookup_p99']:.2f} ms "
+        f"({found['lookups']:.0f} timed), {found['share']:.0%} of a request by key"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=2000, help="per kind and store")
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--endpoint", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    plugins.load()
-    print(f"POST /v1/predict, one image a request, concurrency {CONCURRENCY}, "
+    if args.serve:
+        serve(args.serve, args.endpoint)
+        return
+    print(f"POST /v1/predict over HTTP, one image a request, concurrency {CONCURRENCY}, "
           f"{args.requests} requests per kind")  # fmt: skip
-    with mock_aws():
-        in_process = measure(create_stack(None), args.requests)
-    with EmbeddedMoto() as endpoint:
-        server = measure(create_stack(endpoint), args.requests)
+    in_process = measure("", args.requests)
+    with moto_process(covered=False) as endpoint:
+        server = measure(endpoint, args.requests)
     report("in process", in_process)
     report("moto server", server)
     added = in_process["key_p99"] - in_process["inline_p99"]

@@ -676,6 +676,7 @@ def test_table_grants_are_exactly_the_actions_the_code_calls(
         "models": "ModelsTableArn",
         "predictions": "PredictionsTableArn",
         "annotations": "AnnotationsTableArn",
+        "features": "FeaturesTableArn",
     }
     granted: dict[str, set[str]] = {}
     for statement in role_statements(poc, runtime_role):

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from mlpoc import jobs, layout, samples
-from mlpoc.contracts import parse_job
+from mlpoc.contracts import QUEUE_OF_TYPE, QUEUE_OUTPUTS, parse_job
 from mlpoc.ledger import Ledger
 from mlpoc.registry import Registry
 from tests.support.cdk_app import Synthesized
@@ -101,7 +101,7 @@ class Jobs:
              "dataset": dataset, "params": params}
         )  # fmt: skip
         job = parse_job(body, data_bucket=self.bucket)
-        queue = self.stack.outputs["TrainQueueUrl" if kind == "train" else "PredictQueueUrl"]
+        queue = self.stack.outputs[QUEUE_OUTPUTS[QUEUE_OF_TYPE[kind]]]
         assert jobs.submit(self.ledger, self.sqs, queue_url=queue, job=job, source="test")
 
     def wait(self, job_id: str, statuses: set[str], timeout: float = 180) -> dict[str, Any]:
@@ -141,6 +141,7 @@ class Trained:
     stopped: dict[str, tuple[int, float]]  # role -> (exit code, seconds) of an idle stop
     example: dict[str, Any]  # the worked example: LightGBM (a plugin in the image) on penguins
     monitors: dict[str, dict[str, Any]]  # model -> its monitor job's ledger record
+    by_key: dict[str, dict[str, Any]]  # features, train and predict jobs by key: their records
 
 
 def penguins_csv() -> str:
@@ -190,10 +191,25 @@ def trained(rig: Rig) -> Trained:
             m: submitted.wait(f"c-monitor-{m}", {"SUCCEEDED", "FAILED"})
             for m in ("digits", "penguins")
         }
+        # AND features by key: a feature set published by the train image, a model trained on
+        # keys and labels joined with it, and a predict job by key in the predict image
+        images = submitted.upload("inputs/images/v1.csv", samples.feature_set_csv(slice(0, 600)))
+        submitted.submit("c-features-1", "features", images, model="images", key="image")
+        by_key = {"features": submitted.wait("c-features-1", {"SUCCEEDED", "FAILED"})}
+        labels = submitted.upload(
+            "inputs/bykey/labels.csv", samples.keyed_csv(slice(0, 500), labels=True)
+        )
+        submitted.submit("c-train-bykey", "train", labels, model="bykey", feature_set="images")
+        by_key["train"] = submitted.wait("c-train-bykey", {"SUCCEEDED", "FAILED"})
+        keys = submitted.upload(
+            "inputs/bykey/keys.csv", samples.keyed_csv(slice(500, 650), labels=False)
+        )
+        submitted.submit("c-predict-bykey", "predict", keys, model="bykey")
+        by_key["predict"] = submitted.wait("c-predict-bykey", {"SUCCEEDED", "FAILED"})
         inspected = {role: c.inspect() for role, c in containers.items()}
         stopped = {role: c.stop() for role, c in containers.items()}
         logs = {role: c.logs() for role, c in containers.items()}
-        return Trained(train, predict, logs, inspected, stopped, example, monitors)
+        return Trained(train, predict, logs, inspected, stopped, example, monitors, by_key)
     finally:
         for container in containers.values():
             container.remove()
@@ -246,6 +262,22 @@ def test_the_workers_run_a_train_and_a_predict_job_as_containers(
     for role, (code, seconds) in trained.stopped.items():
         assert code == 0, trained.logs[role]
         assert seconds < 30
+
+
+def test_the_worker_images_publish_a_feature_set_and_train_and_predict_by_key(
+    trained: Trained,
+) -> None:
+    for kind, record in trained.by_key.items():
+        role = "predict" if kind == "predict" else "train"
+        assert record["status"] == "SUCCEEDED", (kind, record, trained.logs[role])
+    published = trained.by_key["features"]["result"]
+    assert (published["feature_version"], published["rows"], published["promoted"]) == (
+        1, 600, True
+    )  # fmt: skip
+    assert trained.by_key["train"]["result"]["feature_set"]["version"] == 1
+    # rows 500-649 by key: 600-649 are not in the set, counted and not predicted
+    predicted = trained.by_key["predict"]["result"]
+    assert (predicted["rows"], predicted["features"]["unknown_keys"]) == (100, 50)
 
 
 def test_a_worker_stopped_while_it_starts_exits_at_once(rig: Rig, trained: Trained) -> None:
@@ -432,6 +464,13 @@ def test_the_bundle_serves_realtime_predictions_through_nginx(
     status, _, body = request(f"{url}/v1/predict", key=key, data=payload)
     assert status == 200, body
     assert json.loads(body)["predictions"][0]["label"] == "Chinstrap"
+    # by key: the API container reads the feature set under the instance role (BatchGetItem)
+    payload = json.dumps({"model": "bykey", "keys": ["image-510", "image-9999"]}).encode()
+    status, _, body = request(f"{url}/v1/predict", key=key, data=payload)
+    assert status == 200, body
+    known, unknown = json.loads(body)["predictions"]
+    assert known["key"] == "image-510" and "label" in known
+    assert unknown["error"] == "unknown key: feature set images v1 has no 'image-9999'"
 
 
 def test_the_bundles_proxy_caps_bodies_limits_clients_and_compresses(served: Served) -> None:

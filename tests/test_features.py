@@ -100,6 +100,9 @@ def test_a_publish_writes_a_snapshot_the_online_items_and_a_version(published: S
 def test_the_api_serves_by_key_from_the_version_each_model_needs(published: Stack) -> None:
     x, _ = samples.digits()
     with make_client(published) as client:
+        # the models page says what the model reads before any request loaded it
+        before = client.get("/v1/models/bykey", headers=AUTH).json()["features"]
+        assert before == {"set": "images", "version": 1, "trained_with": 1, "key": "image"}
         keys = [samples.image_key(1600), samples.image_key(1601), "image-99999"]
         answer = client.post("/v1/predict", json={"model": "bykey", "keys": keys}, headers=AUTH)
         assert answer.status_code == 200, answer.text

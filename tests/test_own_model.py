@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from palmerpenguins import load_penguins
 
@@ -43,6 +44,16 @@ def tables(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     penguins.dropna(subset=["body_mass_g"]).to_csv(out["mass"], index=False)
     out["mass_blanks"] = where / "mass_blanks.csv"
     penguins.to_csv(out["mass_blanks"], index=False)
+    # features by key: the traits as a feature set (text, blanks), and labels by penguin
+    out["traits"] = where / "traits.csv"
+    penguins.drop(columns=["species"]).to_csv(out["traits"], index=False)
+    out["labels"] = where / "labels.csv"
+    penguins[["penguin", "species"]].to_csv(out["labels"], index=False)
+    out["keys"] = where / "keys.csv"
+    keyed = penguins[["penguin"]].iloc[::9].copy()
+    keyed.insert(0, "id", "k-" + keyed["penguin"])
+    unknown = pd.DataFrame({"id": ["k-unknown"], "penguin": ["p-unknown"]})
+    pd.concat([keyed, unknown]).to_csv(out["keys"], index=False)
     return out
 
 
@@ -293,3 +304,45 @@ def test_a_regression_model_is_judged_by_rmse_and_serves_values(
     (judged,) = report["versions"]
     assert judged["judged"] and set(judged["output"]) == {"value"}
     assert judged["output"]["value"]["psi"] < 0.2
+
+
+def test_a_teams_plugin_trains_on_a_feature_set_and_serves_by_key(
+    state_dir: Path,
+    outputs: dict[str, str],
+    tables: dict[str, Path],
+    team: dict[str, str],
+) -> None:
+    # GIVEN the team's traits published as a feature set through the CLI (a features job,
+    # under the train role), text columns and blanks typed as in a train job
+    status, published = job(
+        state_dir, team, "features", "publish", "traits", str(tables["traits"]), "--key", "penguin"
+    )
+    assert status == "SUCCEEDED", published
+    assert (published["feature_version"], published["rows"], published["promoted"]) == (
+        1,
+        344,
+        True,
+    )
+    shown = mlpoc("features", "show", "traits", state_dir=state_dir, env=team)
+    assert shown.returncode == 0 and "island:c" in shown.stdout, shown.stdout + shown.stderr
+    # WHEN the team's plugin trains on labels by key only
+    status, trained = job(
+        state_dir, team, "train", "traitsbykey", str(tables["labels"]),
+        "--param", f"plugin={PLUGIN}", "--param", "label_column=species",
+        "--param", "feature_set=traits",
+    )  # fmt: skip
+    assert status == "SUCCEEDED", trained
+    assert trained["feature_set"]["version"] == 1 and trained["feature_set"]["unknown_keys"] == 0
+    taken = {c["name"]: c["type"] for c in trained["feature_set"]["columns"]}
+    assert taken["island"] == "category" and taken["bill_length_mm"] == "number"
+    # THEN the API serves it by key (one lookup, under the API's role), an unknown key apart
+    code, body = api(outputs, {"model": "traitsbykey", "keys": ["p0", "p-unknown", "p300"]})
+    assert code == 200, body
+    first, unknown, last = body["predictions"]
+    assert first["label"] in {"Adelie", "Chinstrap", "Gentoo"} and "confidence" in last
+    assert unknown["error"] == "unknown key: feature set traits v1 has no 'p-unknown'"
+    # AND a predict job by key stores the known rows and counts the unknown one
+    status, stored = job(state_dir, team, "predict", "traitsbykey", str(tables["keys"]))
+    assert status == "SUCCEEDED", stored
+    assert stored["rows"] == len(load_penguins().iloc[::9])
+    assert stored["features"]["unknown_keys"] == 1

@@ -171,12 +171,7 @@ class FeatureSets:
         return self.registry.allocate_version(self._partition(name))
 
     def get(self, name: str, version: int) -> FeatureVersion:
-        item = dynamo.deserialize(
-            self._dynamodb.get_item(
-                TableName=self.table,
-                Key={"model": {"S": self._partition(name)}, "version": {"S": version_key(version)}},
-            ).get("Item")
-        )
+        item = self.registry.version_item(self._partition(name), version)
         if item is None:
             raise RegistryError(f"feature set {name!r} has no version {version}")
         return FeatureVersion.from_item(item)
@@ -185,32 +180,18 @@ class FeatureSets:
         """``current`` (the promoted version) or a version number -> that version."""
         if spec != "current":
             return self.get(name, int(spec))
-        pointer = self.pointer(name)
-        if pointer is None or pointer.promoted is None:
-            raise RegistryError(
-                f"feature set {name!r} has no promoted version: publish one "
-                "(`mlpoc features publish`), or name a version"
-            )
-        return self.get(name, pointer.promoted)
+        missing = (
+            f"feature set {name!r} has no promoted version: publish one "
+            "(`mlpoc features publish`), or name a version"
+        )
+        return self.get(name, self.registry.promoted(self._partition(name), missing=missing))
 
     def versions(self, name: str) -> list[FeatureVersion]:
-        found = dynamo.items(
-            self._dynamodb.query,
-            TableName=self.table,
-            KeyConditionExpression="#m = :m AND begins_with(#v, :prefix)",
-            ExpressionAttributeNames={"#m": "model", "#v": "version"},
-            ExpressionAttributeValues={":m": {"S": self._partition(name)}, ":prefix": {"S": "v"}},
-        )
-        return [FeatureVersion.from_item(item) for item in found]
+        items = self.registry.version_items(self._partition(name))
+        return [FeatureVersion.from_item(item) for item in items]
 
     def put_request(self, version: FeatureVersion) -> dict[str, Any]:
-        return {
-            "TableName": self.table,
-            "Item": dynamo.serialize(version.to_item()),
-            # a version number is never reused for a different job
-            "ConditionExpression": "attribute_not_exists(version) OR job_id = :job",
-            "ExpressionAttributeValues": {":job": {"S": version.job_id}},
-        }
+        return self.registry.put_item_request(version.to_item(), version.job_id)
 
     def promote_request(
         self, name: str, version: int, *, expected: Pointer | None
@@ -293,7 +274,7 @@ def binding(sets: FeatureSets, model: ModelVersion) -> Binding | None:
     name, own = str(trained["name"]), int(trained["version"])
     wanted = list(trained["columns"])
     pointer = sets.pointer(name)
-    chosen, note = sets.get(name, own), None
+    chosen, note = None, None
     if pointer is not None and pointer.promoted is not None and pointer.promoted != own:
         promoted = sets.get(name, pointer.promoted)
         refusal = promoted.refusal(wanted)
@@ -305,6 +286,7 @@ def binding(sets: FeatureSets, model: ModelVersion) -> Binding | None:
                 f"{model.model} v{model.version} keeps reading v{own}, the version it was "
                 "trained with (train it again to take the new version)"
             )
+    chosen = chosen or sets.get(name, own)
     at = {c.name: i for i, c in enumerate(chosen.columns)}
     return Binding(
         name=name,

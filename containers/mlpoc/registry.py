@@ -14,7 +14,7 @@ Promotion and rollback are conditional updates of the pointer (compare-and-set o
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -183,43 +183,57 @@ class Registry:
         return sorted((_pointer(item) for item in found), key=lambda p: p.model)
 
     def get(self, model: str, version: int) -> ModelVersion:
-        item = dynamo.deserialize(
-            self._dynamodb.get_item(
-                TableName=self.table, Key=self._key(model, version_key(version))
-            ).get("Item")
-        )
+        item = self.version_item(model, version)
         if item is None:
             raise RegistryError(f"model {model!r} has no version {version}")
         return ModelVersion.from_item(item)
+
+    def version_item(self, partition: str, version: int) -> dict[str, Any] | None:
+        """One version's item of a partition (a model, or a feature set's), or None."""
+        return dynamo.deserialize(
+            self._dynamodb.get_item(
+                TableName=self.table, Key=self._key(partition, version_key(version))
+            ).get("Item")
+        )
+
+    def promoted(self, partition: str, *, missing: str) -> int:
+        """The promoted version number, or a RegistryError saying ``missing``."""
+        pointer = self.pointer(partition)
+        if pointer is None or pointer.promoted is None:
+            raise RegistryError(missing)
+        return pointer.promoted
 
     def resolve(self, model: str, version: str) -> ModelVersion:
         """A version spec from a job ('current' or a number) -> the registered version."""
         if version != "current":
             return self.get(model, int(version))
-        pointer = self.pointer(model)
-        if pointer is None or pointer.promoted is None:
-            raise RegistryError(
-                f"model {model!r} has no promoted version: train it first, or name a version"
-            )
-        return self.get(model, pointer.promoted)
+        missing = f"model {model!r} has no promoted version: train it first, or name a version"
+        return self.get(model, self.promoted(model, missing=missing))
 
     def versions(self, model: str) -> list[ModelVersion]:
-        found = dynamo.items(
+        return [ModelVersion.from_item(item) for item in self.version_items(model)]
+
+    def version_items(self, partition: str) -> Iterator[dict[str, Any]]:
+        """Every version's item of a partition, oldest first."""
+        return dynamo.items(
             self._dynamodb.query,
             TableName=self.table,
             KeyConditionExpression="#m = :m AND begins_with(#v, :prefix)",
             ExpressionAttributeNames={"#m": "model", "#v": "version"},
-            ExpressionAttributeValues={":m": {"S": model}, ":prefix": {"S": "v"}},
+            ExpressionAttributeValues={":m": {"S": partition}, ":prefix": {"S": "v"}},
         )
-        return [ModelVersion.from_item(item) for item in found]
 
     def put_version_request(self, version: ModelVersion) -> dict[str, Any]:
+        return self.put_item_request(version.to_item(), version.job_id)
+
+    def put_item_request(self, item: Mapping[str, Any], job_id: str) -> dict[str, Any]:
+        """The Put of a version's item (in the job's commit)."""
         return {
             "TableName": self.table,
-            "Item": dynamo.serialize(version.to_item()),
+            "Item": dynamo.serialize(item),
             # a version number is never reused for a different job
             "ConditionExpression": "attribute_not_exists(version) OR job_id = :job",
-            "ExpressionAttributeValues": {":job": {"S": version.job_id}},
+            "ExpressionAttributeValues": {":job": {"S": job_id}},
         }
 
     def promote_request(

@@ -6,10 +6,13 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
+from mlpoc import features
 from mlpoc.api.deps import RegistryDep, ServerDep, require_key
 from mlpoc.api.responses import errors
 from mlpoc.api.schemas import PromoteRequest
+from mlpoc.api.serving import ModelServer
 from mlpoc.errors import ApiError, PointerMoved, RegistryError
+from mlpoc.registry import Registry
 
 router = APIRouter(
     prefix="/v1/models", tags=["models"], dependencies=[Depends(require_key)], responses=errors(401)
@@ -55,8 +58,24 @@ def get_model(name: str, registry: RegistryDep, server: ServerDep) -> dict[str, 
             }
             for v in versions
         ],
-        **({"features": bound.to_json()} if (bound := server.feature_binding(name)) else {}),
+        **({"features": bound.to_json()} if (bound := _reads(name, registry, server)) else {}),
     }
+
+
+def _reads(name: str, registry: Registry, server: ModelServer) -> features.Binding | None:
+    """The feature set version the model's requests by key read: the served one's, or (not
+    loaded yet) the one its promoted version would read."""
+    held = server.feature_binding(name)
+    if held is not None or name in server.status():
+        return held
+    pointer = registry.pointer(name)
+    if pointer is None or pointer.promoted is None:
+        return None
+    sets = features.FeatureSets(registry.dynamodb, registry.table)
+    try:
+        return features.binding(sets, registry.get(name, pointer.promoted))
+    except RegistryError:
+        return None
 
 
 @router.post("/{name}/promote", responses=errors(404, 409, 413, 422))

@@ -147,13 +147,18 @@ async function models() {
     el("td", {}, scores(v.metrics)),
     el("td", {}, realized[v.version] ? `${(realized[v.version].realized * 100).toFixed(1)}% of ${realized[v.version].reviewed}` : "not reviewed"),
     el("td", {}, when(v.created_at)),
-    el("td", {}, v.job_id),
+    el("td", {}, v.job_id, v.feature_set ? ` (features: ${v.feature_set.name} v${v.feature_set.version})` : ""),
     el("td", {}, v.version === detail.promoted ? "" : el("button", { onclick: async () => {
       try { await api("POST", `/v1/models/${model}/promote`, { version: v.version }); say(`v${v.version} is now serving.`, "ok"); models(); }
       catch (error) { say(error.message, "error"); }
     } }, "Promote")),
   ));
   document.getElementById("versions").replaceChildren(...rows);
+  // a model trained with a feature set: the version its requests by key read, and why not another
+  const bound = detail.features;
+  document.getElementById("features-summary").textContent = bound
+    ? `Requests by key read feature set ${bound.set} v${bound.version} (trained with v${bound.trained_with}, key ${bound.key}).` + (bound.note ? ` ${bound.note}.` : "")
+    : "";
   document.getElementById("rollback").onclick = async () => {
     try { const p = await api("POST", `/v1/models/${model}/rollback`); say(`Rolled back: v${p.promoted} is serving.`, "ok"); models(); }
     catch (error) { say(error.message, "error"); }
