@@ -223,3 +223,62 @@ def call(api_url: str, method: str, path: str, body: dict[str, Any] | None = Non
     )  # fmt: skip
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
         return json.loads(response.read())
+
+
+def test_the_feature_set_page_promotes_a_version_and_a_model_keeps_its_own(
+    api_url: str, browser: webdriver.Chrome, stack: Stack
+) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    # GIVEN images v1 (promoted), v2 and v3 (ink turned into a number), and a model on v1
+    rows = slice(0, 300)
+    for version, text in enumerate(
+        (
+            samples.feature_set_csv(rows),
+            samples.feature_set_csv(rows, shift=1),
+            samples.feature_set_csv(rows, ink_as="number"),
+        ),
+        start=1,
+    ):
+        key = f"inputs/images/v{version}.csv"
+        stack.clients().s3.put_object(Bucket=stack.data_bucket, Key=key, Body=text.encode())
+        dataset = f"s3://{stack.data_bucket}/{key}"
+        run_job(stack, {"job_id": f"images-{version}", "type": "features", "model": "images",
+                        "dataset": dataset, "params": {"key": "image"}})  # fmt: skip
+    key = "inputs/bykey/labels.csv"
+    labels = samples.keyed_csv(slice(0, 250), labels=True)
+    stack.clients().s3.put_object(Bucket=stack.data_bucket, Key=key, Body=labels.encode())
+    run_job(stack, {"job_id": "bykey-1", "type": "train", "model": "bykey",
+                    "dataset": f"s3://{stack.data_bucket}/{key}",
+                    "params": {"feature_set": "images"}})  # fmt: skip
+    answer = call(api_url, "POST", "/v1/predict", {"model": "bykey", "keys": ["image-260"]})
+    assert answer["features"] == {"set": "images", "version": 1}  # the API holds it now
+    # WHEN a person opens the feature set's page and promotes v3
+    wait = WebDriverWait(browser, 30)
+    browser.get(f"{api_url}/ui/features/images")
+    wait.until(ready.visibility_of_element_located((By.ID, "key"))).send_keys(KEY)
+    browser.find_element(By.CSS_SELECTOR, "#key-form button").click()
+    wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#feature-versions tr")) == 3)
+    first = browser.find_element(By.CSS_SELECTOR, '#feature-versions tr[data-version="1"]')
+    assert "promoted" in first.text and "64 numbers, 1 category: ink" in first.text
+    browser.find_element(By.CSS_SELECTOR, '#feature-versions tr[data-version="3"] button').click()
+    wait.until(lambda b: "v3 is now promoted" in b.find_element(By.ID, "status").text)
+
+    # THEN, from the API's next poll, the model keeps v1 and the page says why
+    def kept(b: webdriver.Chrome) -> str | None:
+        b.refresh()  # the key stays in the tab's session storage; the list is drawn after load
+        found = WebDriverWait(b, 10).until(
+            lambda x: x.find_elements(By.CSS_SELECTOR, '#read-by li[data-model="bykey"]')
+        )
+        return found[0].text if "keeps reading v1" in found[0].text else None
+
+    text = wait.until(kept)
+    assert text.startswith("bykey reads v1 (trained with v1): feature set images v3 is promoted")
+    assert "'ink' is a number, not a category" in text
+    browser.save_screenshot(str(SHOTS / "8-feature-set.png"))
+    # AND the model's page names the set it reads, with the same reason
+    browser.get(f"{api_url}/ui/models/bykey")
+    summary = wait.until(lambda b: b.find_element(By.ID, "features-summary").text or None)
+    assert summary.startswith("Requests by key read feature set images v1 (trained with v1")
+    assert "keeps reading v1" in summary
+    link = browser.find_element(By.CSS_SELECTOR, "#features-summary a")
+    assert link.get_attribute("href") == f"{api_url}/ui/features/images"

@@ -1,5 +1,5 @@
-"""The server-rendered pages (review, models, jobs); their data comes from the API with the key
-the person enters, so the pages themselves need none."""
+"""The server-rendered pages (review, models, feature sets, jobs); their data comes from the
+API with the key the person enters, so the pages themselves need none."""
 
 from __future__ import annotations
 
@@ -19,6 +19,11 @@ PAGES = {
         "Models",
         "Every trained version with its held-out scores, what reviewers found, and drift. "
         "Promote or roll back.",
+    ),
+    "features": (
+        "Feature set",
+        "Every published version with its key and columns, and the version each model reads. "
+        "Promote or roll back, apart from the models.",
     ),
     "jobs": ("Jobs", "Training and prediction jobs, newest first. Updates every two seconds."),
 }
@@ -61,6 +66,11 @@ def annotate_page(request: Request, model: str) -> HTMLResponse:
 @router.get("/ui/models/{model}")
 def models_page(request: Request, model: str) -> HTMLResponse:
     return render(request, "models", model)
+
+
+@router.get("/ui/features/{name}")
+def features_page(request: Request, name: str) -> HTMLResponse:
+    return render(request, "features", name)
 
 
 @router.get("/ui/jobs")

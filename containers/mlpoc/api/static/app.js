@@ -156,9 +156,10 @@ async function models() {
   document.getElementById("versions").replaceChildren(...rows);
   // a model trained with a feature set: the version its requests by key read, and why not another
   const bound = detail.features;
-  document.getElementById("features-summary").textContent = bound
-    ? `Requests by key read feature set ${bound.set} v${bound.version} (trained with v${bound.trained_with}, key ${bound.key}).` + (bound.note ? ` ${bound.note}.` : "")
-    : "";
+  document.getElementById("features-summary").replaceChildren(...(bound
+    ? ["Requests by key read feature set ", el("a", { href: `/ui/features/${bound.set}` }, bound.set),
+      ` v${bound.version} (trained with v${bound.trained_with}, key ${bound.key}).` + (bound.note ? ` ${bound.note}.` : "")]
+    : []));
   document.getElementById("rollback").onclick = async () => {
     try { const p = await api("POST", `/v1/models/${model}/rollback`); say(`Rolled back: v${p.promoted} is serving.`, "ok"); models(); }
     catch (error) { say(error.message, "error"); }
@@ -199,6 +200,43 @@ async function models() {
   await Promise.all(drawn);
 }
 
+// -- feature sets ---------------------------------------------------------------------------
+// "64 numbers, 1 category: ink": how many of each type, the categories by name
+function columnTypes(columns) {
+  const numbers = columns.filter((c) => c.type === "number").length;
+  const categories = columns.filter((c) => c.type === "category").map((c) => c.name);
+  const shown = categories.slice(0, 8).join(", ") + (categories.length > 8 ? ", …" : "");
+  return [numbers ? `${numbers} number${numbers === 1 ? "" : "s"}` : "",
+    categories.length ? `${categories.length} categor${categories.length === 1 ? "y" : "ies"}: ${shown}` : ""]
+    .filter(Boolean).join(", ");
+}
+
+async function features() {
+  const detail = await api("GET", `/v1/features/${model}`);
+  const rows = detail.versions.slice().reverse().map((v) => el("tr", { "data-version": v.version },
+    el("td", {}, `v${v.version} `, v.version === detail.promoted ? el("span", { class: "badge promoted" }, "promoted") : "",
+      v.expires_at ? el("span", { class: "badge" }, "expiring") : ""),
+    el("td", {}, v.key),
+    el("td", {}, columnTypes(v.columns)),
+    el("td", {}, String(v.rows)),
+    el("td", {}, when(v.created_at)),
+    el("td", {}, v.job_id),
+    el("td", {}, v.version === detail.promoted || v.expires_at ? "" : el("button", { onclick: async () => {
+      try { await api("POST", `/v1/features/${model}/promote`, { version: v.version }); say(`v${v.version} is now promoted.`, "ok"); features(); }
+      catch (error) { say(error.message, "error"); }
+    } }, "Promote")),
+  ));
+  document.getElementById("feature-versions").replaceChildren(...rows);
+  document.getElementById("rollback").onclick = async () => {
+    try { const p = await api("POST", `/v1/features/${model}/rollback`); say(`Rolled back: v${p.promoted} is promoted.`, "ok"); features(); }
+    catch (error) { say(error.message, "error"); }
+  };
+  const readers = Object.entries(detail.read_by);
+  document.getElementById("read-by").replaceChildren(...(readers.length ? readers.map(([name, bound]) => el("li", { "data-model": name },
+    el("a", { href: `/ui/models/${name}` }, name), ` reads v${bound.version} (trained with v${bound.trained_with})`, bound.note ? `: ${bound.note}` : ""))
+    : [el("li", {}, "No model this API holds reads it yet (a model is held from its first request).")]));
+}
+
 // -- jobs -----------------------------------------------------------------------------------
 // held-out metrics as people read them: shares as percentages, errors as numbers
 function score(name, value) {
@@ -231,7 +269,7 @@ async function jobs() {
 }
 
 // -- start ----------------------------------------------------------------------------------
-const pages = { annotate, models, jobs };
+const pages = { annotate, models, features, jobs };
 
 async function start() {
   if (!key()) { askForKey(); return; }
