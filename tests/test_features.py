@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from mlpoc import features, layout, samples
-from mlpoc.errors import DatasetError, RegistryError
+from mlpoc.errors import DatasetError, RegistryError, TransientError
 from mlpoc.ledger import Ledger
 from mlpoc.registry import Registry
 from mlpoc.settings import Settings
@@ -301,3 +301,50 @@ def test_a_join_keeps_inline_cells_and_rows_without_a_key() -> None:
     assert (joined.rows, joined.unmatched, joined.examples) == (3, 1, ["3"])
     with pytest.raises(DatasetError, match="none of the 1 rows"):
         features.join("k,label\n9,x\n", "t.csv", snapshot, keep_key=False)
+
+
+class FakeDynamo:
+    """BatchGetItem that leaves the first ``throttled`` calls' keys unprocessed."""
+
+    def __init__(self, items: dict[str, list[Any]], throttled: int = 0) -> None:
+        self.items, self.throttled = items, throttled
+        self.calls: list[dict[str, Any]] = []
+
+    def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(RequestItems)
+        ((table, request),) = RequestItems.items()
+        if len(self.calls) <= self.throttled:
+            return {"Responses": {table: []}, "UnprocessedKeys": RequestItems}
+        found = [
+            {"key": {"S": k["key"]["S"]}, "v": {"S": json.dumps(self.items[k["key"]["S"]])}}
+            for k in request["Keys"]
+            if k["key"]["S"] in self.items
+        ]
+        return {"Responses": {table: found}, "UnprocessedKeys": {}}
+
+
+BOUND = features.Binding(
+    name="s", version=2, trained=1, key="k", names=("b", "a"), positions=(1, 0)
+)
+
+
+def test_a_lookup_is_one_batch_get_in_the_models_column_order() -> None:
+    fake = FakeDynamo({"x": [1, 2], "y": [3, None]})
+    found = features.lookup(fake, "t", BOUND, ["x", "y", "x", "nope"], sleep=lambda _: None)
+    # one call for the request, each key asked once, from the version's partition
+    assert len(fake.calls) == 1
+    assert [k["key"]["S"] for k in fake.calls[0]["t"]["Keys"]] == ["x", "y", "nope"]
+    assert {k["set"]["S"] for k in fake.calls[0]["t"]["Keys"]} == {"s#2"}
+    assert found == {"x": [2, 1], "y": [None, 3]}  # the model's order (b, a); unknown: absent
+
+
+def test_a_throttled_lookup_retries_the_unprocessed_keys_then_gives_up() -> None:
+    slept: list[float] = []
+    fake = FakeDynamo({"x": [1, 2]}, throttled=1)
+    assert features.lookup(fake, "t", BOUND, ["x"], sleep=slept.append) == {"x": [2, 1]}
+    assert len(fake.calls) == 2 and len(slept) == 1
+    always = FakeDynamo({"x": [1, 2]}, throttled=99)
+    with pytest.raises(TransientError, match="unprocessed 4 times"):
+        features.lookup(always, "t", BOUND, ["x"], sleep=lambda _: None)
+    with pytest.raises(ValueError, match="at most 100 keys"):
+        features.lookup(fake, "t", BOUND, [str(i) for i in range(101)])
