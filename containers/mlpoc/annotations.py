@@ -126,12 +126,4 @@ class Annotations:
 
 def corrections(dynamodb: Any, table: str, model: str) -> list[dict[str, Any]]:
     """Every correction of ``model`` (one query of the annotations table, paged)."""
-    return list(
-        dynamo.items(
-            dynamodb.query,
-            TableName=table,
-            KeyConditionExpression="#m = :m",
-            ExpressionAttributeNames={"#m": "model"},
-            ExpressionAttributeValues={":m": {"S": model}},
-        )
-    )
+    return list(dynamo.partition(dynamodb, table, "model", model))

@@ -353,12 +353,4 @@ def _assemble(
 
 
 def _corrections(clients: Clients, settings: Settings, model: str) -> list[dict[str, Any]]:
-    return list(
-        dynamo.items(
-            clients.dynamodb.query,
-            TableName=settings.annotations_table,
-            KeyConditionExpression="#m = :m",
-            ExpressionAttributeNames={"#m": "model"},
-            ExpressionAttributeValues={":m": {"S": model}},
-        )
-    )
+    return list(dynamo.partition(clients.dynamodb, settings.annotations_table, "model", model))

@@ -68,6 +68,17 @@ def items(read: Callable[..., Mapping[str, Any]], **request: Any) -> Iterator[di
         request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
+def partition(dynamodb: Any, table: str, key: str, value: str) -> Iterator[dict[str, Any]]:
+    """Every item of one partition (``key`` = ``value``, a string), page by page."""
+    return items(
+        dynamodb.query,
+        TableName=table,
+        KeyConditionExpression="#p = :p",
+        ExpressionAttributeNames={"#p": key},
+        ExpressionAttributeValues={":p": {"S": value}},
+    )
+
+
 def is_conditional_failure(error: ClientError) -> bool:
     return bool(error.response["Error"]["Code"] == "ConditionalCheckFailedException")
 

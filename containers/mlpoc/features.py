@@ -582,13 +582,7 @@ def expire(
     for version in sets.versions(name):
         if version.version in keep or version.expires_at is not None:
             continue
-        for item in dynamo.items(
-            dynamodb.query,
-            TableName=table,
-            KeyConditionExpression="#s = :s",
-            ExpressionAttributeNames={"#s": "set"},
-            ExpressionAttributeValues={":s": {"S": version.partition}},
-        ):
+        for item in dynamo.partition(dynamodb, table, "set", version.partition):
             writer.put(table, {**item, "expires_at": int(at)})
         writer.flush()
         sets.mark_expiring(name, version.version, at)

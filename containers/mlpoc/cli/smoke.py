@@ -192,13 +192,7 @@ class Smoke:
                 ("PredictionsTableName", "item_id"),
             ):
                 table = self.dep.output(output)
-                for item in dynamo.items(
-                    dynamodb.query,
-                    TableName=table,
-                    KeyConditionExpression="#m = :m",
-                    ExpressionAttributeNames={"#m": "model"},
-                    ExpressionAttributeValues={":m": {"S": self.model}},
-                ):
+                for item in dynamo.partition(dynamodb, table, "model", self.model):
                     dynamodb.delete_item(
                         TableName=table,
                         Key={"model": {"S": self.model}, sort: {"S": str(item[sort])}},
