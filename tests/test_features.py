@@ -4,13 +4,16 @@ and a promoted version with other columns refused for a model that cannot take i
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from mlpoc import features, layout, samples
+from mlpoc.api.lookups import Lookups
 from mlpoc.errors import DatasetError, RegistryError, TransientError
 from mlpoc.ledger import Ledger
 from mlpoc.registry import Registry
@@ -316,7 +319,7 @@ class FakeDynamo:
         if len(self.calls) <= self.throttled:
             return {"Responses": {table: []}, "UnprocessedKeys": RequestItems}
         found = [
-            {"key": {"S": k["key"]["S"]}, "v": {"S": json.dumps(self.items[k["key"]["S"]])}}
+            {**k, "v": {"S": json.dumps(self.items[k["key"]["S"]])}}
             for k in request["Keys"]
             if k["key"]["S"] in self.items
         ]
@@ -348,3 +351,59 @@ def test_a_throttled_lookup_retries_the_unprocessed_keys_then_gives_up() -> None
         features.lookup(always, "t", BOUND, ["x"], sleep=lambda _: None)
     with pytest.raises(ValueError, match="at most 100 keys"):
         features.lookup(fake, "t", BOUND, [str(i) for i in range(101)])
+
+
+def test_concurrent_lookups_share_one_batch_get_while_one_is_in_flight() -> None:
+    fake = FakeDynamo({f"k{i}": [i, -i] for i in range(200)})
+    lookups = Lookups(fake, "t")
+    in_flight = threading.Event()
+
+    def held(*args: Any) -> dict[tuple[str, str], list[Any]]:
+        in_flight.wait(10)  # the first call stays in flight until the others have arrived
+        return features.fetch(*args)
+
+    lookups.fetch = held
+    other = features.Binding(name="o", version=1, trained=1, key="k", names=("a",), positions=(0,))
+
+    async def run() -> list[dict[str, list[Any]]]:
+        first = asyncio.create_task(lookups.get(BOUND, ["k0"]))
+        while not lookups.calls:  # its call has started
+            await asyncio.sleep(0.001)
+        # seven more requests meanwhile, of two feature set versions, one with an unknown key
+        rest = [asyncio.create_task(lookups.get(BOUND, [f"k{i}", "nope"])) for i in range(1, 7)]
+        rest.append(asyncio.create_task(lookups.get(other, ["k9"])))
+        await asyncio.sleep(0.01)
+        in_flight.set()
+        return await asyncio.gather(first, *rest)
+
+    answers = asyncio.run(run())
+    # THEN the first went alone, and the seven that came while it was in flight went together
+    assert lookups.calls == len(fake.calls) == 2
+    assert [len(c["t"]["Keys"]) for c in fake.calls] == [1, 8]
+    # each request got its own keys, in its model's column order; unknown keys are absent
+    assert answers[0] == {"k0": [0, 0]} and answers[3] == {"k3": [-3, 3]}
+    assert answers[7] == {"k9": [9]}
+
+
+def test_coalesced_lookups_stay_within_100_keys_a_call_and_share_an_error() -> None:
+    fake = FakeDynamo({f"k{i}": [i, i] for i in range(300)})
+    lookups = Lookups(fake, "t")
+
+    async def run() -> list[dict[str, list[Any]]]:
+        asked = [
+            lookups.get(BOUND, [f"k{j}" for j in range(i * 60, i * 60 + 60)]) for i in range(4)
+        ]
+        return await asyncio.gather(*asked)
+
+    answers = asyncio.run(run())
+    assert [len(c["t"]["Keys"]) for c in fake.calls] == [60, 60, 60, 60]  # 120 > 100: apart
+    assert all(len(a) == 60 for a in answers)
+    throttled = Lookups(FakeDynamo({}, throttled=99), "t")
+    throttled.fetch = lambda *a: features.fetch(*a, sleep=lambda _: None)
+
+    async def refused() -> list[Any]:
+        return await asyncio.gather(
+            throttled.get(BOUND, ["a"]), throttled.get(BOUND, ["b"]), return_exceptions=True
+        )
+
+    assert all(isinstance(e, TransientError) for e in asyncio.run(refused()))

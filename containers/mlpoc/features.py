@@ -249,6 +249,10 @@ class Binding:
     def partition(self) -> str:
         return partition(self.name, self.version)
 
+    def take(self, values: Sequence[Any]) -> list[Any]:
+        """The model's columns of one item's values."""
+        return [values[p] for p in self.positions]
+
     def to_json(self) -> dict[str, Any]:
         return {
             "set": self.name,
@@ -307,31 +311,43 @@ def lookup(
     *,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, list[Any]]:
-    """The values of ``keys`` (at most :data:`MAX_KEYS`) in the bound version: one
-    BatchGetItem, plus one per retry of keys DynamoDB left unprocessed. Unknown keys are absent."""
-    wanted = list(dict.fromkeys(keys))
-    if len(wanted) > MAX_KEYS:
-        raise ValueError(f"at most {MAX_KEYS} keys a lookup; got {len(wanted)}")
+    """The values of ``keys`` (at most :data:`MAX_KEYS`) in the bound version, in the model's
+    column order: one BatchGetItem (:func:`fetch`). Unknown keys are absent."""
+    found = fetch(dynamodb, table, [(bound.partition, k) for k in keys], sleep=sleep)
+    return {k: bound.take(v) for (_, k), v in found.items()}
+
+
+def fetch(
+    dynamodb: Any,
+    table: str,
+    wanted: Sequence[tuple[str, str]],
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[tuple[str, str], list[Any]]:
+    """The online values of ``(partition, key)`` pairs (at most :data:`MAX_KEYS` distinct, of
+    any versions) as stored: one BatchGetItem, plus one per retry of the keys DynamoDB left
+    unprocessed (throttling). Pairs not found are absent."""
+    pairs = list(dict.fromkeys(wanted))
+    if len(pairs) > MAX_KEYS:
+        raise ValueError(f"at most {MAX_KEYS} keys a lookup; got {len(pairs)}")
     request: dict[str, Any] = {
         table: {
-            "Keys": [{"set": {"S": bound.partition}, "key": {"S": k}} for k in wanted],
-            "ProjectionExpression": "#k, v",
-            "ExpressionAttributeNames": {"#k": "key"},
+            "Keys": [{"set": {"S": p}, "key": {"S": k}} for p, k in pairs],
+            "ProjectionExpression": "#s, #k, v",
+            "ExpressionAttributeNames": {"#s": "set", "#k": "key"},
         }
     }
-    found: dict[str, list[Any]] = {}
+    found: dict[tuple[str, str], list[Any]] = {}
     for attempt in range(LOOKUP_ATTEMPTS):
         response = dynamodb.batch_get_item(RequestItems=request)
         for item in response["Responses"].get(table, ()):
-            values = json.loads(item["v"]["S"])
-            found[item["key"]["S"]] = [values[p] for p in bound.positions]
+            found[item["set"]["S"], item["key"]["S"]] = json.loads(item["v"]["S"])
         request = response.get("UnprocessedKeys") or {}
         if not request:
             return found
         sleep(backoff.BATCH_WRITE.step(attempt + 1))
     raise TransientError(
-        f"DynamoDB left keys of feature set {bound.name} v{bound.version} unprocessed "
-        f"{LOOKUP_ATTEMPTS} times (throttled); try again"
+        f"DynamoDB left feature keys unprocessed {LOOKUP_ATTEMPTS} times (throttled); try again"
     )
 
 

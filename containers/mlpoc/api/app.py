@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 
 from mlpoc.api.deps import ServerDep, Services, require_key
+from mlpoc.api.lookups import Lookups
 from mlpoc.api.middleware import BodyLimit, KeyCheck, OriginCheck
 from mlpoc.api.responses import errors, install
 from mlpoc.api.routes import annotations as annotation_routes
@@ -54,7 +55,6 @@ def create_app(
         bucket=runtime.model_bucket,
         pinned=settings.pinned,
         poll_seconds=settings.poll_seconds,
-        features_table=runtime.features_table,
     )
 
     sampler = RequestSampler(
@@ -91,6 +91,7 @@ def create_app(
         registry=registry,
         server=server,
         sampler=sampler,
+        lookups=Lookups(clients.dynamodb, runtime.features_table),
         nudge=nudger(settings.worker_services, ecs) if ecs is not None else None,
     )
     app.state.api_key = settings.api_key.encode()

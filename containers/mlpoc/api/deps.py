@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
+from mlpoc.api.lookups import Lookups
 from mlpoc.api.serving import ModelServer
 from mlpoc.api.settings import ApiSettings
 from mlpoc.aws import Clients
@@ -37,6 +38,7 @@ class Services:
     registry: Registry
     server: ModelServer
     sampler: RequestSampler
+    lookups: Lookups  # realtime requests by key: feature lookups, coalesced
     nudge: Nudge | None = None  # after a submit, on AWS: start a worker if none runs
 
 
@@ -82,6 +84,10 @@ async def get_sampler(services: Annotated[Services, Depends(get_services)]) -> R
     return services.sampler
 
 
+async def get_lookups(services: Annotated[Services, Depends(get_services)]) -> Lookups:
+    return services.lookups
+
+
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 ClientsDep = Annotated[Clients, Depends(get_clients)]
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]
@@ -89,3 +95,4 @@ RegistryDep = Annotated[Registry, Depends(get_registry)]
 ServerDep = Annotated[ModelServer, Depends(get_server)]
 NudgeDep = Annotated[Nudge | None, Depends(get_nudge)]
 SamplerDep = Annotated[RequestSampler, Depends(get_sampler)]
+LookupsDep = Annotated[Lookups, Depends(get_lookups)]

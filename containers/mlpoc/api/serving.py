@@ -45,11 +45,9 @@ class ModelServer:
         bucket: str,
         pinned: dict[str, int],
         poll_seconds: float,
-        features_table: str = "",
     ) -> None:
         self._registry = registry
         self._sets = features.FeatureSets(registry.dynamodb, registry.table)
-        self.features_table = features_table  # the online feature store, read by key
         self._s3 = s3
         self._bucket = bucket
         self._pinned = pinned

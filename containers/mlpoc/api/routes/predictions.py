@@ -9,12 +9,19 @@ import numpy as np
 from fastapi import APIRouter, Depends
 from fastapi.concurrency import run_in_threadpool
 
-from mlpoc import dynamo, features
-from mlpoc.api.deps import ClientsDep, SamplerDep, ServerDep, SettingsDep, require_key
+from mlpoc import dynamo
+from mlpoc.api.deps import (
+    ClientsDep,
+    LookupsDep,
+    SamplerDep,
+    ServerDep,
+    SettingsDep,
+    require_key,
+)
+from mlpoc.api.lookups import Lookups
 from mlpoc.api.responses import errors
 from mlpoc.api.schemas import PredictRequest
 from mlpoc.api.serving import ModelServer
-from mlpoc.aws import Clients
 from mlpoc.errors import ApiError, RegistryError, TransientError
 from mlpoc.inference import OnnxModel, Predictions
 from mlpoc.schema import CATEGORY, is_missing, number
@@ -28,7 +35,7 @@ async def predict(
     settings: SettingsDep,
     server: ServerDep,
     sampler: SamplerDep,
-    clients: ClientsDep,
+    lookups: LookupsDep,
 ) -> dict[str, Any]:
     """Realtime predictions from the promoted (or pinned) version, held in memory: of the
     rows sent, or of entity keys, whose features are read from the model's feature set."""
@@ -57,7 +64,7 @@ async def predict(
     unknown: dict[int, str] = {}
     extra: dict[str, Any] = {}
     if body.keys is not None:
-        rows, unknown, extra = await _looked_up(body, body.keys, classifier, server, clients)
+        rows, unknown, extra = await _looked_up(body, body.keys, classifier, server, lookups)
     columns = _columns(rows, body.model, classifier)
     answers: list[dict[str, Any]] = []
     if rows:
@@ -96,10 +103,11 @@ async def _looked_up(
     keys: list[str | int],
     model: OnnxModel,
     server: ModelServer,
-    clients: Clients,
+    lookups: Lookups,
 ) -> tuple[list[dict[str, float | str | None]], dict[int, str], dict[str, Any]]:
-    """The rows of ``keys`` from the feature set version the model reads (one BatchGetItem,
-    off the event loop), the unknown keys' answers by position, and what was read."""
+    """The rows of ``keys`` from the feature set version the model reads (one BatchGetItem off
+    the event loop, shared with the requests that arrive meanwhile: :mod:`mlpoc.api.lookups`),
+    the unknown keys' answers by position, and what was read."""
     bound = server.feature_binding(body.model)
     if bound is None:
         raise ApiError(
@@ -112,9 +120,7 @@ async def _looked_up(
     if not all(entities):
         raise ApiError(422, "invalid_request", "a key is empty")
     try:
-        found = await run_in_threadpool(
-            features.lookup, clients.dynamodb, server.features_table, bound, entities
-        )
+        found = await lookups.get(bound, entities)
     except TransientError as error:
         raise ApiError(503, "unavailable", str(error)) from None
     rows: list[dict[str, float | str | None]] = []
