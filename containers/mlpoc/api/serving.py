@@ -57,10 +57,10 @@ class ModelServer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def loaded(self, model: str) -> OnnxModel | None:
-        """The loaded classifier, or None (no I/O: safe on the event loop)."""
-        held = self._held.get(model)
-        return held.classifier if held else None
+    def held(self, model: str) -> LoadedModel | None:
+        """The held version and the feature set version it reads, as one consistent pair (a
+        swap replaces the pair; a rebind changes only the pair's binding) (no I/O)."""
+        return self._held.get(model)
 
     def feature_binding(self, model: str) -> Binding | None:
         """The feature set version a held model's requests by key read (no I/O)."""

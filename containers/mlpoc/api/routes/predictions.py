@@ -21,8 +21,8 @@ from mlpoc.api.deps import (
 from mlpoc.api.lookups import Lookups
 from mlpoc.api.responses import errors
 from mlpoc.api.schemas import PredictRequest
-from mlpoc.api.serving import ModelServer
 from mlpoc.errors import ApiError, RegistryError, TransientError
+from mlpoc.features import Binding
 from mlpoc.inference import OnnxModel, Predictions
 from mlpoc.schema import CATEGORY, is_missing, number
 
@@ -54,17 +54,21 @@ async def predict(
         raise ApiError(422, "invalid_request", "ids must have one entry per row")
     if body.keys is not None and body.rows is not None and len(body.rows) != sent:
         raise ApiError(422, "invalid_request", "with keys, rows must have one entry per key")
-    classifier = server.loaded(body.model)
-    if classifier is None:  # the first request for a model loads it, off the event loop
+    held = server.held(body.model)
+    if held is None:  # the first request for a model loads it, off the event loop
         try:
-            classifier = await run_in_threadpool(server.get, body.model)
+            await run_in_threadpool(server.get, body.model)
         except RegistryError as error:
             raise ApiError(404, "not_found", str(error)) from None
+        held = server.held(body.model)
+        assert held is not None  # noqa: S101 - just loaded, and never dropped
+    # the classifier and the feature set version it reads, from one pair (a swap replaces both)
+    classifier, bound = held.classifier, held.features
     rows = body.rows or []
     unknown: dict[int, str] = {}
     extra: dict[str, Any] = {}
     if body.keys is not None:
-        rows, unknown, extra = await _looked_up(body, body.keys, classifier, server, lookups)
+        rows, unknown, extra = await _looked_up(body, body.keys, classifier, bound, lookups)
     columns = _columns(rows, body.model, classifier)
     answers: list[dict[str, Any]] = []
     if rows:
@@ -102,13 +106,12 @@ async def _looked_up(
     body: PredictRequest,
     keys: list[str | int],
     model: OnnxModel,
-    server: ModelServer,
+    bound: Binding | None,
     lookups: Lookups,
 ) -> tuple[list[dict[str, float | str | None]], dict[int, str], dict[str, Any]]:
     """The rows of ``keys`` from the feature set version the model reads (one BatchGetItem off
     the event loop, shared with the requests that arrive meanwhile: :mod:`mlpoc.api.lookups`),
     the unknown keys' answers by position, and what was read."""
-    bound = server.feature_binding(body.model)
     if bound is None:
         raise ApiError(
             422,
