@@ -100,7 +100,9 @@ def test_a_publish_writes_a_snapshot_the_online_items_and_a_version(published: S
     ]
 
 
-def test_the_api_serves_by_key_from_the_version_each_model_needs(published: Stack) -> None:
+def test_the_api_serves_by_key_from_the_version_each_model_needs(
+    published: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
     x, _ = samples.digits()
     with make_client(published) as client:
         # the models page says what the model reads before any request loaded it
@@ -127,9 +129,22 @@ def test_the_api_serves_by_key_from_the_version_each_model_needs(published: Stac
         assert by_rows["predictions"][0]["label"] == first["label"]
         assert by_rows["predictions"][0]["confidence"] == first["confidence"]
 
+        # a poll with the set's pointer where it was reads no version record again
+        server = client.app.state.services.server
+        reads: list[int] = []
+        original = features.FeatureSets.get
+        monkeypatch.setattr(
+            features.FeatureSets,
+            "get",
+            lambda self, name, version: reads.append(version) or original(self, name, version),
+        )
+        server.refresh()
+        assert reads == []
         # WHEN v2 (same columns, same types) is promoted, the model reads it from the next poll
         sets(published).promote("images", 2)
-        client.app.state.services.server.refresh()
+        reads.clear()
+        server.refresh()
+        assert reads == [2]  # the newly promoted version's record, once
         health = client.get("/v1/health", headers=AUTH).json()["models"]["bykey"]
         assert health["features"] == {
             "set": "images", "version": 2, "trained_with": 1, "key": "image"
@@ -331,26 +346,31 @@ BOUND = features.Binding(
 )
 
 
-def test_a_lookup_is_one_batch_get_in_the_models_column_order() -> None:
+def pairs(*keys: str) -> list[tuple[str, str]]:
+    return [(BOUND.partition, k) for k in keys]
+
+
+def test_a_fetch_is_one_batch_get_and_a_binding_takes_the_models_columns() -> None:
     fake = FakeDynamo({"x": [1, 2], "y": [3, None]})
-    found = features.lookup(fake, "t", BOUND, ["x", "y", "x", "nope"], sleep=lambda _: None)
-    # one call for the request, each key asked once, from the version's partition
+    found = features.fetch(fake, "t", pairs("x", "y", "x", "nope"), sleep=lambda _: None)
+    # one call, each key asked once, from the version's partition; unknown keys absent
     assert len(fake.calls) == 1
     assert [k["key"]["S"] for k in fake.calls[0]["t"]["Keys"]] == ["x", "y", "nope"]
     assert {k["set"]["S"] for k in fake.calls[0]["t"]["Keys"]} == {"s#2"}
-    assert found == {"x": [2, 1], "y": [None, 3]}  # the model's order (b, a); unknown: absent
+    assert found == {("s#2", "x"): [1, 2], ("s#2", "y"): [3, None]}
+    assert BOUND.take(found["s#2", "y"]) == [None, 3]  # the model's order (b, a)
 
 
-def test_a_throttled_lookup_retries_the_unprocessed_keys_then_gives_up() -> None:
+def test_a_throttled_fetch_retries_the_unprocessed_keys_then_gives_up() -> None:
     slept: list[float] = []
     fake = FakeDynamo({"x": [1, 2]}, throttled=1)
-    assert features.lookup(fake, "t", BOUND, ["x"], sleep=slept.append) == {"x": [2, 1]}
+    assert features.fetch(fake, "t", pairs("x"), sleep=slept.append) == {("s#2", "x"): [1, 2]}
     assert len(fake.calls) == 2 and len(slept) == 1
     always = FakeDynamo({"x": [1, 2]}, throttled=99)
     with pytest.raises(TransientError, match="unprocessed 4 times"):
-        features.lookup(always, "t", BOUND, ["x"], sleep=lambda _: None)
+        features.fetch(always, "t", pairs("x"), sleep=lambda _: None)
     with pytest.raises(ValueError, match="at most 100 keys"):
-        features.lookup(fake, "t", BOUND, [str(i) for i in range(101)])
+        features.fetch(fake, "t", pairs(*(str(i) for i in range(101))))
 
 
 def test_concurrent_lookups_share_one_batch_get_while_one_is_in_flight() -> None:

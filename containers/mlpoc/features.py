@@ -45,7 +45,7 @@ from mlpoc.errors import DatasetError, JobFailed, RegistryError, TransientError
 from mlpoc.registry import FEATURES_NAMESPACE, ModelVersion, Pointer, Registry, version_key
 from mlpoc.schema import CATEGORY, Column, infer, is_missing, number, problem, refuse
 
-# BatchGetItem reads at most 100 keys a call: a realtime request by key is one call
+# BatchGetItem reads at most 100 keys a call: a realtime request by key fits in one
 MAX_KEYS = 100
 LOOKUP_ATTEMPTS = 4
 KEEP_DAYS = 7.0  # how long a superseded version's items live after they are marked
@@ -233,6 +233,13 @@ class FeatureSets:
 
 
 # -- what a model reads -----------------------------------------------------------------------
+class Unread:
+    """A pointer :func:`binding` reads itself (``None`` is a pointer read and not found)."""
+
+
+UNREAD = Unread()
+
+
 @dataclass(frozen=True)
 class Binding:
     """The feature set version a model version reads, and where its columns are in the items."""
@@ -244,6 +251,7 @@ class Binding:
     names: tuple[str, ...]  # the set's columns the model takes
     positions: tuple[int, ...]  # their places in the version's value lists
     note: str | None = None  # why a promoted version is not read
+    promoted: int | None = None  # the set's promoted version when this was decided
 
     @property
     def partition(self) -> str:
@@ -269,15 +277,19 @@ def trained_with(version: ModelVersion) -> dict[str, Any] | None:
     return dict(found) if found else None
 
 
-def binding(sets: FeatureSets, model: ModelVersion) -> Binding | None:
+def binding(
+    sets: FeatureSets, model: ModelVersion, pointer: Pointer | Unread | None = UNREAD
+) -> Binding | None:
     """The version ``model`` reads: the promoted one when it has every column the model takes,
-    with the same type; else the one it was trained with (and the reason, in ``note``)."""
+    with the same type; else the one it was trained with (and the reason, in ``note``).
+    ``pointer``: the set's pointer when the caller has read it already."""
     trained = trained_with(model)
     if trained is None:
         return None
     name, own = str(trained["name"]), int(trained["version"])
     wanted = list(trained["columns"])
-    pointer = sets.pointer(name)
+    if isinstance(pointer, Unread):
+        pointer = sets.pointer(name)
     chosen, note = None, None
     if pointer is not None and pointer.promoted is not None and pointer.promoted != own:
         promoted = sets.get(name, pointer.promoted)
@@ -300,21 +312,8 @@ def binding(sets: FeatureSets, model: ModelVersion) -> Binding | None:
         names=tuple(str(c["name"]) for c in wanted),
         positions=tuple(at[str(c["name"])] for c in wanted),
         note=note,
+        promoted=pointer.promoted if pointer is not None else None,
     )
-
-
-def lookup(
-    dynamodb: Any,
-    table: str,
-    bound: Binding,
-    keys: Sequence[str],
-    *,
-    sleep: Callable[[float], None] = time.sleep,
-) -> dict[str, list[Any]]:
-    """The values of ``keys`` (at most :data:`MAX_KEYS`) in the bound version, in the model's
-    column order: one BatchGetItem (:func:`fetch`). Unknown keys are absent."""
-    found = fetch(dynamodb, table, [(bound.partition, k) for k in keys], sleep=sleep)
-    return {k: bound.take(v) for (_, k), v in found.items()}
 
 
 def fetch(
@@ -561,7 +560,7 @@ def needed(sets: FeatureSets, registry: Registry, name: str) -> set[int]:
     """The versions of ``name`` whose online items must stay: the promoted one and the one a
     rollback returns to, and those of every model's promoted version and its rollback target."""
     keep: set[int] = set()
-    pointer = sets.pointer(name)
+    pointer = sets.pointer(name)  # read once, for every model's binding too
     if pointer is not None and pointer.promoted is not None:
         keep.update([pointer.promoted, *pointer.history[-1:]])
     for model in registry.pointers():
@@ -576,7 +575,7 @@ def needed(sets: FeatureSets, registry: Registry, name: str) -> set[int]:
             if trained is None or trained["name"] != name:
                 continue
             keep.add(int(trained["version"]))
-            found = binding(sets, version)
+            found = binding(sets, version, pointer)
             if found is not None:
                 keep.add(found.version)
     return keep

@@ -62,11 +62,6 @@ class ModelServer:
         swap replaces the pair; a rebind changes only the pair's binding) (no I/O)."""
         return self._held.get(model)
 
-    def feature_binding(self, model: str) -> Binding | None:
-        """The feature set version a held model's requests by key read (no I/O)."""
-        held = self._held.get(model)
-        return held.features if held else None
-
     def _bind(self, version: ModelVersion) -> Binding | None:
         return features.binding(self._sets, version)
 
@@ -119,11 +114,15 @@ class ModelServer:
             )
 
     def _rebind(self, model: str, held: LoadedModel) -> None:
-        """Follow the feature set's pointer for a model that stays (one read per poll)."""
+        """Follow the feature set's pointer for a model that stays: one read per poll, and the
+        versions' records read again only when the pointer moved."""
         if held.features is None:
             return
         try:
-            bound = self._bind(held.classifier.version)
+            pointer = self._sets.pointer(held.features.name)
+            if (pointer.promoted if pointer else None) == held.features.promoted:
+                return
+            bound = features.binding(self._sets, held.classifier.version, pointer)
         except RegistryError as error:  # its record is gone: keep reading what it read
             log.error("features.refused", extra={"model": model, "reason": str(error)})
             return

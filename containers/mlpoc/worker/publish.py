@@ -67,7 +67,7 @@ def _options(params: dict[str, Any], inherited: str | None) -> tuple[str, list[s
 
 def handle_features(ctx: JobContext) -> None:
     job, settings, clients = ctx.job, ctx.settings, ctx.clients
-    name = features.check_name(job.model)
+    name = job.model  # a valid name: the contract checked it
     sets = features.FeatureSets(clients.dynamodb, settings.models_table)
     pointer = sets.pointer(name)
     inherited = sets.get(name, pointer.promoted).key if pointer and pointer.promoted else None

@@ -65,9 +65,9 @@ def get_model(name: str, registry: RegistryDep, server: ServerDep) -> dict[str, 
 def _reads(name: str, registry: Registry, server: ModelServer) -> features.Binding | None:
     """The feature set version the model's requests by key read: the served one's, or (not
     loaded yet) the one its promoted version would read."""
-    held = server.feature_binding(name)
-    if held is not None or name in server.status():
-        return held
+    held = server.held(name)
+    if held is not None:
+        return held.features
     pointer = registry.pointer(name)
     if pointer is None or pointer.promoted is None:
         return None
