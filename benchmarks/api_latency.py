@@ -10,7 +10,8 @@ column, imputation and one-hot encoding inside the graph). Next to them: the in-
 time of each (onnxruntime, one row), the floor the HTTP numbers add to, and the example's
 ratio to the digits model. Goal on a 2-core machine: p99 under 20 ms at concurrency 8.
 
-Then the cost of the monitor's sample of realtime requests (mlpoc.sampling): the digits model
+Then the cost of the monitor's sample of realtime requests (mlpoc.quality.input_samples): the
+digits model
 again with sampling off (the runs above) and with every request sampled and the sample written
 to S3 every second (the worst case: the default samples 10 % and writes once a minute), as a
 ratio of p50 and p99 measured in the same run.
@@ -44,9 +45,10 @@ from typing import Any
 
 from palmerpenguins import load_penguins
 
-from mlpoc import plugins, samples
-from mlpoc.inference import load
-from mlpoc.registry import Registry
+from mlpoc import plugins
+from mlpoc.data import digits
+from mlpoc.models.inference import load
+from mlpoc.models.registry import Registry
 from tests.support.aws_stack import EmbeddedMoto, Stack, create_stack
 from tests.support.pipeline import prepare, run_job
 
@@ -56,8 +58,8 @@ EXAMPLE_PARAMS = {"plugin": "lightgbm", "label_column": "species", "ignore_colum
 
 
 def digits_rows() -> list[dict[str, Any]]:
-    x, _ = samples.digits()
-    return [{n: float(v) for n, v in zip(samples.FEATURES, x[i], strict=True)} for i in range(64)]
+    x, _ = digits.digits()
+    return [{n: float(v) for n, v in zip(digits.FEATURES, x[i], strict=True)} for i in range(64)]
 
 
 def penguin_rows() -> list[dict[str, Any]]:

@@ -51,9 +51,10 @@ from benchmarks.api_latency import load_test, percentile, wait_until_up
 from fastapi import FastAPI
 from moto import mock_aws
 
-from mlpoc import features, plugins, samples
+from mlpoc import plugins
 from mlpoc.api.app import create_app
 from mlpoc.api.settings import ApiSettings
+from mlpoc.data import digits, feature_sets, feature_snapshots
 from tests.support.aws_stack import FAKE_CREDENTIALS, REGION, Stack, create_stack
 from tests.support.enforced import moto_process
 from tests.support.pipeline import run_job, scan
@@ -70,12 +71,12 @@ def prepare(stack: Stack) -> None:
     """images v1 (promoted) and digits-by-key v1 trained on it."""
     s3 = stack.clients().s3
     s3.put_object(Bucket=stack.data_bucket, Key="inputs/images/v1.csv",
-                  Body=samples.feature_set_csv().encode())  # fmt: skip
+                  Body=digits.feature_set_csv().encode())  # fmt: skip
     run_job(stack, {"job_id": "images-1", "type": "features", "model": "images",
                     "dataset": f"s3://{stack.data_bucket}/inputs/images/v1.csv",
                     "params": {"key": "image"}})  # fmt: skip
     s3.put_object(Bucket=stack.data_bucket, Key="datasets/k/train.csv",
-                  Body=samples.keyed_csv(slice(0, 1500), labels=True).encode())  # fmt: skip
+                  Body=digits.keyed_csv(slice(0, 1500), labels=True).encode())  # fmt: skip
     run_job(stack, {"job_id": "by-key-1", "type": "train", "model": "digits-by-key",
                     "dataset": f"s3://{stack.data_bucket}/datasets/k/train.csv",
                     "params": {"feature_set": "images"}})  # fmt: skip
@@ -83,11 +84,11 @@ def prepare(stack: Stack) -> None:
 
 def bodies(stack: Stack) -> dict[str, list[bytes]]:
     """One request per image: by key, and with the same features inline."""
-    sets = features.FeatureSets(stack.clients().dynamodb, stack.models_table)
-    snapshot = features.Snapshot.read(stack.clients().s3, sets.get("images", 1))
+    sets = feature_sets.FeatureSets(stack.clients().dynamodb, stack.models_table)
+    snapshot = feature_snapshots.Snapshot.read(stack.clients().s3, sets.get("images", 1))
     found: dict[str, list[bytes]] = {"key": [], "inline": []}
     for i in IMAGES:
-        key = samples.image_key(i)
+        key = digits.image_key(i)
         row = {
             n: (float(c) if n != "ink" else c)
             for n, c in zip(snapshot.names, snapshot.rows[key], strict=True)

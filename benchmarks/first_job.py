@@ -4,7 +4,8 @@
 
 Local mode runs every worker as a process that is always long-polling, so on a laptop a job on
 an idle stack starts as soon as SQS hands it over. On AWS an idle service has no task: the submit
-paths' nudge (``mlpoc.scaling``) starts one at once, and the job waits for that task to start.
+paths' nudge (``mlpoc.runtime.scaling``) starts one at once, and the job waits for that task to
+start.
 This measures both halves that can be measured here, in the same run, against the same embedded
 moto server: submit → ``job.started`` with a polling worker (the warm path), and with a worker
 process started at the submit (what the task's own start adds: Python, scikit-learn and

@@ -26,8 +26,9 @@ from mlpoc.paths import CHECKOUT
 
 sys.path.insert(0, str(CHECKOUT))  # for tests.support
 
-from mlpoc import plugins, samples
-from mlpoc.ledger import Ledger
+from mlpoc import plugins
+from mlpoc.data import digits
+from mlpoc.runtime.ledger import Ledger
 from tests.support import pipeline
 from tests.support.aws_stack import EmbeddedMoto, create_stack
 from tests.support.workers import start_worker, wait_for, wait_for_status
@@ -39,7 +40,7 @@ def run(endpoint: str, rows: int, workers: int, shard_bytes: int, logs: Path) ->
     pipeline.train(stack, "train-1")
     clients = stack.clients()
     key = "datasets/batch/rows.csv"
-    clients.s3.put_object(Bucket=stack.data_bucket, Key=key, Body=samples.batch_csv(rows).encode())
+    clients.s3.put_object(Bucket=stack.data_bucket, Key=key, Body=digits.batch_csv(rows).encode())
     processes = [start_worker("predict", stack, logs, MLPOC_PREFETCH="1") for _ in range(workers)]
     try:
         for process in processes:  # warm: imported, polling

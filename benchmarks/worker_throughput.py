@@ -28,13 +28,14 @@ from mlpoc.paths import CHECKOUT
 sys.path.insert(0, str(CHECKOUT))  # for tests.support
 
 
-from mlpoc import plugins, samples
-from mlpoc.datasets import parse_training
-from mlpoc.dynamo import BatchWriter, serialize
-from mlpoc.inference import OnnxModel
+from mlpoc import plugins
+from mlpoc.aws.dynamo import BatchWriter, serialize
+from mlpoc.data import digits
+from mlpoc.data.datasets import parse_training
+from mlpoc.models.inference import OnnxModel
+from mlpoc.models.registry import ModelVersion
 from mlpoc.plugins.sklearn import build
-from mlpoc.registry import ModelVersion
-from mlpoc.settings import Settings
+from mlpoc.runtime.environment import Settings
 from mlpoc.worker.context import JobContext
 from mlpoc.worker.loop import Worker
 from tests.support.aws_stack import EmbeddedMoto, create_stack, send_jobs
@@ -94,13 +95,13 @@ def latency_us(predict: object, row: np.ndarray, repeats: int) -> float:
 
 
 def single_row(estimator: str, repeats: int) -> tuple[float, float]:
-    data = plugins.TrainingData.of(parse_training(samples.training_csv(), "digits.csv"))
+    data = plugins.TrainingData.of(parse_training(digits.training_csv(), "digits.csv"))
     params = {"estimator": estimator}
     model = build(params, data.schema).fit(data.matrix, data.y)
     exported = plugins.get("sklearn").train(data, params)
     version = ModelVersion(
         model="bench", version=1, sha256="", artifact_key="", metadata_key="",
-        features=samples.FEATURES, classes=exported.classes, metrics={}, job_id="bench",
+        features=digits.FEATURES, classes=exported.classes, metrics={}, job_id="bench",
         dataset="", plugin="sklearn", created_at=0.0,
         extra={"schema": data.schema.to_json()},
     )  # fmt: skip

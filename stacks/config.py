@@ -13,12 +13,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from mlpoc import platforms
-from mlpoc.contracts import MODEL_NAME_PATTERN
+from mlpoc.aws import beanstalk_platform
 from mlpoc.errors import ConfigError
 from mlpoc.paths import CHECKOUT
-from mlpoc.schedules import expression_refusal
-from stacks.accounts import (
+from mlpoc.runtime.contract import MODEL_NAME_PATTERN
+from mlpoc.runtime.schedules import expression_refusal
+from stacks.account_config import (
     NO_SHARE,
     ScheduleSpec,
     Share,
@@ -340,7 +340,7 @@ def _optional(parse: Callable[[str, Any], str]) -> Callable[[str, Any], str | No
 
 def _eb_docker_al2023(name: str, value: Any) -> str:
     if not isinstance(value, str) or not (
-        value == platforms.AUTO or platforms.is_docker_al2023(value)
+        value == beanstalk_platform.AUTO or beanstalk_platform.is_docker_al2023(value)
     ):
         raise ConfigError(
             f"{name} must be 'auto' (mlpoc preflight resolves the current platform) or an "
@@ -364,16 +364,16 @@ def eb_platform(
     account and region (kept in cdk.context.json). Without one, the synth-only name, and for a
     synth for an account (what `cdk deploy` runs) the sentence that stops the deploy: synth
     itself goes on, so `make test` works in a shell with AWS credentials."""
-    if configured != platforms.AUTO:
+    if configured != beanstalk_platform.AUTO:
         return Platform(configured)
     if not account or not region:
-        return Platform(platforms.SYNTH_ONLY_PLATFORM)
-    key = platforms.context_key(account, region)
+        return Platform(beanstalk_platform.SYNTH_ONLY_PLATFORM)
+    key = beanstalk_platform.context_key(account, region)
     resolved = lookup(key)
-    if isinstance(resolved, str) and platforms.is_docker_al2023(resolved):
+    if isinstance(resolved, str) and beanstalk_platform.is_docker_al2023(resolved):
         return Platform(resolved)
     return Platform(
-        platforms.SYNTH_ONLY_PLATFORM,
+        beanstalk_platform.SYNTH_ONLY_PLATFORM,
         unresolved=(
             f"{PREFIX}eb_solution_stack is 'auto' and no Elastic Beanstalk Docker platform is "
             f"resolved for account {account} in {region} yet: run `mlpoc preflight --target aws` "

@@ -12,15 +12,15 @@ from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
-from mlpoc import layout
-from mlpoc.contracts import QUEUE_OUTPUTS, SOURCES_OUTPUT
+from mlpoc.aws import bucket_layout
+from mlpoc.runtime.contract import QUEUE_OUTPUTS, SOURCES_OUTPUT
 from stacks.config import Config
+from stacks.constructs.dynamodb_tables import Tables
 from stacks.constructs.encryption import EncryptLogGroups, ProjectKey
 from stacks.constructs.helper_logs import keep_helper_logs
 from stacks.constructs.nag import acknowledge
 from stacks.constructs.queues import JobQueue
 from stacks.constructs.storage import Storage
-from stacks.constructs.tables import Tables
 
 # The events queue feeds a Lambda function: AWS recommends a visibility timeout of at least six
 # times the function's timeout, so a throttled batch is not redelivered while still in flight.
@@ -115,7 +115,9 @@ class DataStack(Stack):
         self.storage.data.add_event_notification(
             s3.EventType.OBJECT_CREATED,
             s3n.SqsDestination(keyless),
-            s3.NotificationKeyFilter(prefix=layout.DATASETS.path, suffix=layout.DATASET_SUFFIX),
+            s3.NotificationKeyFilter(
+                prefix=bucket_layout.DATASETS.path, suffix=bucket_layout.DATASET_SUFFIX
+            ),
         )
         # CDK's singleton that writes the bucket's notification configuration at deploy time.
         handler = self.node.find_child(NOTIFICATIONS_HANDLER_ID).node.find_child("Role")

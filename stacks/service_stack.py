@@ -13,10 +13,10 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 
 from constructs import Construct
-from mlpoc.layout import RuntimeRole
-from mlpoc.scaling import CLUSTER_VARIABLE, SERVICE_VARIABLES
-from mlpoc.schedules import SCHEDULES_OUTPUT
-from mlpoc.settings import GPU_QUEUE_VARIABLE, SOURCES_VARIABLE
+from mlpoc.aws.bucket_layout import RuntimeRole
+from mlpoc.runtime.environment import GPU_QUEUE_VARIABLE, SOURCES_VARIABLE
+from mlpoc.runtime.scaling import CLUSTER_VARIABLE, SERVICE_VARIABLES
+from mlpoc.runtime.schedules import SCHEDULES_OUTPUT
 from stacks.config import Config
 from stacks.constructs.access import DataAccess
 from stacks.constructs.alerts import Alerts
@@ -27,7 +27,7 @@ from stacks.constructs.gpu_pool import CW_AGENT_NAMESPACE, GPU_UTILIZATION, GpuP
 from stacks.constructs.helper_logs import keep_helper_logs
 from stacks.constructs.network import Network
 from stacks.constructs.notifier import AlertNotifier
-from stacks.constructs.schedules import Schedules
+from stacks.constructs.scheduled_jobs import Schedules
 from stacks.constructs.sources import SourceAccess
 from stacks.constructs.upload import UploadFunction
 from stacks.constructs.workers import Workers, WorkerSpec
@@ -282,7 +282,7 @@ class ServiceStack(Stack):
 
 
 def resource_environment(data: DataStack) -> dict[str, str]:
-    """The names every runtime role reads (`mlpoc.settings`): the same keys locally."""
+    """The names every runtime role reads (`mlpoc.runtime.environment`): the same keys locally."""
     return {
         "MLPOC_DATA_BUCKET": data.storage.data.bucket_name,
         "MLPOC_MODEL_BUCKET": data.storage.models.bucket_name,

@@ -8,7 +8,7 @@ written by this stack would replace the one the lake's owners keep.
 The grants name the ML account as principal and its worker roles in ``aws:PrincipalArn``: a
 policy that names a role ARN as principal is bound to that role's internal id, so a redeployed
 ML service stack (a new role of the same name) would silently lose access. The role names are
-fixed by :func:`stacks.accounts.worker_role_name`.
+fixed by :func:`stacks.account_config.worker_role_name`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 
 from constructs import Construct
-from stacks.accounts import worker_role_name
+from stacks.account_config import worker_role_name
 from stacks.config import Config
 from stacks.constructs.helper_logs import explain_helpers
 from stacks.constructs.storage import NONCURRENT_DAYS, explain_log_bucket, log_bucket_settings

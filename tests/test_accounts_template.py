@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from mlpoc import cost
-from mlpoc.assembly import Assembly
+from mlpoc.aws.cloud_assembly import Assembly
 from mlpoc.errors import ConfigError
-from mlpoc.schedules import SCHEDULED_TIME
-from stacks.accounts import worker_role_name
+from mlpoc.runtime.schedules import SCHEDULED_TIME
+from stacks.account_config import worker_role_name
 from stacks.config import Config
 from tests.support.cdk_app import (
     LINKED_KEY_ARN,

@@ -26,11 +26,12 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ready
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from mlpoc import layout, samples
 from mlpoc.api.app import create_app
 from mlpoc.api.settings import ApiSettings
-from mlpoc.ledger import Ledger
-from mlpoc.settings import Settings
+from mlpoc.aws import bucket_layout
+from mlpoc.data import digits
+from mlpoc.runtime.environment import Settings
+from mlpoc.runtime.ledger import Ledger
 from mlpoc.worker.loop import Worker
 from mlpoc.worker.predict import PredictHandler
 from tests.conftest import ARTIFACTS
@@ -100,7 +101,7 @@ def test_a_person_corrects_three_labels_and_retrains(
     wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".card")) >= 3)
     browser.save_screenshot(str(SHOTS / "1-review-queue.png"))
     # WHEN three labels are corrected to the truth
-    truth = samples.digits()[1]
+    truth = digits.digits()[1]
     cards = browser.find_elements(By.CSS_SELECTOR, ".card")[:3]
     for card in cards:
         item_id = card.get_attribute("data-item")
@@ -143,7 +144,7 @@ def split_a_predict_job(stack: Stack, job_id: str) -> None:
     """A 600-row predict job in shards of 16 KB, split by a predict worker (its shards queued)."""
     clients = stack.clients()
     key = "datasets/digits/batch.csv"
-    clients.s3.put_object(Bucket=stack.data_bucket, Key=key, Body=samples.batch_csv(600).encode())
+    clients.s3.put_object(Bucket=stack.data_bucket, Key=key, Body=digits.batch_csv(600).encode())
     dataset = f"s3://{stack.data_bucket}/{key}"
     body = {"schema": 1, "job_id": job_id, "type": "predict", "model": "digits",
             "dataset": dataset, "params": {"shard_bytes": 16_384}}  # fmt: skip
@@ -166,14 +167,14 @@ def test_the_models_page_draws_its_charts_from_the_api_alone(
         call(
             api_url, "POST", "/v1/annotations/digits", {"item_id": item["item_id"], "label": label}
         )
-    key = f"{layout.sample_folder('digits')}1/shifted.csv"
+    key = f"{bucket_layout.sample_folder('digits')}1/shifted.csv"
     clients.s3.put_object(
         Bucket=stack.data_bucket, Key=key, Body=shifted_csv(slice(1_400, 1_797)).encode()
     )
     run_job(
         stack,
         {"job_id": "monitor-1", "type": "monitor", "model": "digits",
-         "dataset": f"s3://{stack.data_bucket}/{layout.sample_folder('digits')}"},
+         "dataset": f"s3://{stack.data_bucket}/{bucket_layout.sample_folder('digits')}"},
     )  # fmt: skip
     # WHEN a person opens the models page with the key
     wait = WebDriverWait(browser, 20)
@@ -233,9 +234,9 @@ def test_the_feature_set_page_promotes_a_version_and_a_model_keeps_its_own(
     rows = slice(0, 300)
     for version, text in enumerate(
         (
-            samples.feature_set_csv(rows),
-            samples.feature_set_csv(rows, shift=1),
-            samples.feature_set_csv(rows, ink_as="number"),
+            digits.feature_set_csv(rows),
+            digits.feature_set_csv(rows, shift=1),
+            digits.feature_set_csv(rows, ink_as="number"),
         ),
         start=1,
     ):
@@ -245,7 +246,7 @@ def test_the_feature_set_page_promotes_a_version_and_a_model_keeps_its_own(
         run_job(stack, {"job_id": f"images-{version}", "type": "features", "model": "images",
                         "dataset": dataset, "params": {"key": "image"}})  # fmt: skip
     key = "inputs/bykey/labels.csv"
-    labels = samples.keyed_csv(slice(0, 250), labels=True)
+    labels = digits.keyed_csv(slice(0, 250), labels=True)
     stack.clients().s3.put_object(Bucket=stack.data_bucket, Key=key, Body=labels.encode())
     run_job(stack, {"job_id": "bykey-1", "type": "train", "model": "bykey",
                     "dataset": f"s3://{stack.data_bucket}/{key}",

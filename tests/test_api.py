@@ -10,11 +10,11 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from mlpoc import samples
 from mlpoc.api.app import create_app
 from mlpoc.api.settings import ApiSettings
+from mlpoc.data import digits
 from mlpoc.errors import SettingsError
-from mlpoc.ledger import Ledger
+from mlpoc.runtime.ledger import Ledger
 from tests.support.aws_stack import Stack, create_stack
 from tests.support.pipeline import prepare, train
 from tests.support.workers import wait_for
@@ -54,8 +54,8 @@ def reader(shared: Stack) -> Iterator[TestClient]:
 
 
 def row(index: int) -> dict[str, float]:
-    x, _ = samples.digits()
-    return {name: float(v) for name, v in zip(samples.FEATURES, x[index], strict=True)}
+    x, _ = digits.digits()
+    return {name: float(v) for name, v in zip(digits.FEATURES, x[index], strict=True)}
 
 
 PROTECTED = [
@@ -87,7 +87,7 @@ def test_health_needs_no_key_and_tells_nothing_but_the_models_are_behind_it(
     assert reader.get("/v1/health", headers=AUTH).json() == {
         "status": "ok",
         "models": {},
-        # the monitor's sample of realtime requests (mlpoc.sampling): 10 % by default
+        # the monitor's sample of realtime requests (mlpoc.quality.input_samples): 10 % by default
         "sampling": {"rate": 0.1, "held_rows": 0, "written_rows": 0, "dropped_rows": 0,
                      "failed_rows": 0},
     }  # fmt: skip
@@ -332,7 +332,7 @@ def test_corrections_become_a_dataset_version_and_a_train_job(
     assert [i["confidence"] for i in queue] == sorted(i["confidence"] for i in queue)
     assert len(queue[0]["features"]) == 64
     # WHEN a person corrects three labels
-    truth = samples.digits()[1]
+    truth = digits.digits()[1]
     for item in queue[:3]:
         label = str(truth[int(item["item_id"].split("-")[1])])
         response = client.post(

@@ -1,4 +1,5 @@
-"""A train job over a folder builds its dataset version in the train worker (mlpoc.builds): the
+"""A train job over a folder builds its dataset version in the train worker
+(mlpoc.data.dataset_versions): the
 promoted version's data, the new CSVs in the folder, every correction, once each; and ends
 "nothing new" when nothing is. In-process, against moto."""
 
@@ -14,12 +15,12 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from mlpoc import builds, samples
-from mlpoc.annotations import Annotations
-from mlpoc.contracts import S3Uri
-from mlpoc.ledger import Ledger
-from mlpoc.registry import Registry
-from mlpoc.settings import Settings
+from mlpoc.data import dataset_versions, digits
+from mlpoc.data.corrections import Annotations
+from mlpoc.models.registry import Registry
+from mlpoc.runtime.contract import S3Uri
+from mlpoc.runtime.environment import Settings
+from mlpoc.runtime.ledger import Ledger
 from mlpoc.worker.loop import Worker
 from mlpoc.worker.train import handle_train
 from tests.support.aws_stack import Stack, create_stack
@@ -68,7 +69,7 @@ def correct(stack: Stack, count: int) -> list[str]:
     registry = Registry(clients.dynamodb, stack.models_table)
     notes = Annotations(settings, clients, Ledger(clients.dynamodb, stack.jobs_table), registry)
     items = notes.review_queue(MODEL, count)
-    _, truth = samples.digits(None)
+    _, truth = digits.digits(None)
     for item in items:
         notes.correct(MODEL, item["item_id"], str(truth[int(item["item_id"].split("-")[1])]))
     return [i["item_id"] for i in items]
@@ -80,7 +81,7 @@ def test_a_run_builds_from_the_promoted_version_the_new_files_and_the_correction
     # GIVEN v1 trained on datasets/digits/train.csv (1500 rows), a set to predict uploaded to
     # the same folder since, a new labelled file, and two corrections
     prepare(stack)
-    put(stack, "datasets/digits/more.csv", samples.training_csv(slice(1500, 1600)))
+    put(stack, "datasets/digits/more.csv", digits.training_csv(slice(1500, 1600)))
     corrected = correct(stack, 2)
     # WHEN a scheduled run trains on the folder
     record = run(stack, "schedule-digits-a1")
@@ -94,7 +95,7 @@ def test_a_run_builds_from_the_promoted_version_the_new_files_and_the_correction
     assert built["skipped"] == {f"{folder(stack)}score.csv": "no label column (a set to predict, "
                                 "not to train on)"}  # fmt: skip
     rows = rows_of(stack, record["result"]["dataset"])
-    assert rows[0] == [*samples.FEATURES, "label"]
+    assert rows[0] == [*digits.FEATURES, "label"]
     assert len(rows) == 1 + 1500 + 100 + 2
     # AND the version says where it came from
     version = Registry(stack.clients().dynamodb, stack.models_table).get(MODEL, 2)
@@ -107,7 +108,7 @@ def test_a_second_run_with_nothing_new_ends_nothing_new_and_a_new_correction_is_
     stack: Stack,
 ) -> None:
     prepare(stack)
-    put(stack, "datasets/digits/more.csv", samples.training_csv(slice(1500, 1600)))
+    put(stack, "datasets/digits/more.csv", digits.training_csv(slice(1500, 1600)))
     correct(stack, 1)
     first = run(stack, "schedule-digits-b1", promote="always")
     assert first["result"]["model_version"] == 2
@@ -131,7 +132,7 @@ def test_a_version_that_was_not_promoted_is_not_trained_again_on_the_same_inputs
     stack: Stack,
 ) -> None:
     prepare(stack)
-    put(stack, "datasets/digits/more.csv", samples.training_csv(slice(1500, 1600)))
+    put(stack, "datasets/digits/more.csv", digits.training_csv(slice(1500, 1600)))
     first = run(stack, "schedule-digits-c1", promote="never")
     assert first["result"]["promoted"] is False
     again = run(stack, "schedule-digits-c2", promote="never")
@@ -142,8 +143,8 @@ def test_a_version_that_was_not_promoted_is_not_trained_again_on_the_same_inputs
 def test_the_first_run_of_a_new_model_trains_on_every_labelled_file_in_the_folder(
     stack: Stack,
 ) -> None:
-    put(stack, "datasets/digits/a.csv", samples.training_csv(slice(0, 400)))
-    put(stack, "datasets/digits/b.csv", samples.training_csv(slice(400, 800)))
+    put(stack, "datasets/digits/a.csv", digits.training_csv(slice(0, 400)))
+    put(stack, "datasets/digits/b.csv", digits.training_csv(slice(400, 800)))
     record = run(stack, "schedule-digits-d1")
     assert record["status"] == "SUCCEEDED", record
     assert record["result"]["built"]["base_version"] is None
@@ -156,11 +157,11 @@ def test_an_empty_folder_is_nothing_new_and_a_damaged_manifest_fails_with_a_reas
     empty = run(stack, "schedule-digits-e1")
     assert (empty["status"], empty["result"]["outcome"]) == ("SUCCEEDED", "nothing new")
     # GIVEN a promoted version built from the folder, whose manifest someone overwrote
-    put(stack, "datasets/digits/a.csv", samples.training_csv(slice(0, 400)))
+    put(stack, "datasets/digits/a.csv", digits.training_csv(slice(0, 400)))
     built = run(stack, "schedule-digits-e2")
     key = S3Uri.parse(built["result"]["dataset"]).key
-    put(stack, builds.manifest_key(key), "{not json")
-    put(stack, "datasets/digits/b.csv", samples.training_csv(slice(400, 800)))
+    put(stack, dataset_versions.manifest_key(key), "{not json")
+    put(stack, "datasets/digits/b.csv", digits.training_csv(slice(400, 800)))
     broken = run(stack, "schedule-digits-e3")
     assert broken["status"] == "FAILED"
     assert (
@@ -194,13 +195,13 @@ def test_the_retrain_route_queues_a_job_the_worker_builds_with_the_corrections(
 def test_a_manifest_that_names_a_bucket_the_worker_may_not_read_fails_before_any_read(
     stack: Stack,
 ) -> None:
-    put(stack, "datasets/digits/a.csv", samples.training_csv(slice(0, 400)))
+    put(stack, "datasets/digits/a.csv", digits.training_csv(slice(0, 400)))
     built = run(stack, "schedule-digits-f1")
     key = S3Uri.parse(built["result"]["dataset"]).key
     manifest = {"root": "s3://someone-elses-bucket/secret.csv", "files": [], "watermark": 0,
                 "corrections_at": 0}  # fmt: skip
-    put(stack, builds.manifest_key(key), json.dumps(manifest))
-    put(stack, "datasets/digits/b.csv", samples.training_csv(slice(400, 800)))
+    put(stack, dataset_versions.manifest_key(key), json.dumps(manifest))
+    put(stack, "datasets/digits/b.csv", digits.training_csv(slice(400, 800)))
     refused = run(stack, "schedule-digits-f2")
     assert refused["status"] == "FAILED"
     assert (
@@ -213,8 +214,8 @@ def test_a_malformed_new_file_is_left_out_with_its_line_and_a_corrected_upload_c
     stack: Stack,
 ) -> None:
     prepare(stack)
-    put(stack, "datasets/digits/more.csv", samples.training_csv(slice(1500, 1600)))
-    good = samples.training_csv(slice(1600, 1700))
+    put(stack, "datasets/digits/more.csv", digits.training_csv(slice(1500, 1600)))
+    good = digits.training_csv(slice(1600, 1700))
     lines = good.splitlines()
     put(stack, "datasets/digits/broken.csv", "\n".join([*lines[:5], "1,2"]) + "\n")
     record = run(stack, "schedule-digits-g1", promote="always")
@@ -242,14 +243,14 @@ def test_a_run_trains_the_live_versions_configuration_unless_it_names_its_own(
     assert registry.get(MODEL, 1).extra["plugin_params"] == forest
     assert registry.get(MODEL, 1).extra["review_threshold"] == 0.4
     # WHEN a scheduled run (no parameters of the plugin's) trains on a new file
-    put(stack, f"datasets/{MODEL}/more.csv", samples.training_csv(slice(1500, 1600)))
+    put(stack, f"datasets/{MODEL}/more.csv", digits.training_csv(slice(1500, 1600)))
     assert run(stack, "sched-1", promote="always")["status"] == "SUCCEEDED"
     # THEN v2 is the same forest, not the plugin's default logistic regression
     v2 = registry.get(MODEL, 2)
     assert (v2.plugin, v2.extra["plugin_params"]) == ("sklearn", forest)
     assert v2.extra["review_threshold"] == 0.4  # and its review threshold
     # AND a run that names parameters of its own gets exactly those
-    put(stack, f"datasets/{MODEL}/even-more.csv", samples.training_csv(slice(1600, 1700)))
+    put(stack, f"datasets/{MODEL}/even-more.csv", digits.training_csv(slice(1600, 1700)))
     run(stack, "sched-2", promote="always", estimator="logistic_regression", C=0.5)
     assert registry.get(MODEL, 3).extra["plugin_params"] == {
         "estimator": "logistic_regression",
@@ -261,7 +262,7 @@ def test_a_teams_table_is_retrained_with_its_corrections_and_its_own_shape(stack
     from tests.support.pipeline import run_job
 
     # GIVEN v1 trained on a team's table: an id, a label named "digit", a text column, blanks
-    table = samples.check_csv().replace(",label\n", ",digit\n", 1)
+    table = digits.check_csv().replace(",label\n", ",digit\n", 1)
     put(stack, f"datasets/{MODEL}/team.csv", table)
     shape = {"label_column": "digit", "id_column": "id"}
     run_job(stack, {"job_id": "team-1", "type": "train", "model": MODEL,

@@ -11,7 +11,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from aws_cdk.assertions import Match, Template
 
-from mlpoc.settings import RESOURCE_VARIABLES, UPLOAD_VARIABLES
+from mlpoc.runtime.environment import RESOURCE_VARIABLES, UPLOAD_VARIABLES
 from stacks.constructs.notifier import AlertNotifier
 from stacks.constructs.upload import UploadFunction
 

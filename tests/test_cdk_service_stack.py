@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from mlpoc import layout
+from mlpoc.aws import bucket_layout
 from stacks.constructs.access import TABLE_ACTIONS
 from stacks.constructs.workers import STOP_GRACE_SECONDS, STOP_TIMEOUT
 from stacks.data_stack import EVENTS_VISIBILITY
@@ -646,7 +646,7 @@ def object_patterns(statement: dict[str, Any], export: str) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("runtime_role", layout.RUNTIME_ROLES)
+@pytest.mark.parametrize("runtime_role", bucket_layout.RUNTIME_ROLES)
 def test_bucket_grants_are_exactly_the_layouts(poc: Synthesized, runtime_role: str) -> None:
     exports = {"data": "DataBucketArn", "models": "ModelBucketArn"}
     reads: set[tuple[str, str]] = set()
@@ -661,13 +661,15 @@ def test_bucket_grants_are_exactly_the_layouts(poc: Synthesized, runtime_role: s
                     writes.add((bucket, pattern))
                 # grant_put, never grant_read_write: no runtime role deletes an object
                 assert not any(a.startswith("s3:DeleteObject") for a in actions), statement
-    assert reads == {(p.bucket, p.pattern) for p in layout.PREFIXES if runtime_role in p.read_by}
+    assert reads == {
+        (p.bucket, p.pattern) for p in bucket_layout.PREFIXES if runtime_role in p.read_by
+    }
     assert writes == {
-        (p.bucket, p.pattern) for p in layout.PREFIXES if runtime_role in p.written_by
+        (p.bucket, p.pattern) for p in bucket_layout.PREFIXES if runtime_role in p.written_by
     }
 
 
-@pytest.mark.parametrize("runtime_role", layout.RUNTIME_ROLES)
+@pytest.mark.parametrize("runtime_role", bucket_layout.RUNTIME_ROLES)
 def test_table_grants_are_exactly_the_actions_the_code_calls(
     poc: Synthesized, runtime_role: str
 ) -> None:

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from mlpoc import samples
 from mlpoc.cli import ops
 from mlpoc.cli.target import Deployment
-from mlpoc.contracts import Job, S3Uri
+from mlpoc.data import digits
 from mlpoc.errors import TargetError
-from mlpoc.ledger import Ledger
 from mlpoc.local.safety import local_session
-from mlpoc.settings import RESOURCE_OUTPUTS
+from mlpoc.runtime.contract import Job, S3Uri
+from mlpoc.runtime.environment import RESOURCE_OUTPUTS
+from mlpoc.runtime.ledger import Ledger
 from tests.support.aws_stack import Stack
 
 
@@ -47,7 +47,7 @@ def test_a_local_csv_is_uploaded_and_its_job_recorded_then_queued(
 ) -> None:
     # GIVEN a training CSV on the laptop
     csv = tmp_path / "digits.csv"
-    csv.write_text(samples.training_csv(slice(0, 50)))
+    csv.write_text(digits.training_csv(slice(0, 50)))
     dep = deployment(stack)
     # WHEN it is submitted with a parameter
     job = ops.submit(

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from mlpoc import platforms
+from mlpoc.aws import beanstalk_platform
 from mlpoc.errors import ConfigError
 from stacks.config import Config, Platform, eb_platform
 from tests.support.cdk_app import ROOT, cdk_json_context
@@ -117,8 +117,8 @@ PINNED = "64bit Amazon Linux 2023 v4.7.1 running Docker"
 
 
 def test_the_eb_platform_is_resolved_per_account_and_region_not_pinned() -> None:
-    assert cdk_json_context()["mlpoc:eb_solution_stack"] == platforms.AUTO
-    kept = {platforms.context_key("111122223333", "eu-west-1"): PINNED}
+    assert cdk_json_context()["mlpoc:eb_solution_stack"] == beanstalk_platform.AUTO
+    kept = {beanstalk_platform.context_key("111122223333", "eu-west-1"): PINNED}
     # GIVEN `auto` and what preflight kept in cdk.context.json for this account and region
     found = eb_platform("auto", account="111122223333", region="eu-west-1", lookup=kept.get)
     assert found == Platform(PINNED)
@@ -128,7 +128,7 @@ def test_the_eb_platform_is_resolved_per_account_and_region_not_pinned() -> None
     assert found == Platform(pinned)
     # a synth with no account (tests, local mode) is never deployed: the synth-only name
     found = eb_platform("auto", account=None, region=None, lookup=kept.get)
-    assert found == Platform(platforms.SYNTH_ONLY_PLATFORM)
+    assert found == Platform(beanstalk_platform.SYNTH_ONLY_PLATFORM)
 
 
 def test_a_deploy_without_a_resolved_platform_says_to_run_preflight() -> None:
@@ -168,7 +168,10 @@ def synth_for_account(outdirs: dict[Path, dict[str, Any]]) -> list[dict[str, Any
 def test_a_synth_for_an_account_without_a_platform_cannot_be_deployed(tmp_path: Path) -> None:
     # no cdk.context.json: synth goes on (make test works in a shell with AWS credentials), and
     # the template carries a rule CloudFormation checks before it creates anything
-    kept = {**cdk_json_context(), platforms.context_key("111122223333", "us-east-1"): PINNED}
+    kept = {
+        **cdk_json_context(),
+        beanstalk_platform.context_key("111122223333", "us-east-1"): PINNED,
+    }
     template, kept_template = synth_for_account(
         {tmp_path / "unresolved": cdk_json_context(), tmp_path / "kept": kept}
     )
@@ -203,7 +206,7 @@ def test_a_synth_for_an_account_without_a_platform_cannot_be_deployed(tmp_path: 
     ],
 )
 def test_preflight_picks_the_newest_docker_platform(names: list[str], newest: str | None) -> None:
-    assert platforms.newest_docker_al2023(names) == newest
+    assert beanstalk_platform.newest_docker_al2023(names) == newest
 
 
 def test_the_stacks_need_only_the_cdk_extra(tmp_path: Path) -> None:

@@ -24,10 +24,12 @@ from typing import Any
 
 import pytest
 
-from mlpoc import jobs, layout, samples
-from mlpoc.contracts import QUEUE_OF_TYPE, QUEUE_OUTPUTS, parse_job
-from mlpoc.ledger import Ledger
-from mlpoc.registry import Registry
+from mlpoc.aws import bucket_layout
+from mlpoc.data import digits
+from mlpoc.models.registry import Registry
+from mlpoc.runtime import submission
+from mlpoc.runtime.contract import QUEUE_OF_TYPE, QUEUE_OUTPUTS, parse_job
+from mlpoc.runtime.ledger import Ledger
 from tests.support.cdk_app import Synthesized
 from tests.support.containers import (
     SAMPLE_EVERY_REQUEST,
@@ -102,7 +104,7 @@ class Jobs:
         )  # fmt: skip
         job = parse_job(body, data_bucket=self.bucket)
         queue = self.stack.outputs[QUEUE_OUTPUTS[QUEUE_OF_TYPE[kind]]]
-        assert jobs.submit(self.ledger, self.sqs, queue_url=queue, job=job, source="test")
+        assert submission.submit(self.ledger, self.sqs, queue_url=queue, job=job, source="test")
 
     def wait(self, job_id: str, statuses: set[str], timeout: float = 180) -> dict[str, Any]:
         return wait_for_status(self.ledger, job_id, statuses, timeout=timeout)
@@ -164,9 +166,9 @@ def trained(rig: Rig) -> Trained:
     (idle) and removed, so that the later tests' containers are the only consumers."""
     submitted = rig.jobs
     # GIVEN digits rows 0-1499 to train on and rows 1500-1796 to score
-    train_csv = submitted.upload("datasets/digits/train.csv", samples.training_csv(slice(0, 1500)))
+    train_csv = submitted.upload("datasets/digits/train.csv", digits.training_csv(slice(0, 1500)))
     score_csv = submitted.upload(
-        "datasets/digits/score.csv", samples.prediction_csv(slice(1500, 1797))
+        "datasets/digits/score.csv", digits.prediction_csv(slice(1500, 1797))
     )
     containers = {role: rig.worker(role, f"mlpoc-test-{role}") for role in ("train", "predict")}
     try:
@@ -184,7 +186,7 @@ def trained(rig: Rig) -> Trained:
         example = submitted.wait("c-train-penguins", {"SUCCEEDED", "FAILED"})
         # AND monitor jobs in the predict image: the digits job's sample, and the team's table
         # (text and blanks) judged against its LightGBM version
-        samples_folder = f"s3://{submitted.bucket}/{layout.sample_folder('digits')}"
+        samples_folder = f"s3://{submitted.bucket}/{bucket_layout.sample_folder('digits')}"
         submitted.submit("c-monitor-digits", "monitor", samples_folder)
         submitted.submit("c-monitor-penguins", "monitor", table, model="penguins")
         monitors = {
@@ -193,16 +195,16 @@ def trained(rig: Rig) -> Trained:
         }
         # AND features by key: a feature set published by the train image, a model trained on
         # keys and labels joined with it, and a predict job by key in the predict image
-        images = submitted.upload("inputs/images/v1.csv", samples.feature_set_csv(slice(0, 600)))
+        images = submitted.upload("inputs/images/v1.csv", digits.feature_set_csv(slice(0, 600)))
         submitted.submit("c-features-1", "features", images, model="images", key="image")
         by_key = {"features": submitted.wait("c-features-1", {"SUCCEEDED", "FAILED"})}
         labels = submitted.upload(
-            "inputs/bykey/labels.csv", samples.keyed_csv(slice(0, 500), labels=True)
+            "inputs/bykey/labels.csv", digits.keyed_csv(slice(0, 500), labels=True)
         )
         submitted.submit("c-train-bykey", "train", labels, model="bykey", feature_set="images")
         by_key["train"] = submitted.wait("c-train-bykey", {"SUCCEEDED", "FAILED"})
         keys = submitted.upload(
-            "inputs/bykey/keys.csv", samples.keyed_csv(slice(500, 650), labels=False)
+            "inputs/bykey/keys.csv", digits.keyed_csv(slice(500, 650), labels=False)
         )
         submitted.submit("c-predict-bykey", "predict", keys, model="bykey")
         by_key["predict"] = submitted.wait("c-predict-bykey", {"SUCCEEDED", "FAILED"})
@@ -247,7 +249,7 @@ def test_the_workers_run_a_train_and_a_predict_job_as_containers(
     report = json.loads(
         stack.client("operator", "s3")
         .get_object(
-            Bucket=stack.outputs["ModelBucketName"], Key=layout.latest_report_key("penguins")
+            Bucket=stack.outputs["ModelBucketName"], Key=bucket_layout.latest_report_key("penguins")
         )["Body"]
         .read()
     )
@@ -447,8 +449,8 @@ def test_the_bundle_serves_realtime_predictions_through_nginx(
     assert (status, json.loads(body)["error"]["code"]) == (403, "forbidden")
     assert request(f"{url}/v1/models")[0] == 401
     # the promoted model answers a realtime request
-    x, _ = samples.digits()
-    rows = [{n: float(v) for n, v in zip(samples.FEATURES, x[i], strict=True)} for i in (0, 1)]
+    x, _ = digits.digits()
+    rows = [{n: float(v) for n, v in zip(digits.FEATURES, x[i], strict=True)} for i in (0, 1)]
     payload = json.dumps({"model": "digits", "rows": rows, "ids": ["a", "b"]}).encode()
     status, _, body = request(f"{url}/v1/predict", key=key, data=payload)
     assert status == 200, body

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from mlpoc.contracts import MAX_MESSAGE_BYTES, Job, S3Uri, parse_job
 from mlpoc.errors import JobRejected
+from mlpoc.runtime.contract import MAX_MESSAGE_BYTES, Job, S3Uri, parse_job
 
 BUCKET = "mlpoc-data-abc"
 

@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from mlpoc import cost, plugins, samples
-from mlpoc.assembly import Assembly
+from mlpoc import cost, plugins
+from mlpoc.aws.cloud_assembly import Assembly
 from mlpoc.cli.app import app
+from mlpoc.data import digits
 from mlpoc.errors import CostError
-from mlpoc.settings import Settings
+from mlpoc.runtime.environment import Settings
 from mlpoc.worker.loop import Worker
 from mlpoc.worker.train import handle_train
 from tests.support.aws_stack import Stack
@@ -191,7 +192,7 @@ def test_the_train_job_call_counts_the_model_uses_are_what_a_job_does(stack: Sta
     plugins.load([])
     key = "datasets/digits/count.csv"
     clients.s3.put_object(
-        Bucket=stack.data_bucket, Key=key, Body=samples.training_csv(slice(0, 300)).encode()
+        Bucket=stack.data_bucket, Key=key, Body=digits.training_csv(slice(0, 300)).encode()
     )
     settings = replace(Settings.from_env("train", stack.env()), wait_seconds=0)
     message = {"schema": 1, "job_id": "count-1", "type": "train", "model": "digits",

@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
-from mlpoc import datasets, samples
-from mlpoc.contracts import S3Uri
-from mlpoc.datasets import parse_prediction, parse_training
+from mlpoc.data import datasets, digits
+from mlpoc.data.datasets import parse_prediction, parse_training
 from mlpoc.errors import DatasetError, JobFailed
+from mlpoc.runtime.contract import S3Uri
 from mlpoc.schema import CATEGORY, NUMBER, Column, Layout, Schema
 
 
 def test_the_shipped_digits_parse_into_typed_columns_and_labels() -> None:
-    data = parse_training(samples.training_csv(), "digits.csv")
-    assert data.features == samples.FEATURES
+    data = parse_training(digits.training_csv(), "digits.csv")
+    assert data.features == digits.FEATURES
     assert {c.type for c in data.schema.columns} == {NUMBER}
     assert data.columns["pixel_0"].shape == (1797,) and data.columns["pixel_0"].dtype == np.float32
     assert sorted(set(data.y)) == [str(d) for d in range(10)]

@@ -1,4 +1,5 @@
-"""Feature sets (mlpoc.features): published in versions by worker jobs, joined by key when a
+"""Feature sets (mlpoc.data.feature_sets): published in versions by worker jobs, joined by key when
+a
 model trains, read by key when it predicts, promoted and rolled back apart from the models,
 and a promoted version with other columns refused for a model that cannot take it."""
 
@@ -12,12 +13,13 @@ from typing import Any
 
 import pytest
 
-from mlpoc import features, layout, samples
 from mlpoc.api.lookups import Lookups
+from mlpoc.aws import bucket_layout
+from mlpoc.data import digits, feature_binding, feature_sets, feature_snapshots
 from mlpoc.errors import DatasetError, RegistryError, TransientError
-from mlpoc.ledger import Ledger
-from mlpoc.registry import Registry
-from mlpoc.settings import Settings
+from mlpoc.models.registry import Registry
+from mlpoc.runtime.environment import Settings
+from mlpoc.runtime.ledger import Ledger
 from mlpoc.worker.loop import Worker
 from mlpoc.worker.train import handle_train
 from tests.support.aws_stack import Stack
@@ -55,20 +57,20 @@ def train_by_key(stack: Stack, job_id: str, dataset: str, **params: Any) -> dict
     return dict(record["result"])
 
 
-def sets(stack: Stack) -> features.FeatureSets:
-    return features.FeatureSets(stack.clients().dynamodb, stack.models_table)
+def sets(stack: Stack) -> feature_sets.FeatureSets:
+    return feature_sets.FeatureSets(stack.clients().dynamodb, stack.models_table)
 
 
 @pytest.fixture
 def published(stack: Stack) -> Stack:
     """images v1 (promoted, the first) and v2 (the same images, every pixel +1: not promoted);
     model bykey v1 trained on images v1."""
-    first = publish(stack, "images-1", samples.feature_set_csv(), key="image")
+    first = publish(stack, "images-1", digits.feature_set_csv(), key="image")
     assert first["feature_version"] == 1 and first["promoted"] is True
     assert first["rows"] == 1797 and first["columns"] == 65
-    second = publish(stack, "images-2", samples.feature_set_csv(shift=1))
+    second = publish(stack, "images-2", digits.feature_set_csv(shift=1))
     assert second["feature_version"] == 2 and second["promoted"] is False  # auto: first only
-    dataset = put(stack, "datasets/bykey/train.csv", samples.keyed_csv(TRAIN_ROWS, labels=True))
+    dataset = put(stack, "datasets/bykey/train.csv", digits.keyed_csv(TRAIN_ROWS, labels=True))
     result = train_by_key(stack, "bykey-1", dataset)
     assert result["feature_set"]["version"] == 1 and result["feature_set"]["unknown_keys"] == 0
     return stack
@@ -80,8 +82,8 @@ def test_a_publish_writes_a_snapshot_the_online_items_and_a_version(published: S
     assert v1.key == "image" and v1.rows == 1797
     assert [c.type for c in v1.columns] == ["number"] * 64 + ["category"]
     # the snapshot is where the layout says, as published, and matches its recorded sha256
-    assert v1.snapshot == f"s3://{published.data_bucket}/{layout.snapshot_key('images', 1)}"
-    snapshot = features.Snapshot.read(clients.s3, v1)
+    assert v1.snapshot == f"s3://{published.data_bucket}/{bucket_layout.snapshot_key('images', 1)}"
+    snapshot = feature_snapshots.Snapshot.read(clients.s3, v1)
     assert snapshot.rows["image-3"][:4] == ["0", "0", "7", "15"]
     # one online item per image and version, its values in the version's column order
     items = scan(clients.dynamodb, published.features_table)
@@ -92,7 +94,7 @@ def test_a_publish_writes_a_snapshot_the_online_items_and_a_version(published: S
     model = Registry(clients.dynamodb, published.models_table).get("bykey", 1)
     trained = model.extra["feature_set"]
     assert (trained["name"], trained["version"], trained["key"]) == ("images", 1, "image")
-    assert [c["name"] for c in trained["columns"]] == [*samples.FEATURES, "ink"]
+    assert [c["name"] for c in trained["columns"]] == [*digits.FEATURES, "ink"]
     assert "image" not in model.features  # the key is not a feature
     # and the feature sets stay out of the models' listing
     assert [p.model for p in Registry(clients.dynamodb, published.models_table).pointers()] == [
@@ -103,12 +105,12 @@ def test_a_publish_writes_a_snapshot_the_online_items_and_a_version(published: S
 def test_the_api_serves_by_key_from_the_version_each_model_needs(
     published: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    x, _ = samples.digits()
+    x, _ = digits.digits()
     with make_client(published) as client:
         # the models page says what the model reads before any request loaded it
         before = client.get("/v1/models/bykey", headers=AUTH).json()["features"]
         assert before == {"set": "images", "version": 1, "trained_with": 1, "key": "image"}
-        keys = [samples.image_key(1600), samples.image_key(1601), "image-99999"]
+        keys = [digits.image_key(1600), digits.image_key(1601), "image-99999"]
         answer = client.post("/v1/predict", json={"model": "bykey", "keys": keys}, headers=AUTH)
         assert answer.status_code == 200, answer.text
         body = answer.json()
@@ -120,8 +122,10 @@ def test_the_api_serves_by_key_from_the_version_each_model_needs(
             "error": "unknown key: feature set images v1 has no 'image-99999'",
         }
         # the same answer as sending the row's features inline
-        inline = {name: float(v) for name, v in zip(samples.FEATURES, x[1600], strict=True)}
-        kind = features.Snapshot.read(published.clients().s3, sets(published).get("images", 1))
+        inline = {name: float(v) for name, v in zip(digits.FEATURES, x[1600], strict=True)}
+        kind = feature_snapshots.Snapshot.read(
+            published.clients().s3, sets(published).get("images", 1)
+        )
         inline["ink"] = kind.rows[keys[0]][-1]
         by_rows = client.post(
             "/v1/predict", json={"model": "bykey", "rows": [inline]}, headers=AUTH
@@ -132,9 +136,9 @@ def test_the_api_serves_by_key_from_the_version_each_model_needs(
         # a poll with the set's pointer where it was reads no version record again
         server = client.app.state.services.server
         reads: list[int] = []
-        original = features.FeatureSets.get
+        original = feature_sets.FeatureSets.get
         monkeypatch.setattr(
-            features.FeatureSets,
+            feature_sets.FeatureSets,
             "get",
             lambda self, name, version: reads.append(version) or original(self, name, version),
         )
@@ -153,7 +157,7 @@ def test_the_api_serves_by_key_from_the_version_each_model_needs(
         assert again.json()["features"]["version"] == 2
 
         # WHEN v3 changes a column's type and is promoted, the model keeps its own version
-        third = publish(published, "images-3", samples.feature_set_csv(ink_as="number"))
+        third = publish(published, "images-3", digits.feature_set_csv(ink_as="number"))
         assert third["promoted"] is False
         sets(published).promote("images", 3)
         client.app.state.services.server.refresh()
@@ -177,7 +181,7 @@ def test_the_api_serves_by_key_from_the_version_each_model_needs(
 
 def test_requests_by_key_are_refused_with_a_sentence(published: Stack) -> None:
     with make_client(published) as client:
-        too_many = [f"image-{i}" for i in range(features.MAX_KEYS + 1)]
+        too_many = [f"image-{i}" for i in range(feature_binding.MAX_KEYS + 1)]
         assert (
             client.post(
                 "/v1/predict", json={"model": "bykey", "keys": too_many}, headers=AUTH
@@ -206,7 +210,7 @@ def test_requests_by_key_are_refused_with_a_sentence(published: Stack) -> None:
     run_job(
         published,
         {"job_id": "inline-1", "type": "train", "model": "inline",
-         "dataset": put(published, "datasets/inline/t.csv", samples.training_csv(slice(0, 300)))},
+         "dataset": put(published, "datasets/inline/t.csv", digits.training_csv(slice(0, 300)))},
     )  # fmt: skip
     with make_client(published) as client:
         refused = client.post("/v1/predict", json={"model": "inline", "keys": ["a"]}, headers=AUTH)
@@ -219,7 +223,7 @@ def test_requests_by_key_are_refused_with_a_sentence(published: Stack) -> None:
 def test_a_predict_job_by_key_joins_the_snapshot_and_counts_unknown_keys(
     published: Stack,
 ) -> None:
-    text = samples.keyed_csv(slice(1500, 1600), labels=False) + "digit-x,image-nope\n"
+    text = digits.keyed_csv(slice(1500, 1600), labels=False) + "digit-x,image-nope\n"
     dataset = put(published, "datasets/bykey/score.csv", text)
     run_job(published, {"job_id": "bykey-p", "type": "predict", "model": "bykey",
                         "dataset": dataset})  # fmt: skip
@@ -237,7 +241,7 @@ def test_a_predict_job_by_key_joins_the_snapshot_and_counts_unknown_keys(
 def test_a_retrain_over_a_folder_takes_the_promoted_feature_version(published: Stack) -> None:
     # GIVEN v2 promoted, and a new file of keys and labels in the model's folder
     sets(published).promote("images", 2)
-    put(published, "datasets/bykey/more.csv", samples.keyed_csv(slice(1500, 1700), labels=True))
+    put(published, "datasets/bykey/more.csv", digits.keyed_csv(slice(1500, 1700), labels=True))
     # WHEN the folder is retrained (what the schedule sends), no feature set named
     run_job(published, {"job_id": "bykey-2", "type": "train", "model": "bykey",
                         "dataset": f"s3://{published.data_bucket}/datasets/bykey/"})  # fmt: skip
@@ -249,9 +253,9 @@ def test_a_retrain_over_a_folder_takes_the_promoted_feature_version(published: S
 
 def test_rollback_expiry_and_refusals_of_feature_versions(stack: Stack) -> None:
     small = slice(0, 50)
-    publish(stack, "images-1", samples.feature_set_csv(small), key="image")
+    publish(stack, "images-1", digits.feature_set_csv(small), key="image")
     for n in (2, 3, 4):
-        publish(stack, f"images-{n}", samples.feature_set_csv(small, shift=n), promote="always")
+        publish(stack, f"images-{n}", digits.feature_set_csv(small, shift=n), promote="always")
     found = sets(stack)
     # v1 is neither promoted (4), nor the rollback target (3), nor read by a model: it expires
     v1 = found.get("images", 1)
@@ -271,20 +275,22 @@ def test_rollback_expiry_and_refusals_of_feature_versions(stack: Stack) -> None:
 def test_bad_feature_tables_fail_the_job_with_what_was_wrong() -> None:
     table = "image,a,b\nx,1,2\nx,3,4\n,5,6\n"
     with pytest.raises(DatasetError) as error:
-        features.parse_table([("s3://b/f.csv", table)], "image")
+        feature_snapshots.parse_table([("s3://b/f.csv", table)], "image")
     message = str(error.value)
     assert "keys are empty" in message and "line 4" in message
     assert "'x' (s3://b/f.csv line 2, s3://b/f.csv line 3)" in message
     with pytest.raises(DatasetError, match="has no key column 'user'"):
-        features.parse_table([("f.csv", "image,a\nx,1\n")], "user")
+        feature_snapshots.parse_table([("f.csv", "image,a\nx,1\n")], "user")
     with pytest.raises(DatasetError, match="other columns than"):
-        features.parse_table([("a.csv", "image,a\nx,1\n"), ("b.csv", "image,b\ny,1\n")], "image")
+        feature_snapshots.parse_table(
+            [("a.csv", "image,a\nx,1\n"), ("b.csv", "image,b\ny,1\n")], "image"
+        )
 
 
 def test_a_train_job_that_names_a_missing_or_unusable_set_fails_with_a_sentence(
     stack: Stack,
 ) -> None:
-    dataset = put(stack, "datasets/bykey/train.csv", samples.keyed_csv(slice(0, 100), labels=True))
+    dataset = put(stack, "datasets/bykey/train.csv", digits.keyed_csv(slice(0, 100), labels=True))
     for job_id, params, reason in [
         ("no-set", {"feature_set": "images"}, "feature set 'images' has no promoted version"),
         ("bad-v", {"feature_set": "images", "feature_version": "x"}, "feature_version must be"),
@@ -308,17 +314,19 @@ def failed(stack: Stack, message: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_a_join_keeps_inline_cells_and_rows_without_a_key() -> None:
-    version = features.FeatureVersion(
+    version = feature_sets.FeatureVersion(
         name="s", version=1, key="k", columns=(), rows=2, snapshot="s3://b/k", sha256="",
         job_id="j", dataset="d", created_at=0.0,
     )  # fmt: skip
-    snapshot = features.Snapshot(version, ["a", "b"], {"1": ["10", "20"], "2": ["11", "21"]})
+    snapshot = feature_snapshots.Snapshot(
+        version, ["a", "b"], {"1": ["10", "20"], "2": ["11", "21"]}
+    )
     text = "k,a,label\n1,,x\n2,99,y\n,5,z\n3,1,w\n"
-    joined = features.join(text, "t.csv", snapshot, keep_key=False)
+    joined = feature_snapshots.join(text, "t.csv", snapshot, keep_key=False)
     assert joined.text == "a,label,b\n10,x,20\n99,y,21\n5,z,\n"
     assert (joined.rows, joined.unmatched, joined.examples) == (3, 1, ["3"])
     with pytest.raises(DatasetError, match="none of the 1 rows"):
-        features.join("k,label\n9,x\n", "t.csv", snapshot, keep_key=False)
+        feature_snapshots.join("k,label\n9,x\n", "t.csv", snapshot, keep_key=False)
 
 
 class FakeDynamo:
@@ -341,7 +349,7 @@ class FakeDynamo:
         return {"Responses": {table: found}, "UnprocessedKeys": {}}
 
 
-BOUND = features.Binding(
+BOUND = feature_binding.Binding(
     name="s", version=2, trained=1, key="k", names=("b", "a"), positions=(1, 0)
 )
 
@@ -352,7 +360,7 @@ def pairs(*keys: str) -> list[tuple[str, str]]:
 
 def test_a_fetch_is_one_batch_get_and_a_binding_takes_the_models_columns() -> None:
     fake = FakeDynamo({"x": [1, 2], "y": [3, None]})
-    found = features.fetch(fake, "t", pairs("x", "y", "x", "nope"), sleep=lambda _: None)
+    found = feature_binding.fetch(fake, "t", pairs("x", "y", "x", "nope"), sleep=lambda _: None)
     # one call, each key asked once, from the version's partition; unknown keys absent
     assert len(fake.calls) == 1
     assert [k["key"]["S"] for k in fake.calls[0]["t"]["Keys"]] == ["x", "y", "nope"]
@@ -364,13 +372,15 @@ def test_a_fetch_is_one_batch_get_and_a_binding_takes_the_models_columns() -> No
 def test_a_throttled_fetch_retries_the_unprocessed_keys_then_gives_up() -> None:
     slept: list[float] = []
     fake = FakeDynamo({"x": [1, 2]}, throttled=1)
-    assert features.fetch(fake, "t", pairs("x"), sleep=slept.append) == {("s#2", "x"): [1, 2]}
+    assert feature_binding.fetch(fake, "t", pairs("x"), sleep=slept.append) == {
+        ("s#2", "x"): [1, 2]
+    }
     assert len(fake.calls) == 2 and len(slept) == 1
     always = FakeDynamo({"x": [1, 2]}, throttled=99)
     with pytest.raises(TransientError, match="unprocessed 4 times"):
-        features.fetch(always, "t", pairs("x"), sleep=lambda _: None)
+        feature_binding.fetch(always, "t", pairs("x"), sleep=lambda _: None)
     with pytest.raises(ValueError, match="at most 100 keys"):
-        features.fetch(fake, "t", pairs(*(str(i) for i in range(101))))
+        feature_binding.fetch(fake, "t", pairs(*(str(i) for i in range(101))))
 
 
 def test_concurrent_lookups_share_one_batch_get_while_one_is_in_flight() -> None:
@@ -380,10 +390,12 @@ def test_concurrent_lookups_share_one_batch_get_while_one_is_in_flight() -> None
 
     def held(*args: Any) -> dict[tuple[str, str], list[Any]]:
         in_flight.wait(10)  # the first call stays in flight until the others have arrived
-        return features.fetch(*args)
+        return feature_binding.fetch(*args)
 
     lookups.fetch = held
-    other = features.Binding(name="o", version=1, trained=1, key="k", names=("a",), positions=(0,))
+    other = feature_binding.Binding(
+        name="o", version=1, trained=1, key="k", names=("a",), positions=(0,)
+    )
 
     async def run() -> list[dict[str, list[Any]]]:
         first = asyncio.create_task(lookups.get(BOUND, ["k0"]))
@@ -419,7 +431,7 @@ def test_coalesced_lookups_stay_within_100_keys_a_call_and_share_an_error() -> N
     assert [len(c["t"]["Keys"]) for c in fake.calls] == [60, 60, 60, 60]  # 120 > 100: apart
     assert all(len(a) == 60 for a in answers)
     throttled = Lookups(FakeDynamo({}, throttled=99), "t")
-    throttled.fetch = lambda *a: features.fetch(*a, sleep=lambda _: None)
+    throttled.fetch = lambda *a: feature_binding.fetch(*a, sleep=lambda _: None)
 
     async def refused() -> list[Any]:
         return await asyncio.gather(

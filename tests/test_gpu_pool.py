@@ -18,18 +18,20 @@ import pytest
 from fastapi.testclient import TestClient
 from moto import mock_aws
 
-from mlpoc import cost, jobs, samples
+from mlpoc import cost
 from mlpoc.api.app import create_app
 from mlpoc.api.settings import ApiSettings
-from mlpoc.assembly import Assembly
+from mlpoc.aws.cloud_assembly import Assembly
 from mlpoc.cli import ops
 from mlpoc.cli.target import Deployment
-from mlpoc.contracts import NO_GPU_POOL, Job, S3Uri
+from mlpoc.data import digits
 from mlpoc.errors import ConfigError, TargetError
-from mlpoc.ledger import Ledger
 from mlpoc.local.supervisor import GPU_STAND_IN, local_notes
-from mlpoc.registry import Registry
-from mlpoc.settings import Settings
+from mlpoc.models.registry import Registry
+from mlpoc.runtime import submission
+from mlpoc.runtime.contract import NO_GPU_POOL, Job, S3Uri
+from mlpoc.runtime.environment import Settings
+from mlpoc.runtime.ledger import Ledger
 from mlpoc.worker.loop import Worker
 from mlpoc.worker.train import handle_train
 from stacks.config import Config
@@ -396,7 +398,7 @@ def test_a_gpu_job_runs_end_to_end_on_the_cpu_stand_in(
     clients = stack.clients()
     key = "datasets/digits/train.csv"
     clients.s3.put_object(
-        Bucket=stack.data_bucket, Key=key, Body=samples.training_csv(slice(0, 600)).encode()
+        Bucket=stack.data_bucket, Key=key, Body=digits.training_csv(slice(0, 600)).encode()
     )
     worker = start_worker(
         "gpu",
@@ -412,7 +414,7 @@ def test_a_gpu_job_runs_end_to_end_on_the_cpu_stand_in(
         # WHEN a GPU train job is submitted the way every producer submits one
         urls = Settings.from_env("api", {**stack.env(), "MLPOC_GPU_QUEUE_URL": gpu_queue})
         job = Job(job_id, "train", "digits", S3Uri(stack.data_bucket, key), resources="gpu")
-        jobs.enqueue(ledger, clients.sqs, urls, job, source="test")
+        submission.enqueue(ledger, clients.sqs, urls, job, source="test")
         record = wait_for_status(ledger, job_id, {"SUCCEEDED", "FAILED"}, timeout=120)
     finally:
         assert worker.terminate() == 0

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from mlpoc import samples
+from mlpoc.data import digits
 from tests.support.cli import local_up, mlpoc, operator_client
 
 pytestmark = pytest.mark.integration
@@ -67,8 +67,8 @@ def test_a_missing_grant_fails_the_job_with_the_role_and_the_action(
     state_dir, role = mutated
     outputs = json.loads(mlpoc("outputs", "--json", state_dir=state_dir).stdout)
     train_csv, score_csv = tmp_path / "train.csv", tmp_path / "score.csv"
-    train_csv.write_text(samples.training_csv(slice(0, 300)))
-    score_csv.write_text(samples.prediction_csv(slice(300, 320)))
+    train_csv.write_text(digits.training_csv(slice(0, 300)))
+    score_csv.write_text(digits.prediction_csv(slice(300, 320)))
     # GIVEN a model (the train role kept every grant)
     trained = mlpoc("train", "mut", str(train_csv), "--wait", state_dir=state_dir)
     assert trained.returncode == 0, trained.stdout + trained.stderr

@@ -18,9 +18,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from mlpoc import samples
-from mlpoc.ledger import Ledger
+from mlpoc.data import digits
 from mlpoc.paths import CHECKOUT
+from mlpoc.runtime.ledger import Ledger
 from tests.support.aws_stack import Stack, create_stack
 from tests.support.lambda_context import context, event
 
@@ -71,7 +71,7 @@ def test_a_training_csv_becomes_one_queued_train_job(stack: Stack, uploaded: Mod
     # GIVEN a training CSV uploaded under datasets/digits/ (key URL-encoded by S3: + is a space)
     key = "datasets/digits/train 2026-11-27.csv"
     stack.clients().s3.put_object(
-        Bucket=stack.data_bucket, Key=key, Body=samples.training_csv(slice(0, 20)).encode()
+        Bucket=stack.data_bucket, Key=key, Body=digits.training_csv(slice(0, 20)).encode()
     )
     # WHEN the event arrives twice (S3 and SQS both deliver at least once)
     for _ in range(2):
@@ -97,7 +97,7 @@ def test_a_training_csv_becomes_one_queued_train_job(stack: Stack, uploaded: Mod
 def test_a_csv_with_ids_becomes_a_predict_job(stack: Stack, uploaded: ModuleType) -> None:
     key = "datasets/scoring.csv"
     stack.clients().s3.put_object(
-        Bucket=stack.data_bucket, Key=key, Body=samples.prediction_csv(slice(0, 5)).encode()
+        Bucket=stack.data_bucket, Key=key, Body=digits.prediction_csv(slice(0, 5)).encode()
     )
     uploaded.handler(upload_event(stack, key), context())
     (job,) = messages(stack, stack.predict_queue_url)
@@ -121,7 +121,7 @@ def test_a_broken_notification_fails_only_its_own_record(
 ) -> None:
     key = "datasets/digits/ok.csv"
     stack.clients().s3.put_object(
-        Bucket=stack.data_bucket, Key=key, Body=samples.training_csv(slice(0, 20)).encode()
+        Bucket=stack.data_bucket, Key=key, Body=digits.training_csv(slice(0, 20)).encode()
     )
     batch = upload_event(stack, key)
     broken = dict(batch["Records"][0], messageId="broken-1", body="not json")

@@ -4,25 +4,27 @@ from __future__ import annotations
 
 import pytest
 
-from mlpoc import layout
-from mlpoc.artifacts import ArtifactKeys
-from mlpoc.contracts import S3Uri, dataset_refusal
+from mlpoc.aws import bucket_layout
+from mlpoc.models.artifacts import ArtifactKeys
+from mlpoc.runtime.contract import S3Uri, dataset_refusal
 
 
 def test_every_key_builder_writes_inside_its_own_prefix() -> None:
-    assert layout.DATASETS.holds_key(layout.dataset_key("digits", "a.csv"))
-    assert layout.INPUTS.holds_key(layout.input_key("digits", "20261129T100000", "a.csv"))
-    version = layout.dataset_version_key("digits", "schedule-digits-d32c5kddcf5bb8c3")
-    assert layout.DATASET_VERSIONS.holds_key(version)
-    assert version.endswith(layout.DATASET_SUFFIX)
+    assert bucket_layout.DATASETS.holds_key(bucket_layout.dataset_key("digits", "a.csv"))
+    assert bucket_layout.INPUTS.holds_key(
+        bucket_layout.input_key("digits", "20261129T100000", "a.csv")
+    )
+    version = bucket_layout.dataset_version_key("digits", "schedule-digits-d32c5kddcf5bb8c3")
+    assert bucket_layout.DATASET_VERSIONS.holds_key(version)
+    assert version.endswith(bucket_layout.DATASET_SUFFIX)
     keys = ArtifactKeys.of("digits", 3)
-    assert layout.MODEL_ARTIFACTS.holds_key(keys.onnx)
-    assert layout.MODEL_ARTIFACTS.holds_key(keys.metadata)
+    assert bucket_layout.MODEL_ARTIFACTS.holds_key(keys.onnx)
+    assert bucket_layout.MODEL_ARTIFACTS.holds_key(keys.metadata)
     assert keys.onnx == "models/digits/3/model.onnx"
 
 
 def test_prefixes_do_not_overlap_and_end_with_a_slash() -> None:
-    paths = [(p.bucket, p.path) for p in layout.PREFIXES]
+    paths = [(p.bucket, p.path) for p in bucket_layout.PREFIXES]
     assert len(set(paths)) == len(paths)
     for bucket, path in paths:
         assert path.endswith("/")
@@ -31,7 +33,7 @@ def test_prefixes_do_not_overlap_and_end_with_a_slash() -> None:
 
 
 def test_only_the_train_worker_writes_dataset_versions_models_and_feature_sets() -> None:
-    writers = {p.path: set(p.written_by) for p in layout.PREFIXES}
+    writers = {p.path: set(p.written_by) for p in bucket_layout.PREFIXES}
     assert writers == {
         "datasets/": set(),
         "inputs/": set(),
@@ -64,6 +66,6 @@ def test_a_jobs_dataset_must_be_where_its_worker_may_read(
     reason = dataset_refusal(S3Uri("data", key), job_type, "data")
     assert (reason is not None) == refused, reason
     # the worker that runs the job reads the prefix (the contract and the grants agree)
-    worker = layout.WORKER_OF_JOB[job_type]
-    readable = any(p.holds_key(key) for p in layout.readable_by(worker))
+    worker = bucket_layout.WORKER_OF_JOB[job_type]
+    readable = any(p.holds_key(key) for p in bucket_layout.readable_by(worker))
     assert readable == (not refused)

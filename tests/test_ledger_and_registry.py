@@ -11,11 +11,12 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from mlpoc import tables
-from mlpoc.contracts import parse_job
+from mlpoc.aws import table_keys
 from mlpoc.errors import LeaseLost, PointerMoved, RegistryError
-from mlpoc.ledger import ClaimOutcome, Ledger, Status
-from mlpoc.registry import ModelVersion, Registry
+from mlpoc.models.registry import ModelVersion, Registry
+from mlpoc.runtime.contract import parse_job
+from mlpoc.runtime.job_records import Status
+from mlpoc.runtime.ledger import ClaimOutcome, Ledger
 
 
 class Clock:
@@ -30,8 +31,8 @@ class Clock:
 def dynamodb() -> Iterator[Any]:
     with mock_aws():
         client = boto3.client("dynamodb")
-        client.create_table(**tables.JOBS.create_table_kwargs("jobs"))
-        client.create_table(**tables.MODELS.create_table_kwargs("models"))
+        client.create_table(**table_keys.JOBS.create_table_kwargs("jobs"))
+        client.create_table(**table_keys.MODELS.create_table_kwargs("models"))
         yield client
 
 

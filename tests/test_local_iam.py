@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from mlpoc import layout, tables
+from mlpoc.aws import bucket_layout, table_keys
 from mlpoc.local.iam import role_policies
 from mlpoc.local.processes import Resolver
 from mlpoc.local.safety import FAKE, REGION, local_session
@@ -32,11 +32,11 @@ TABLE_OUTPUT = {
     "features": "FeaturesTableName",
 }
 SCHEMA = {
-    "jobs": tables.JOBS,
-    "models": tables.MODELS,
-    "predictions": tables.PREDICTIONS,
-    "annotations": tables.ANNOTATIONS,
-    "features": tables.FEATURES,
+    "jobs": table_keys.JOBS,
+    "models": table_keys.MODELS,
+    "predictions": table_keys.PREDICTIONS,
+    "annotations": table_keys.ANNOTATIONS,
+    "features": table_keys.FEATURES,
 }
 
 
@@ -61,10 +61,10 @@ def key_of(table: str, sort: str = "x") -> dict[str, Any]:
     return key
 
 
-@pytest.mark.parametrize("prefix", layout.PREFIXES, ids=lambda p: p.path)
-@pytest.mark.parametrize("role", layout.RUNTIME_ROLES)
+@pytest.mark.parametrize("prefix", bucket_layout.PREFIXES, ids=lambda p: p.path)
+@pytest.mark.parametrize("role", bucket_layout.RUNTIME_ROLES)
 def test_each_role_reads_and_writes_exactly_its_prefixes(
-    enforced: EnforcedStack, prefix: layout.Prefix, role: str
+    enforced: EnforcedStack, prefix: bucket_layout.Prefix, role: str
 ) -> None:
     bucket = enforced.outputs[BUCKET_OUTPUT[prefix.bucket]]
     key = f"{prefix.path}matrix/{role}.csv"
@@ -84,7 +84,7 @@ def test_each_role_reads_and_writes_exactly_its_prefixes(
 def test_no_role_reaches_outside_the_layout(enforced: EnforcedStack) -> None:
     data = enforced.outputs["DataBucketName"]
     enforced.client("operator", "s3").put_object(Bucket=data, Key="elsewhere/a.csv", Body=b"x")
-    for role in layout.RUNTIME_ROLES:
+    for role in bucket_layout.RUNTIME_ROLES:
         s3 = enforced.client(role, "s3")
         assert not allowed(lambda s3=s3: s3.get_object(Bucket=data, Key="elsewhere/a.csv"))
 
@@ -116,7 +116,7 @@ TABLE_CALLS: dict[str, Callable[[Any, str, str], Any]] = {
 
 
 @pytest.mark.parametrize("table", TABLE_ACTIONS)
-@pytest.mark.parametrize("role", layout.RUNTIME_ROLES)
+@pytest.mark.parametrize("role", bucket_layout.RUNTIME_ROLES)
 def test_each_role_calls_exactly_its_table_actions(
     enforced: EnforcedStack, table: str, role: str
 ) -> None:
@@ -171,7 +171,7 @@ def test_queues_the_roles_consume_and_send_to(enforced: EnforcedStack) -> None:
 
 def test_only_the_api_reads_its_key(enforced: EnforcedStack) -> None:
     arn = enforced.specs["api"].env["MLPOC_API_KEY_SECRET_ARN"]
-    for role in layout.RUNTIME_ROLES:
+    for role in bucket_layout.RUNTIME_ROLES:
         secrets = enforced.client(role, "secretsmanager")
         assert allowed(lambda s=secrets: s.get_secret_value(SecretId=arn)) == (role == "api")
 
@@ -180,7 +180,7 @@ def test_only_the_predict_worker_publishes_the_monitors_alerts(enforced: Enforce
     # the stand-in topic replaced the template's in the predict worker's environment and policy
     topic = enforced.specs["predict"].env["MLPOC_ALERTS_TOPIC_ARN"]
     assert topic.startswith("arn:aws:sns:") and topic.endswith(":mlpoc-alerts")
-    for role in layout.RUNTIME_ROLES:
+    for role in bucket_layout.RUNTIME_ROLES:
         sns = enforced.client(role, "sns")
         sent = allowed(lambda s=sns, r=role: s.publish(TopicArn=topic, Message=f"from {r}"))
         assert sent == (role == "predict"), role

@@ -24,7 +24,7 @@ import pytest
 from botocore.exceptions import ClientError
 from sklearn.datasets import load_digits
 
-from mlpoc import dynamo
+from mlpoc.aws import dynamo
 from tests.support.cli import local_up as local_up_process
 from tests.support.cli import mlpoc
 

@@ -180,7 +180,7 @@ def test_processes_are_read_from_the_service_template(local_assembly: Path) -> N
     assert function.report_failures
     assert function.asset_dir is not None
     assert (function.asset_dir / "handler.py").is_file()
-    assert (function.asset_dir / "mlpoc" / "ledger.py").is_file()
+    assert (function.asset_dir / "mlpoc" / "runtime" / "ledger.py").is_file()
     assert function.queue_arn == "local-ExportsOutputFnGetAttEventsQueue7396B467Arn0975E373"
 
     api = specs["api"]

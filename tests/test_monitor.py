@@ -1,4 +1,5 @@
-"""Is the model still good (mlpoc.monitoring, the monitor job, the API's sample of requests):
+"""Is the model still good (mlpoc.quality.monitoring, the monitor job, the API's sample of
+requests):
 drift of recent inputs against a version's training reference, realized accuracy from the
 corrections, and the alert when either crosses its threshold."""
 
@@ -12,12 +13,15 @@ from xml.etree import ElementTree
 import numpy as np
 import pytest
 
-from mlpoc import datasets, layout, monitoring, runs, samples, sampling
-from mlpoc.inference import Predictions
-from mlpoc.ledger import Ledger
-from mlpoc.registry import ModelVersion, Registry
+from mlpoc.aws import bucket_layout
+from mlpoc.data import datasets, digits
+from mlpoc.models import runs
+from mlpoc.models.inference import Predictions
+from mlpoc.models.registry import ModelVersion, Registry
+from mlpoc.quality import input_samples, monitoring
+from mlpoc.runtime.environment import Settings
+from mlpoc.runtime.ledger import Ledger
 from mlpoc.schema import CATEGORY, Column, Schema
-from mlpoc.settings import Settings
 from mlpoc.worker.loop import Worker
 from mlpoc.worker.predict import PredictHandler
 from tests.support.aws_stack import Stack
@@ -191,7 +195,7 @@ def test_the_sampler_keeps_a_bounded_share_and_writes_what_a_predict_job_reads(
 ) -> None:
     s3 = stack.clients().s3
     draws = iter([0.05, 0.5, 0.01, 0.02])
-    sampler = sampling.RequestSampler(
+    sampler = input_samples.RequestSampler(
         s3=s3, bucket=stack.data_bucket, rate=0.1, max_rows=6, flush_seconds=60,
         draw=lambda: next(draws),
     )  # fmt: skip
@@ -202,20 +206,20 @@ def test_the_sampler_keeps_a_bounded_share_and_writes_what_a_predict_job_reads(
     assert sampler.status()["held_rows"] == 6 and sampler.dropped == 4
     keys = sampler.flush()
     assert sorted(k.split("/")[2] for k in keys) == ["2", "3"]
-    assert all(k.startswith(layout.sample_folder("m")) for k in keys)
+    assert all(k.startswith(bucket_layout.sample_folder("m")) for k in keys)
     text = s3.get_object(Bucket=stack.data_bucket, Key=sorted(keys)[0])["Body"].read().decode()
     back = datasets.parse_prediction(text, "sample", SCHEMA)
     assert len(back.ids) == 4 and np.isnan(back.columns["x"][0])
     assert back.columns["x"][1:].tolist() == [1.0, 2.0, 3.0]
     assert back.columns["colour"].tolist() == ["red", "", "red", ""]
     assert sampler.flush() == [] and sampler.written == 6  # nothing held: nothing written
-    off = sampling.RequestSampler(s3=s3, bucket="b", rate=0.0, max_rows=6, flush_seconds=60)
+    off = input_samples.RequestSampler(s3=s3, bucket="b", rate=0.0, max_rows=6, flush_seconds=60)
     off.offer("m", 2, SCHEMA, typed(4))
     assert off.status()["held_rows"] == 0
 
 
 def test_a_failed_sample_write_loses_the_sample_not_the_api(stack: Stack) -> None:
-    sampler = sampling.RequestSampler(
+    sampler = input_samples.RequestSampler(
         s3=stack.clients().s3, bucket="no-such-bucket", rate=1.0, max_rows=10, flush_seconds=60
     )
     sampler.offer("m", 1, SCHEMA, typed(2))
@@ -223,11 +227,11 @@ def test_a_failed_sample_write_loses_the_sample_not_the_api(stack: Stack) -> Non
 
 
 def test_a_job_sample_is_bounded_and_the_same_on_a_retry() -> None:
-    first = sampling.pick(5_000, 100, "job-1")
+    first = input_samples.pick(5_000, 100, "job-1")
     assert len(first) == 100 and np.all(np.diff(first) > 0)
-    assert np.array_equal(first, sampling.pick(5_000, 100, "job-1"))
-    assert not np.array_equal(first, sampling.pick(5_000, 100, "job-2"))
-    assert sampling.pick(50, 100, "job-1").tolist() == list(range(50))
+    assert np.array_equal(first, input_samples.pick(5_000, 100, "job-1"))
+    assert not np.array_equal(first, input_samples.pick(5_000, 100, "job-2"))
+    assert input_samples.pick(50, 100, "job-1").tolist() == list(range(50))
 
 
 # -- the monitor job ---------------------------------------------------------------------------
@@ -259,7 +263,7 @@ def alerts_inbox(stack: Stack) -> tuple[str, str]:
 def monitor(stack: Stack, job_id: str, topic: str, **params: Any) -> dict[str, Any]:
     body = {
         "schema": 1, "job_id": job_id, "type": "monitor", "model": "digits",
-        "dataset": f"s3://{stack.data_bucket}/{layout.sample_folder('digits')}",
+        "dataset": f"s3://{stack.data_bucket}/{bucket_layout.sample_folder('digits')}",
         "params": params,
     }  # fmt: skip
     record = run_predict_worker(stack, body, alerts_topic_arn=topic)
@@ -269,7 +273,7 @@ def monitor(stack: Stack, job_id: str, topic: str, **params: Any) -> dict[str, A
 
 def report(stack: Stack) -> dict[str, Any]:
     s3 = stack.clients().s3
-    body = s3.get_object(Bucket=stack.model_bucket, Key=layout.latest_report_key("digits"))
+    body = s3.get_object(Bucket=stack.model_bucket, Key=bucket_layout.latest_report_key("digits"))
     return json.loads(body["Body"].read())  # type: ignore[no-any-return]
 
 
@@ -280,8 +284,8 @@ def inbox(stack: Stack, url: str) -> list[dict[str, Any]]:
 
 def shifted_csv(rows: slice) -> str:
     """The digits drawn heavier and shifted: every pixel 6 darker, at most 16."""
-    x, _ = samples.digits(rows)
-    lines = ["id," + ",".join(samples.FEATURES)]
+    x, _ = digits.digits(rows)
+    lines = ["id," + ",".join(digits.FEATURES)]
     lines += [f"s{i}," + ",".join(str(min(int(v) + 6, 16)) for v in row) for i, row in enumerate(x)]
     return "\n".join(lines) + "\n"
 
@@ -289,13 +293,13 @@ def shifted_csv(rows: slice) -> str:
 def test_the_monitor_reports_shifted_inputs_and_alerts_and_stays_quiet_on_unshifted(
     stack: Stack,
 ) -> None:
-    train(stack, "v1", samples.training_csv(slice(0, 1_000)), estimator="logistic_regression")
+    train(stack, "v1", digits.training_csv(slice(0, 1_000)), estimator="logistic_regression")
     topic, url = alerts_inbox(stack)
     # GIVEN a predict job over rows the model has not seen, like its training rows
     clients = stack.clients()
     clients.s3.put_object(
         Bucket=stack.data_bucket, Key="inputs/digits/new.csv",
-        Body=samples.prediction_csv(slice(1_000, 1_600)).encode(),
+        Body=digits.prediction_csv(slice(1_000, 1_600)).encode(),
     )  # fmt: skip
     predicted = run_predict_worker(
         stack,
@@ -309,18 +313,18 @@ def test_the_monitor_reports_shifted_inputs_and_alerts_and_stays_quiet_on_unshif
     assert quiet["versions"] == [1] and quiet["rows"] == 400 and quiet["alerts"] == 0
     found = report(stack)["versions"][0]
     assert found["judged"] and found["drift"] is False and found["share"] < 0.3
-    assert set(found["features"]) == set(samples.FEATURES)
+    assert set(found["features"]) == set(digits.FEATURES)
     assert inbox(stack, url) == []
     # WHEN shifted rows arrive (as the API's sampler would write them)
     schema = Registry(clients.dynamodb, stack.models_table).get("digits", 1).schema
     shifted = datasets.parse_prediction(shifted_csv(slice(1_600, 1_797)), "shifted", schema)
-    sampling.write(
+    input_samples.write(
         clients.s3, stack.data_bucket, model="digits", version=1, schema=schema,
         columns=shifted.columns, ids=shifted.ids, token="api", now=0,
     )  # fmt: skip
     # AND a sample that does not fit v1's schema (put there by hand) is skipped with its reason
     clients.s3.put_object(
-        Bucket=stack.data_bucket, Key=f"{layout.sample_folder('digits')}1/by-hand.csv",
+        Bucket=stack.data_bucket, Key=f"{bucket_layout.sample_folder('digits')}1/by-hand.csv",
         Body=b"id,colour\na,red\n",
     )  # fmt: skip
     loud = monitor(stack, "m2", topic)
@@ -346,7 +350,7 @@ def test_the_monitor_reports_shifted_inputs_and_alerts_and_stays_quiet_on_unshif
 
 
 def test_a_monitor_over_a_given_csv_judges_it_against_the_named_version(stack: Stack) -> None:
-    train(stack, "v1", samples.training_csv(slice(0, 800)), estimator="logistic_regression")
+    train(stack, "v1", digits.training_csv(slice(0, 800)), estimator="logistic_regression")
     topic, url = alerts_inbox(stack)
     stack.clients().s3.put_object(
         Bucket=stack.data_bucket, Key="inputs/digits/shifted.csv",
@@ -363,10 +367,10 @@ def test_a_monitor_over_a_given_csv_judges_it_against_the_named_version(stack: S
 
 
 def test_a_monitor_job_with_a_bad_threshold_fails_with_the_reason(stack: Stack) -> None:
-    train(stack, "v1", samples.training_csv(slice(0, 300)), estimator="logistic_regression")
+    train(stack, "v1", digits.training_csv(slice(0, 300)), estimator="logistic_regression")
     body = {
         "schema": 1, "job_id": "bad", "type": "monitor", "model": "digits",
-        "dataset": f"s3://{stack.data_bucket}/{layout.sample_folder('digits')}",
+        "dataset": f"s3://{stack.data_bucket}/{bucket_layout.sample_folder('digits')}",
         "params": {"drift_share": 2},
     }  # fmt: skip
     record = run_predict_worker(stack, body)
@@ -378,7 +382,7 @@ def test_a_monitor_job_with_a_bad_threshold_fails_with_the_reason(stack: Stack) 
 
 
 def test_the_monitor_reports_realized_accuracy_per_served_version(stack: Stack) -> None:
-    train(stack, "v1", samples.training_csv(slice(0, 600)), estimator="logistic_regression")
+    train(stack, "v1", digits.training_csv(slice(0, 600)), estimator="logistic_regression")
     clients = stack.clients()
     for i, (label, served) in enumerate([("1", "1"), ("2", "7"), ("3", "3"), ("4", "4")]):
         clients.dynamodb.put_item(
@@ -410,8 +414,8 @@ SVG_NS = "{http://www.w3.org/2000/svg}"
 
 def test_a_sampled_realtime_request_is_written_as_the_monitor_reads_it(stack: Stack) -> None:
     prepare(stack)
-    x, _ = samples.digits(slice(0, 3))
-    rows = [dict(zip(samples.FEATURES, map(float, r), strict=True)) for r in x]
+    x, _ = digits.digits(slice(0, 3))
+    rows = [dict(zip(digits.FEATURES, map(float, r), strict=True)) for r in x]
     with make_client(stack, MLPOC_SAMPLE_RATE="1") as client:
         answer = client.post("/v1/predict", headers=AUTH, json={"model": "digits", "rows": rows})
         assert answer.status_code == 200
@@ -422,7 +426,7 @@ def test_a_sampled_realtime_request_is_written_as_the_monitor_reads_it(stack: St
     text = stack.clients().s3.get_object(Bucket=stack.data_bucket, Key=key)["Body"].read()
     schema = Registry(stack.clients().dynamodb, stack.models_table).get("digits", 1).schema
     back = datasets.parse_prediction(text.decode(), key, schema)
-    assert np.array_equal(np.column_stack([back.columns[f] for f in samples.FEATURES]), x)
+    assert np.array_equal(np.column_stack([back.columns[f] for f in digits.FEATURES]), x)
     with make_client(stack, MLPOC_SAMPLE_RATE="0") as client:
         client.post("/v1/predict", headers=AUTH, json={"model": "digits", "rows": rows})
         assert client.app.state.services.sampler.flush() == []  # type: ignore[attr-defined]
@@ -454,7 +458,7 @@ def test_the_quality_routes_refuse_what_is_not_there(stack: Stack) -> None:
 def test_every_chart_is_well_formed_svg_with_its_title(stack: Stack) -> None:
     prepare(stack)
     train_pipeline(stack, "train-2", estimator="logistic_regression", C=0.01)
-    sampling.write(
+    input_samples.write(
         stack.clients().s3, stack.data_bucket, model="digits", version=1,
         schema=Registry(stack.clients().dynamodb, stack.models_table).get("digits", 1).schema,
         columns=datasets.parse_prediction(shifted_csv(slice(1_400, 1_797)), "s", Registry(
@@ -464,7 +468,7 @@ def test_every_chart_is_well_formed_svg_with_its_title(stack: Stack) -> None:
     run_job(
         stack,
         {"job_id": "m", "type": "monitor", "model": "digits",
-         "dataset": f"s3://{stack.data_bucket}/{layout.sample_folder('digits')}"},
+         "dataset": f"s3://{stack.data_bucket}/{bucket_layout.sample_folder('digits')}"},
     )  # fmt: skip
     with make_client(stack) as client:
         report = client.get("/v1/models/digits/quality", headers=AUTH).json()["monitor"]
@@ -486,7 +490,7 @@ def test_every_chart_is_well_formed_svg_with_its_title(stack: Stack) -> None:
 
 
 def test_chart_text_is_escaped() -> None:
-    from mlpoc import charts
+    from mlpoc.quality import charts
 
     svg = charts.distributions(
         "m", 1, "<b>&x", {"psi": 0.5, "bins": ["<1", "missing"], "reference": [1, 0],

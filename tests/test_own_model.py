@@ -22,7 +22,8 @@ import pandas as pd
 import pytest
 from palmerpenguins import load_penguins
 
-from mlpoc import dynamo, metrics
+from mlpoc.aws import dynamo
+from mlpoc.models import metrics
 from tests.support.cli import local_up, mlpoc, operator_client
 
 pytestmark = pytest.mark.integration

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
-from mlpoc import plugins, samples
+from mlpoc import plugins
+from mlpoc.data import digits
 from mlpoc.errors import PluginError
-from mlpoc.ledger import Ledger
+from mlpoc.runtime.environment import Settings
+from mlpoc.runtime.ledger import Ledger
 from mlpoc.schema import Schema
-from mlpoc.settings import Settings
 from mlpoc.worker.loop import Worker
 from mlpoc.worker.train import handle_train
 from tests.support.aws_stack import Stack, create_stack
@@ -36,7 +37,7 @@ def train_once(stack: Stack, plugin: str, **params: Any) -> tuple[dict[str, Any]
     record, and how many messages the train queue still holds (visible or not)."""
     clients = stack.clients()
     key = "datasets/digits/train.csv"
-    text = samples.training_csv(slice(0, 300))
+    text = digits.training_csv(slice(0, 300))
     clients.s3.put_object(Bucket=stack.data_bucket, Key=key, Body=text.encode())
     body = {
         "schema": 1, "job_id": f"job-{plugin}", "type": "train", "model": "digits",

@@ -13,8 +13,8 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from mlpoc import platforms
-from mlpoc.assembly import Assembly
+from mlpoc.aws import beanstalk_platform
+from mlpoc.aws.cloud_assembly import Assembly
 from mlpoc.cli.preflight import BOOTSTRAP_PARAMETER, Check, Preflight
 from tests.support.cdk_app import Synthesized
 
@@ -43,7 +43,7 @@ def preflight(poc: Synthesized, tmp_path: Path, **overrides: Any) -> Preflight:
         "project": "mlpoc",
         "assembly": Assembly.from_dir(poc.outdir),
         "context_file": tmp_path / "cdk.context.json",
-        "configured_platform": platforms.AUTO,
+        "configured_platform": beanstalk_platform.AUTO,
         "budget_usd": 50,
         "runner": docker_with("default*  docker\n  linux/amd64, linux/arm64\n"),
         **overrides,
@@ -70,7 +70,7 @@ def test_a_bootstrapped_account_with_docker_is_ready_and_the_platform_is_kept(
     assert checks["idle month"].detail.startswith("18.63 USD a month idle")
     # THEN the newest Docker AL2023 platform is kept where synth finds it for this account
     kept = json.loads((tmp_path / "cdk.context.json").read_text())
-    assert kept == {platforms.context_key(ACCOUNT, "us-east-1"): MOTO_DOCKER}
+    assert kept == {beanstalk_platform.context_key(ACCOUNT, "us-east-1"): MOTO_DOCKER}
     assert (
         checks["Beanstalk platform"].detail == f"resolved {MOTO_DOCKER!r}, kept in cdk.context.json"
     )
@@ -84,7 +84,7 @@ def test_what_would_fail_the_deploy_is_named_with_what_to_do(
 ) -> None:
     # GIVEN no bootstrap, no arm64 builder, a kept platform Beanstalk has retired, a small budget
     retired = "64bit Amazon Linux 2023 v4.0.1 running Docker"
-    key = platforms.context_key(ACCOUNT, "us-east-1")
+    key = beanstalk_platform.context_key(ACCOUNT, "us-east-1")
     (tmp_path / "cdk.context.json").write_text(json.dumps({key: retired, "other": 1}))
     checks = by_name(
         preflight(

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from mlpoc import samples
-from mlpoc.ledger import Ledger
-from mlpoc.registry import Registry
-from mlpoc.settings import Settings
+from mlpoc.data import digits
+from mlpoc.models.registry import Registry
+from mlpoc.runtime.environment import Settings
+from mlpoc.runtime.ledger import Ledger
 from mlpoc.worker.loop import Worker
 from mlpoc.worker.train import handle_train
 from tests.support.aws_stack import Stack, create_stack
@@ -51,13 +51,11 @@ def without(text: str, column: str) -> str:
 
 
 def test_both_scores_on_the_same_rows_decide_and_are_recorded(stack: Stack) -> None:
-    text = samples.training_csv(slice(0, 600))
+    text = digits.training_csv(slice(0, 600))
     first = train(stack, "v1", text, estimator="logistic_regression", C=0.001)
     assert first["promoted"] is True and "compared" not in first
     # a better configuration on more rows: scored beside v1 on the rows neither trained on
-    second = train(
-        stack, "v2", samples.training_csv(slice(0, 900)), estimator="logistic_regression"
-    )
+    second = train(stack, "v2", digits.training_csv(slice(0, 900)), estimator="logistic_regression")
     compared = second["compared"]
     assert compared["live"] == 1 and compared["metric"] == "accuracy"
     assert compared["candidate"] > compared["live_score"] and second["promoted"] is True
@@ -68,7 +66,7 @@ def test_both_scores_on_the_same_rows_decide_and_are_recorded(stack: Stack) -> N
 
 
 def test_the_metric_and_the_least_improvement_are_the_jobs(stack: Stack) -> None:
-    text = samples.training_csv(slice(0, 600))
+    text = digits.training_csv(slice(0, 600))
     train(stack, "v1", text, metric="macro_f1")
     # the same model again: a tie on the same rows keeps the live version
     tie = train(stack, "v2", text, metric="macro_f1")
@@ -88,7 +86,7 @@ def test_the_metric_and_the_least_improvement_are_the_jobs(stack: Stack) -> None
 def test_a_live_version_that_cannot_take_the_new_table_is_not_compared_or_replaced(
     stack: Stack,
 ) -> None:
-    text = samples.training_csv(slice(0, 600))
+    text = digits.training_csv(slice(0, 600))
     train(stack, "v1", text)
     # the new table lacks a column v1 needs: v1 cannot be scored on its rows
     second = train(stack, "v2", without(text, "pixel_10"))
@@ -102,7 +100,7 @@ def test_a_live_version_that_cannot_take_the_new_table_is_not_compared_or_replac
 
 
 def test_a_live_version_that_predicts_another_label_is_not_compared(stack: Stack) -> None:
-    text = samples.training_csv(slice(0, 600))
+    text = digits.training_csv(slice(0, 600))
     train(stack, "v1", text)
     relabelled = text.replace(",label\n", ",digit\n", 1)
     second = train(stack, "v2", relabelled, label_column="digit")

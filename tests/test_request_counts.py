@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from mlpoc import samples
-from mlpoc.aws import Clients
-from mlpoc.settings import Settings
+from mlpoc.aws.clients import Clients
+from mlpoc.data import digits
+from mlpoc.runtime.environment import Settings
 from mlpoc.worker.context import JobContext
 from mlpoc.worker.loop import Worker
 from mlpoc.worker.predict import PredictHandler
@@ -84,7 +84,7 @@ def test_a_prefetch_of_one_costs_one_receive_and_one_delete_per_job(moto_endpoin
 
 def _train(stack: Stack, clients: Clients) -> None:
     clients.s3.put_object(
-        Bucket=stack.data_bucket, Key="datasets/train.csv", Body=samples.training_csv().encode()
+        Bucket=stack.data_bucket, Key="datasets/train.csv", Body=digits.training_csv().encode()
     )
     clients.sqs.send_message(
         QueueUrl=stack.train_queue_url,
@@ -109,8 +109,8 @@ def test_a_1000_row_prediction_costs_40_batch_writes(moto_endpoint: str) -> None
     clients = stack.clients()
     _train(stack, clients)
     # 1,000 rows: the digits repeated with their own ids
-    x, _ = samples.digits()
-    lines = ["id," + ",".join(samples.FEATURES)]
+    x, _ = digits.digits()
+    lines = ["id," + ",".join(digits.FEATURES)]
     lines += [f"row-{i}," + ",".join(map(str, x[i % len(x)])) for i in range(1000)]
     clients.s3.put_object(
         Bucket=stack.data_bucket, Key="datasets/p.csv", Body="\n".join(lines).encode()

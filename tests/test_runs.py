@@ -1,4 +1,5 @@
-"""Run records (mlpoc.runs): what each train job leaves beside its artifact — per-class scores
+"""Run records (mlpoc.models.runs): what each train job leaves beside its artifact — per-class
+scores
 and the confusion matrix, the data's identity, the drift reference — and `mlpoc models compare`
 putting two versions side by side."""
 
@@ -14,12 +15,13 @@ import pytest
 import typer
 from rich.console import Console
 
-from mlpoc import runs, samples
 from mlpoc.cli import ops, render
 from mlpoc.cli.operator_commands import version_number
+from mlpoc.data import digits
 from mlpoc.errors import RegistryError, TargetError
-from mlpoc.inference import Predictions
-from mlpoc.registry import ModelVersion, Registry
+from mlpoc.models import runs
+from mlpoc.models.inference import Predictions
+from mlpoc.models.registry import ModelVersion, Registry
 from tests.support.aws_stack import Stack
 from tests.test_cli_ops import deployment
 from tests.test_promotion import train
@@ -110,9 +112,9 @@ def metadata(stack: Stack, version: ModelVersion) -> dict[str, Any]:
 
 
 def test_each_version_leaves_a_run_record_and_compare_shows_what_changed(stack: Stack) -> None:
-    first_text = samples.training_csv(slice(0, 600))
+    first_text = digits.training_csv(slice(0, 600))
     train(stack, "v1", first_text, estimator="logistic_regression", C=0.001)
-    train(stack, "v2", samples.training_csv(slice(0, 900)), estimator="logistic_regression")
+    train(stack, "v2", digits.training_csv(slice(0, 900)), estimator="logistic_regression")
     registry = Registry(stack.clients().dynamodb, stack.models_table)
     v1, v2 = registry.get("digits", 1), registry.get("digits", 2)
     # THEN the record is beside the artifact, and the registry item points at it
@@ -147,8 +149,8 @@ def test_each_version_leaves_a_run_record_and_compare_shows_what_changed(stack: 
 
 
 def test_compare_says_when_a_version_has_no_run_record(stack: Stack) -> None:
-    train(stack, "v1", samples.training_csv(slice(0, 300)), estimator="logistic_regression")
-    train(stack, "v2", samples.training_csv(slice(0, 300)), estimator="logistic_regression")
+    train(stack, "v1", digits.training_csv(slice(0, 300)), estimator="logistic_regression")
+    train(stack, "v2", digits.training_csv(slice(0, 300)), estimator="logistic_regression")
     first, second = ops.runs(deployment(stack), "digits", [1, 2])
     older = ops.Run(first.version, {k: v for k, v in first.metadata.items() if k != "run"})
     shown = shown_table(render.compare_table("digits", older, second))
@@ -172,7 +174,7 @@ def shown_table(table: Any) -> str:
 
 
 def test_compare_names_a_version_whose_record_is_gone(stack: Stack) -> None:
-    train(stack, "v1", samples.training_csv(slice(0, 300)), estimator="logistic_regression")
+    train(stack, "v1", digits.training_csv(slice(0, 300)), estimator="logistic_regression")
     version = Registry(stack.clients().dynamodb, stack.models_table).get("digits", 1)
     stack.clients().s3.delete_object(Bucket=stack.model_bucket, Key=version.metadata_key)
     with pytest.raises(TargetError, match=r"digits v1: its metadata s3://.* is gone"):

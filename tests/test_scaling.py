@@ -12,14 +12,15 @@ import pytest
 from fastapi.testclient import TestClient
 from moto import mock_aws
 
-from mlpoc import jobs, samples
 from mlpoc.api.app import create_app
 from mlpoc.api.settings import ApiSettings
 from mlpoc.cli import ops
 from mlpoc.cli.target import Deployment
-from mlpoc.contracts import Job, S3Uri
-from mlpoc.ledger import Ledger
-from mlpoc.scaling import CLUSTER_OUTPUT, SERVICE_OUTPUTS, WorkerServices, nudger
+from mlpoc.data import digits
+from mlpoc.runtime import submission
+from mlpoc.runtime.contract import Job, S3Uri
+from mlpoc.runtime.ledger import Ledger
+from mlpoc.runtime.scaling import CLUSTER_OUTPUT, SERVICE_OUTPUTS, WorkerServices, nudger
 from tests.support.aws_stack import REGION, Stack, create_stack
 from tests.support.lambda_context import context
 from tests.test_lambdas import load, upload_event
@@ -86,16 +87,16 @@ def test_a_submit_raises_the_services_at_zero_to_one_and_leaves_running_ones(
     ledger = Ledger(clients.dynamodb, stack.jobs_table)
     nudge = nudger(cluster.services, cluster.ecs)
     # GIVEN both services at zero, WHEN a train job is submitted
-    jobs.enqueue(ledger, clients.sqs, stack, job(stack, "t1"), source="test", nudge=nudge)
+    submission.enqueue(ledger, clients.sqs, stack, job(stack, "t1"), source="test", nudge=nudge)
     # THEN the train service wants one task at once, and the predict service still none
     assert (cluster.desired("train"), cluster.desired("predict")) == (1, 0)
     assert len(cluster.update_calls) == 1
     # AND a second submit while it runs changes nothing (one DescribeServices, no update)
-    jobs.enqueue(ledger, clients.sqs, stack, job(stack, "t2"), source="test", nudge=nudge)
+    submission.enqueue(ledger, clients.sqs, stack, job(stack, "t2"), source="test", nudge=nudge)
     assert cluster.desired("train") == 1
     assert len(cluster.update_calls) == 1
     # AND a predict job raises its own service
-    jobs.enqueue(
+    submission.enqueue(
         ledger, clients.sqs, stack, job(stack, "p1", "predict"), source="test", nudge=nudge
     )
     assert cluster.desired("predict") == 1
@@ -105,7 +106,7 @@ def test_a_failed_nudge_never_fails_the_submit(stack: Stack, cluster: Cluster) -
     clients = stack.clients()
     ledger = Ledger(clients.dynamodb, stack.jobs_table)
     gone = WorkerServices("no-such-cluster", {"train": "train-service"})
-    jobs.enqueue(
+    submission.enqueue(
         ledger, clients.sqs, stack, job(stack, "t1"), source="test", nudge=nudger(gone, cluster.ecs)
     )
     record = ledger.get("t1")
@@ -145,7 +146,7 @@ def test_the_upload_function_nudges(
             monkeypatch.setenv(name, value)
     uploaded = load("dataset_uploaded")
     key = "datasets/digits/train.csv"
-    body = samples.training_csv(slice(0, 50)).encode()
+    body = digits.training_csv(slice(0, 50)).encode()
     stack.clients().s3.put_object(Bucket=stack.data_bucket, Key=key, Body=body)
     answer = uploaded.handler(upload_event(stack, key), context())
     assert answer == {"batchItemFailures": []}

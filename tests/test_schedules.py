@@ -14,16 +14,16 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from mlpoc import schedules
 from mlpoc.cli import ops
 from mlpoc.cli.target import Deployment
-from mlpoc.contracts import parse_job
 from mlpoc.errors import TargetError
-from mlpoc.ledger import Ledger
 from mlpoc.local.motopatch import resource_policy_allows
 from mlpoc.local.processes import Resolver
 from mlpoc.local.safety import REGION
-from mlpoc.local.schedules import LocalScheduler, from_template
+from mlpoc.local.scheduler import LocalScheduler, from_template
+from mlpoc.runtime import schedules
+from mlpoc.runtime.contract import parse_job
+from mlpoc.runtime.ledger import Ledger
 from tests.support.aws_stack import OUTPUTS, create_stack
 from tests.support.cdk_app import Synthesized
 from tests.support.cli import local_up, mlpoc

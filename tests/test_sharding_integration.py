@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from mlpoc import samples
-from mlpoc.ledger import Ledger
+from mlpoc.data import digits
+from mlpoc.runtime.ledger import Ledger
 from tests.support import pipeline
 from tests.support.aws_stack import create_stack
 from tests.support.workers import WorkerProcess, start_worker, wait_for, wait_for_status
@@ -70,7 +70,7 @@ def test_a_sharded_job_survives_a_worker_killed_mid_shard(
     pipeline.train(stack, "train-1")
     clients = stack.clients()
     key = "datasets/batch/10k.csv"
-    clients.s3.put_object(Bucket=stack.data_bucket, Key=key, Body=samples.batch_csv(ROWS).encode())
+    clients.s3.put_object(Bucket=stack.data_bucket, Key=key, Body=digits.batch_csv(ROWS).encode())
     ledger = Ledger(clients.dynamodb, stack.jobs_table)
     workers = [start_worker("predict", stack, log_dir, MLPOC_PREFETCH="1") for _ in range(3)]
     try:

@@ -14,13 +14,14 @@ import pytest
 from moto import mock_aws
 from rich.console import Console
 
-from mlpoc import samples, shards
 from mlpoc.api.routes.jobs import public_job
 from mlpoc.cli import render
-from mlpoc.contracts import Job, S3Uri, Shard, parse_job
+from mlpoc.data import digits, shards
 from mlpoc.errors import DatasetError, JobFailed, JobRejected
-from mlpoc.ledger import Ledger, shard_progress
-from mlpoc.settings import Settings
+from mlpoc.runtime.contract import Job, S3Uri, Shard, parse_job
+from mlpoc.runtime.environment import Settings
+from mlpoc.runtime.job_records import shard_progress
+from mlpoc.runtime.ledger import Ledger
 from mlpoc.worker.context import JobContext
 from mlpoc.worker.loop import Worker
 from mlpoc.worker.predict import PredictHandler
@@ -162,7 +163,7 @@ def send_predict(stack: Stack, job_id: str, key: str, **params: Any) -> None:
 
 
 def upload_rows(stack: Stack, key: str, rows: slice) -> int:
-    text = samples.prediction_csv(rows)
+    text = digits.prediction_csv(rows)
     stack.clients().s3.put_object(Bucket=stack.data_bucket, Key=key, Body=text.encode())
     return rows.stop - rows.start
 
@@ -276,7 +277,7 @@ def test_a_parent_redelivered_mid_split_resends_only_unsent_shards(stack: Stack)
 
 def test_a_shard_that_fails_for_good_fails_its_parent_and_names_it(stack: Stack) -> None:
     # GIVEN a CSV whose third shard holds a row that is not a number
-    text = samples.prediction_csv(slice(1000, 1400)).splitlines()
+    text = digits.prediction_csv(slice(1000, 1400)).splitlines()
     text[300] = text[300].replace(",", ",oops,", 1).rsplit(",", 1)[0]
     stack.clients().s3.put_object(
         Bucket=stack.data_bucket, Key="datasets/bad.csv", Body=("\n".join(text) + "\n").encode()

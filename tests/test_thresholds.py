@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from mlpoc.errors import JobFailed
-from mlpoc.registry import ModelVersion
+from mlpoc.models.registry import ModelVersion
 from mlpoc.worker.thresholds import review_threshold
 
 

@@ -25,18 +25,18 @@ import pytest
 from botocore.exceptions import ClientError
 from rich.console import Console
 
-from mlpoc import samples
-from mlpoc.aws import Clients
+from mlpoc.aws.clients import Clients
 from mlpoc.cli import ops, render
 from mlpoc.cli.target import Deployment
-from mlpoc.contracts import parse_job
+from mlpoc.data import digits
 from mlpoc.errors import JobRejected
-from mlpoc.ledger import Ledger
 from mlpoc.local.deploy import LocalDeployer, LocalStack
 from mlpoc.local.processes import LOCAL_ACCOUNT
 from mlpoc.local.safety import REGION, Credentials, local_session
-from mlpoc.local.schedules import LocalScheduler
-from mlpoc.settings import Settings
+from mlpoc.local.scheduler import LocalScheduler
+from mlpoc.runtime.contract import parse_job
+from mlpoc.runtime.environment import Settings
+from mlpoc.runtime.ledger import Ledger
 from mlpoc.worker.loop import Worker
 from mlpoc.worker.predict import PredictHandler
 from mlpoc.worker.train import handle_train
@@ -126,14 +126,14 @@ def accounts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoAccounts]:
         s3 = local_session(business).client("s3", endpoint_url=endpoint)
         exchange = share.outputs["ExchangeBucketName"]
         s3.put_object(Bucket=exchange, Key="cleansed/digits/a.csv",
-                      Body=samples.training_csv(slice(0, 600)).encode())  # fmt: skip
+                      Body=digits.training_csv(slice(0, 600)).encode())  # fmt: skip
         s3.put_object(Bucket=exchange, Key="cleansed/digits/score.csv",
-                      Body=samples.prediction_csv(slice(1500, 1550)).encode())  # fmt: skip
+                      Body=digits.prediction_csv(slice(1500, 1550)).encode())  # fmt: skip
         s3.put_object(Bucket=exchange, Key="private/a.csv", Body=b"a,label\n1,x\n")
         lake = f"business-lake-{uuid.uuid4().hex[:8]}"
         s3.create_bucket(Bucket=lake)
         s3.put_object(Bucket=lake, Key="cleansed/digits/a.csv",
-                      Body=samples.training_csv(slice(0, 600)).encode())  # fmt: skip
+                      Body=digits.training_csv(slice(0, 600)).encode())  # fmt: skip
         # AND the ML stacks configured with its outputs (what the README says to paste)
         source = json.loads(share.outputs["MlpocSource"])
         app = Synthesized(
@@ -248,7 +248,7 @@ def test_a_scheduled_run_trains_on_new_data_then_finds_nothing_new(accounts: Two
     # AND new data in the shared folder
     local_session(accounts.business).client("s3", endpoint_url=accounts.ml.endpoint).put_object(
         Bucket=accounts.exchange, Key="cleansed/digits/b.csv",
-        Body=samples.training_csv(slice(600, 900)).encode(),
+        Body=digits.training_csv(slice(600, 900)).encode(),
     )  # fmt: skip
     # WHEN the schedule is due, its job is sent, and the train worker runs it
     (first,) = scheduler.tick(start + 86_400)

@@ -13,21 +13,24 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
-from mlpoc import metrics, plugins, samples
-from mlpoc.datasets import parse_training
-from mlpoc.dynamo import BatchWriter
+from mlpoc import plugins
+from mlpoc.aws.dynamo import BatchWriter
+from mlpoc.data import digits
+from mlpoc.data.datasets import parse_training
 from mlpoc.errors import DatasetError, JobFailed, PluginError, SettingsError, TransientError
-from mlpoc.inference import OnnxModel
-from mlpoc.ledger import Ledger
-from mlpoc.registry import ModelVersion
+from mlpoc.models import metrics
+from mlpoc.models.inference import OnnxModel
+from mlpoc.models.registry import ModelVersion
+from mlpoc.runtime.environment import Settings
+from mlpoc.runtime.ledger import Ledger
 from mlpoc.schema import Layout
-from mlpoc.settings import Settings
 from mlpoc.worker import __main__ as worker_main
 from mlpoc.worker import loop
 from mlpoc.worker.context import JobContext
+from mlpoc.worker.held_out import split
 from mlpoc.worker.loop import Worker
+from mlpoc.worker.promotion import should_promote
 from mlpoc.worker.protection import TaskProtection
-from mlpoc.worker.train import should_promote, split
 from tests.support.aws_stack import Stack, create_stack
 from tests.support.counting import CallCounter
 
@@ -199,7 +202,7 @@ def test_a_redelivered_finished_job_resends_its_lost_follow_ups(
     }
 
     def commit_with_followup(ctx: JobContext) -> None:
-        from mlpoc.contracts import parse_job
+        from mlpoc.runtime.contract import parse_job
 
         ctx.commit({}, followups=[parse_job(json.dumps(followup), data_bucket=stack.data_bucket)])
 
@@ -347,8 +350,8 @@ def test_the_entry_point_refuses_bad_usage_and_missing_settings(
 
 # -- training pieces ---------------------------------------------------------------------------
 def test_promotion_policy_compares_scores_on_the_same_rows() -> None:
-    from mlpoc.registry import Pointer
-    from mlpoc.worker.train import Comparison
+    from mlpoc.models.registry import Pointer
+    from mlpoc.worker.promotion import Comparison
 
     current = Pointer(model="m", promoted=1, promoted_metric=0.99, history=[], next_version=2)
     better = Comparison(1, "accuracy", rows=50, candidate=0.91, live_score=0.9)
@@ -383,10 +386,10 @@ def test_metrics_of_both_tasks() -> None:
 
 
 def test_held_out_rows_are_chosen_by_row_not_by_chance() -> None:
-    text = samples.training_csv(slice(0, 300))
+    text = digits.training_csv(slice(0, 300))
     first = split(parse_training(text, "d.csv"), 0.2)
     # the same rows inside a bigger table are held out again, whatever their order
-    grown = samples.training_csv(slice(0, 600)).splitlines()
+    grown = digits.training_csv(slice(0, 600)).splitlines()
     shuffled = "\n".join([grown[0], *reversed(grown[1:])]) + "\n"
     second = split(parse_training(shuffled, "d.csv"), 0.2)
     assert set(first.test.keys) <= set(second.test.keys)
@@ -417,7 +420,7 @@ def test_plugins_refuse_unknown_names_and_bad_parameters() -> None:
         plugins.get("torch")
     with pytest.raises(PluginError, match="cannot be imported"):
         plugins.load(["no.such.module"])
-    data = plugins.TrainingData.of(parse_training(samples.training_csv(slice(0, 200)), "d.csv"))
+    data = plugins.TrainingData.of(parse_training(digits.training_csv(slice(0, 200)), "d.csv"))
     sklearn = plugins.get("sklearn")
     with pytest.raises(PluginError, match=r"params\.C must be a float >= 1e-09"):
         sklearn.train(data, {"C": -1})

@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 
-from mlpoc import artifacts, samples
-from mlpoc.ledger import Ledger
-from mlpoc.registry import Registry
+from mlpoc.data import digits
+from mlpoc.models import artifacts
+from mlpoc.models.registry import Registry
+from mlpoc.runtime.ledger import Ledger
 from tests.support import pipeline
 from tests.support.aws_stack import Stack, create_stack
 from tests.support.enforced import EnforcedStack
@@ -43,7 +44,7 @@ def send(stack: Stack, queue_url: str, **fields: Any) -> str:
 
 
 def send_train(stack: Stack, *, job_id: str | None = None, **params: Any) -> str:
-    dataset = upload(stack, "datasets/digits-train.csv", samples.training_csv(TRAIN_ROWS))
+    dataset = upload(stack, "datasets/digits-train.csv", digits.training_csv(TRAIN_ROWS))
     return send(
         stack,
         stack.train_queue_url,
@@ -80,7 +81,7 @@ def train_then_predict(
 ) -> tuple[dict[str, Any], dict[str, Any], WorkerProcess]:
     """Both workers running; a train job that asks for predictions afterwards. Returns the
     ledger records of the train job and of its follow-up predict job, and the train worker."""
-    predict_uri = upload(stack, "datasets/digits-predict.csv", samples.prediction_csv(PREDICT_ROWS))
+    predict_uri = upload(stack, "datasets/digits-predict.csv", digits.prediction_csv(PREDICT_ROWS))
     train = start_worker(
         "train", stack, log_dir, endpoint=endpoint, covered=covered, **role_env("train")
     )
@@ -120,7 +121,7 @@ def test_train_then_predict_end_to_end(
     version = registry.resolve("digits", "current")
     assert version.version == record["result"]["model_version"] == 1
     assert version.metrics["accuracy"] > 0.9
-    assert version.features == samples.FEATURES
+    assert version.features == digits.FEATURES
     assert version.classes == [str(d) for d in range(10)]
     s3 = stack.clients().s3
     onnx = s3.get_object(Bucket=stack.model_bucket, Key="models/digits/1/model.onnx")["Body"].read()
@@ -135,7 +136,7 @@ def test_train_then_predict_end_to_end(
     stored = predictions(stack)
     rows = PREDICT_ROWS.stop - PREDICT_ROWS.start
     assert len(stored) == followup["result"]["rows"] == rows
-    truth = samples.digits(PREDICT_ROWS)[1]
+    truth = digits.digits(PREDICT_ROWS)[1]
     correct = sum(
         item["label"]["S"] == str(truth[int(item["item_id"]["S"].split("-")[1]) - 1500])
         for item in stored
@@ -156,7 +157,7 @@ def test_predict_job_with_an_explicit_version(stack: Stack, ledger: Ledger, log_
     predict = start_worker("predict", stack, log_dir)
     try:
         wait_for_status(ledger, send_train(stack), {"SUCCEEDED"})
-        dataset = upload(stack, "datasets/p.csv", samples.prediction_csv(slice(0, 50)))
+        dataset = upload(stack, "datasets/p.csv", digits.prediction_csv(slice(0, 50)))
         job_id = send(
             stack,
             stack.predict_queue_url,
@@ -349,7 +350,7 @@ def test_malformed_messages_fail_with_a_reason_and_are_kept_in_the_dlq(
 def test_bad_dataset_fails_the_job_with_the_line_and_column(
     stack: Stack, ledger: Ledger, log_dir: Path
 ) -> None:
-    text = samples.training_csv(slice(0, 40)).splitlines()
+    text = digits.training_csv(slice(0, 40)).splitlines()
     text[5] = text[5].replace(",", ",abc,", 1).replace(",abc,", ",x", 1)
     dataset = upload(stack, "datasets/bad.csv", "\n".join(text))
     job_id = send(stack, stack.train_queue_url, type="train", model="digits", dataset=dataset)
@@ -377,7 +378,7 @@ def test_tampered_artifact_is_refused_and_nothing_is_written(
     key = "models/digits/1/model.onnx"
     original = s3.get_object(Bucket=stack.model_bucket, Key=key)["Body"].read()
     s3.put_object(Bucket=stack.model_bucket, Key=key, Body=original[:-16] + b"\x00" * 16)
-    dataset = upload(stack, "datasets/p.csv", samples.prediction_csv(slice(0, 20)))
+    dataset = upload(stack, "datasets/p.csv", digits.prediction_csv(slice(0, 20)))
     job_id = send(stack, stack.predict_queue_url, type="predict", model="digits", dataset=dataset)
     predict = start_worker("predict", stack, log_dir)
     try:

@@ -36,17 +36,18 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from mlpoc import env, lambda_logs, layout
-from mlpoc.contracts import MODEL_NAME_PATTERN, Job, S3Uri, queue_for
-from mlpoc.ledger import Ledger
-from mlpoc.scaling import WorkerServices, nudger
-from mlpoc.settings import RESOURCE_VARIABLES, UPLOAD_VARIABLES
+from mlpoc.aws import bucket_layout, lambda_logs
+from mlpoc.runtime import environment
+from mlpoc.runtime.contract import MODEL_NAME_PATTERN, Job, S3Uri, queue_for
+from mlpoc.runtime.environment import RESOURCE_VARIABLES, UPLOAD_VARIABLES
+from mlpoc.runtime.ledger import Ledger
+from mlpoc.runtime.scaling import WorkerServices, nudger
 
 logger = lambda_logs.logger("dataset_uploaded")
 processor = BatchProcessor(event_type=EventType.SQS)
 
 HEADER_BYTES = 64 * 1024
-PREFIX = layout.DATASETS.path
+PREFIX = bucket_layout.DATASETS.path
 
 
 # the variables the stack sets on this function, and what each holds
@@ -63,7 +64,9 @@ class UploadSettings:
 
     @classmethod
     def from_env(cls) -> UploadSettings:
-        found = env.required(os.environ, VARIABLES, fix="The stack sets them on this function.")
+        found = environment.required(
+            os.environ, VARIABLES, fix="The stack sets them on this function."
+        )
         return cls(
             data_bucket=found["MLPOC_DATA_BUCKET"],
             jobs_table=found["MLPOC_JOBS_TABLE"],

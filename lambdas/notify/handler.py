@@ -17,8 +17,8 @@ import boto3
 from aws_lambda_powertools.utilities.data_classes import SNSEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlpoc import lambda_logs
-from mlpoc.events import MONITOR_SOURCE
+from mlpoc.aws import lambda_logs
+from mlpoc.aws.log_events import MONITOR_SOURCE
 
 logger = lambda_logs.logger("notify")
 

@@ -1,6 +1,7 @@
 """What each runtime role may touch in the data stack: the one place the service stack grants it.
 
-* **Buckets**, from :mod:`mlpoc.layout`, the module the runtime builds its keys with: each role
+* **Buckets**, from :mod:`mlpoc.aws.bucket_layout`, the module the runtime builds its keys with:
+each role
   reads (``grant_read``) the prefixes whose ``read_by`` names it and puts objects
   (``grant_put``: no delete) under those whose ``written_by`` does.
 * **Tables**: the exact DynamoDB actions the runtime code calls (``TABLE_ACTIONS``), through
@@ -27,12 +28,13 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
-from mlpoc import layout
-from mlpoc.layout import RuntimeRole
+from mlpoc.aws import bucket_layout
+from mlpoc.aws.bucket_layout import RuntimeRole
 from stacks.constructs.nag import acknowledge
 
-# table -> role -> the DynamoDB actions its code calls (ledger.py, registry.py, the predict
-# worker's BatchWriter, the API's routes). TransactWriteItems needs the actions of its items.
+# table -> role -> the DynamoDB actions its code calls (runtime/ledger.py, models/registry.py,
+# the predict worker's BatchWriter, the API's routes). TransactWriteItems needs the actions of
+# its items.
 TABLE_ACTIONS: dict[str, dict[RuntimeRole, tuple[str, ...]]] = {
     "jobs": {
         "train": ("GetItem", "PutItem", "UpdateItem"),  # claim … commit; follow-up records
@@ -53,8 +55,10 @@ TABLE_ACTIONS: dict[str, dict[RuntimeRole, tuple[str, ...]]] = {
     },
     "annotations": {
         "api": ("PutItem", "Query"),
-        "train": ("Query",),  # the corrections a dataset version includes (mlpoc.builds)
-        "predict": ("Query",),  # the monitor job's realized accuracy (mlpoc.monitoring)
+        "train": (
+            "Query",
+        ),  # the corrections a dataset version includes (mlpoc.data.dataset_versions)
+        "predict": ("Query",),  # the monitor job's realized accuracy (mlpoc.quality.monitoring)
     },
     # the online feature store: the features job writes a version's items and marks a
     # superseded version's to expire (Query, then puts); the API only reads, by key
@@ -79,14 +83,14 @@ class DataAccess(Construct):
         construct_id: str,
         *,
         roles: Mapping[RuntimeRole, iam.IRole],
-        buckets: Mapping[layout.Bucket, s3.IBucket],
+        buckets: Mapping[bucket_layout.Bucket, s3.IBucket],
         tables: Mapping[str, dynamodb.ITable],
         key: kms.IKey,
         consumes: Mapping[RuntimeRole, sqs.IQueue],
         sends: Mapping[RuntimeRole, tuple[sqs.IQueue, ...]],
     ) -> None:
         super().__init__(scope, construct_id)
-        for prefix in layout.PREFIXES:
+        for prefix in bucket_layout.PREFIXES:
             bucket = buckets[prefix.bucket]
             for reader in prefix.read_by:
                 bucket.grant_read(roles[reader], prefix.pattern)
@@ -112,7 +116,7 @@ class DataAccess(Construct):
         roles: Mapping[RuntimeRole, iam.IRole],
         *,
         data_stack: Stack,
-        bucket_arns: Mapping[layout.Bucket, str],
+        bucket_arns: Mapping[bucket_layout.Bucket, str],
         indexed_tables: Mapping[str, str],
     ) -> None:
         """The wildcards ``grant_*`` writes, acknowledged finding by finding on each role.
@@ -126,7 +130,7 @@ class DataAccess(Construct):
                 "Action::kms:GenerateDataKey*": KMS,
                 "Action::kms:ReEncrypt*": KMS,
             }
-            for prefix in layout.PREFIXES:
+            for prefix in bucket_layout.PREFIXES:
                 if role_name not in prefix.read_by + prefix.written_by:
                     continue
                 resource = f"Resource::{exports}{bucket_arns[prefix.bucket]}/{prefix.pattern}"

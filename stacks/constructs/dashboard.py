@@ -16,7 +16,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
-from mlpoc.events import FAILURE_EVENTS, Event
+from mlpoc.aws.log_events import FAILURE_EVENTS, Event
 
 PERIOD = Duration.minutes(1)
 

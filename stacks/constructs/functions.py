@@ -41,18 +41,18 @@ NO_RESERVATION = (
 BUNDLED_MODULES = ("aws_lambda_powertools", "typing_extensions")
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 # in every function: mlpoc's one log format and its event names (the notify function reads one)
-LOGGING_MODULES = ("__init__.py", "lambda_logs.py", "events.py")
+LOGGING_MODULES = ("__init__.py", "aws/__init__.py", "aws/lambda_logs.py", "aws/log_events.py")
 # in the functions that record jobs (shared_runtime): the job contract, the ledger, the layout
 SHARED_MODULES = (
-    "backoff.py",
-    "contracts.py",
-    "dynamo.py",
-    "env.py",
+    "aws/bucket_layout.py",
+    "aws/dynamo.py",
     "errors.py",
-    "layout.py",
-    "ledger.py",
-    "scaling.py",
-    "settings.py",
+    "runtime/__init__.py",
+    "runtime/backoff.py",
+    "runtime/contract.py",
+    "runtime/environment.py",
+    "runtime/ledger.py",
+    "runtime/scaling.py",
 )
 
 

@@ -33,7 +33,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
-from mlpoc.settings import GPU_QUEUE_VARIABLE
+from mlpoc.runtime.environment import GPU_QUEUE_VARIABLE
 from stacks.config import Config
 from stacks.constructs.images import kit_image
 from stacks.constructs.nag import acknowledge, skip_checkov

@@ -17,7 +17,7 @@ from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 
 from constructs import Construct
-from stacks.accounts import Source
+from stacks.account_config import Source
 from stacks.constructs.nag import acknowledge
 
 

@@ -14,7 +14,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 
 from constructs import Construct
-from mlpoc import layout
+from mlpoc.aws import bucket_layout
 from stacks.constructs.nag import skip_checkov
 
 NONCURRENT_DAYS = 30
@@ -93,8 +93,8 @@ class Storage(Construct):
         )
         # the monitor's input samples are a rolling window: gone after SAMPLE_DAYS
         samples = s3.LifecycleRule(
-            prefix=layout.INPUT_SAMPLES.path,
-            expiration=Duration.days(layout.SAMPLE_DAYS),
+            prefix=bucket_layout.INPUT_SAMPLES.path,
+            expiration=Duration.days(bucket_layout.SAMPLE_DAYS),
             noncurrent_version_expiration=Duration.days(1),
         )
         self.data = encrypted("Data", versioned=True, lifecycle_rules=[keep_old, samples])

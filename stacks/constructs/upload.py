@@ -11,8 +11,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
-from mlpoc.scaling import CLUSTER_VARIABLE, SERVICE_VARIABLES
-from mlpoc.settings import UPLOAD_VARIABLES
+from mlpoc.runtime.environment import UPLOAD_VARIABLES
+from mlpoc.runtime.scaling import CLUSTER_VARIABLE, SERVICE_VARIABLES
 from stacks.constructs.functions import NO_RESERVATION, PythonFunction
 from stacks.constructs.nag import skip_checkov
 

@@ -3,7 +3,7 @@
 Each service runs 0 tasks while its queue is empty and scales out on the number of messages
 *visible or in flight* (so a running job keeps its task), from zero on the first message. It
 scales in to zero once its tasks have run with an empty queue for ``IDLE_MINUTES``; the submit
-paths raise a service at zero to one task at once (the nudge, :mod:`mlpoc.scaling`).
+paths raise a service at zero to one task at once (the nudge, :mod:`mlpoc.runtime.scaling`).
 Fargate Spot by default, with on-demand capacity in the strategy so a Spot shortage slows the
 queue instead of stopping it. Tasks protect themselves from scale-in while they hold a job
 (the worker calls the ECS agent's task-protection endpoint).
@@ -25,7 +25,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
-from stacks.accounts import worker_role_name
+from stacks.account_config import worker_role_name
 from stacks.config import Config
 from stacks.constructs.images import kit_image
 from stacks.constructs.nag import acknowledge, as_nag_names
@@ -199,7 +199,8 @@ class Workers(Construct):
         self.log_groups[spec.role] = log_group
 
     def grant_nudge(self, grantee: iam.IGrantable, *extra: ecs.BaseService) -> None:
-        """The scale-from-zero nudge (:mod:`mlpoc.scaling`): read and set the desired count of
+        """The scale-from-zero nudge (:mod:`mlpoc.runtime.scaling`): read and set the desired count
+        of
         the worker services (and the GPU pool's), and nothing else."""
         services = [*self.services.values(), *extra]
         grantee.grant_principal.add_to_principal_policy(
@@ -224,7 +225,7 @@ def scale_with_queue(
     The scale-in alarm is in ALARM only while the service has tasks (their CPU metric has
     data): once the service is at zero it returns to OK. An alarm left in ALARM would re-apply
     "zero tasks" every minute (Application Auto Scaling repeats a step policy while its alarm
-    stays in ALARM) and undo the submit paths' scale-from-zero nudge (:mod:`mlpoc.scaling`)
+    stays in ALARM) and undo the submit paths' scale-from-zero nudge (:mod:`mlpoc.runtime.scaling`)
     before the queue's metrics catch up.
     """
     scaling = service.auto_scale_task_count(min_capacity=0, max_capacity=max_tasks)

@@ -13,7 +13,7 @@ from typing import Any
 
 import boto3
 
-from mlpoc.aws import Clients
+from mlpoc.aws.clients import Clients
 from mlpoc.local import motoserver
 from mlpoc.local.deploy import LocalDeployer, supported_by_moto
 from mlpoc.local.moto_template import for_moto

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from mlpoc.aws import Clients
+from mlpoc.aws.clients import Clients
 
 
 class CallCounter:

@@ -17,7 +17,7 @@ from typing import Any
 
 import boto3
 
-from mlpoc.aws import Clients
+from mlpoc.aws.clients import Clients
 from mlpoc.local.deploy import LocalDeployer, create_alerts_topic
 from mlpoc.local.iam import Enforced, LocalIdentities
 from mlpoc.local.processes import (
@@ -29,7 +29,7 @@ from mlpoc.local.processes import (
     processes,
 )
 from mlpoc.local.safety import REGION, Credentials, local_env
-from mlpoc.local.schedules import LocalSchedule, from_template, scheduler_role
+from mlpoc.local.scheduler import LocalSchedule, from_template, scheduler_role
 from tests.support.aws_stack import OUTPUTS, Stack
 from tests.support.cdk_app import Synthesized
 

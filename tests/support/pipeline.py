@@ -6,9 +6,9 @@ import json
 from dataclasses import replace
 from typing import Any
 
-from mlpoc import samples
-from mlpoc.contracts import QUEUE_OF_TYPE
-from mlpoc.settings import Settings
+from mlpoc.data import digits
+from mlpoc.runtime.contract import QUEUE_OF_TYPE
+from mlpoc.runtime.environment import Settings
 from mlpoc.worker.loop import Worker
 from mlpoc.worker.predict import PredictHandler
 from mlpoc.worker.train import handle_train
@@ -30,7 +30,7 @@ def run_job(stack: Stack, message: dict[str, Any]) -> None:
 
 def train(stack: Stack, job_id: str, **params: Any) -> None:
     key = "datasets/digits/train.csv"
-    text = samples.training_csv(slice(0, 1500))
+    text = digits.training_csv(slice(0, 1500))
     stack.clients().s3.put_object(Bucket=stack.data_bucket, Key=key, Body=text.encode())
     dataset = f"s3://{stack.data_bucket}/{key}"
     run_job(
@@ -49,7 +49,7 @@ def prepare(stack: Stack) -> Stack:
     """digits v1 promoted, and stored predictions for rows 1500-1796 (some for review)."""
     train(stack, "train-1")
     key = "datasets/digits/score.csv"
-    text = samples.prediction_csv(slice(1500, 1797))
+    text = digits.prediction_csv(slice(1500, 1797))
     stack.clients().s3.put_object(Bucket=stack.data_bucket, Key=key, Body=text.encode())
     dataset = f"s3://{stack.data_bucket}/{key}"
     params = {"review_threshold": 0.95}

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mlpoc.ledger import Ledger
 from mlpoc.paths import CHECKOUT
+from mlpoc.runtime.ledger import Ledger
 from tests.support.aws_stack import Stack
 
 ROOT = CHECKOUT

@@ -7,10 +7,10 @@ import sys
 
 import uvicorn
 
-from mlpoc import aws, logs
 from mlpoc.api.app import create_app
 from mlpoc.api.settings import ApiSettings
-from mlpoc.aws import Clients
+from mlpoc.aws import clients, logs
+from mlpoc.aws.clients import Clients
 from mlpoc.errors import SettingsError
 
 
@@ -21,7 +21,7 @@ def main() -> int:
         sys.stderr.write(f"mlpoc api: {error}\n")
         return 2
     logs.configure(settings.runtime.log_level)
-    ecs = aws.client("ecs") if settings.worker_services is not None else None
+    ecs = clients.client("ecs") if settings.worker_services is not None else None
     app = create_app(settings, Clients.create(), ecs=ecs)
     uvicorn.run(
         app,

@@ -25,11 +25,11 @@ from mlpoc.api.routes import annotations as annotation_routes
 from mlpoc.api.routes import feature_sets, jobs, models, pages, predictions, quality
 from mlpoc.api.serving import ModelServer
 from mlpoc.api.settings import ApiSettings
-from mlpoc.aws import Clients
-from mlpoc.ledger import Ledger
-from mlpoc.registry import Registry
-from mlpoc.sampling import RequestSampler
-from mlpoc.scaling import nudger
+from mlpoc.aws.clients import Clients
+from mlpoc.models.registry import Registry
+from mlpoc.quality.input_samples import RequestSampler
+from mlpoc.runtime.ledger import Ledger
+from mlpoc.runtime.scaling import nudger
 
 ROUTERS = (
     jobs.router,

@@ -14,12 +14,12 @@ from fastapi.security import APIKeyHeader
 from mlpoc.api.lookups import Lookups
 from mlpoc.api.serving import ModelServer
 from mlpoc.api.settings import ApiSettings
-from mlpoc.aws import Clients
+from mlpoc.aws.clients import Clients
 from mlpoc.errors import ApiError
-from mlpoc.jobs import Nudge
-from mlpoc.ledger import Ledger
-from mlpoc.registry import Registry
-from mlpoc.sampling import RequestSampler
+from mlpoc.models.registry import Registry
+from mlpoc.quality.input_samples import RequestSampler
+from mlpoc.runtime.ledger import Ledger
+from mlpoc.runtime.submission import Nudge
 
 API_KEY = APIKeyHeader(
     name="X-API-Key",

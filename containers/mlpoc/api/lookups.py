@@ -21,8 +21,8 @@ from typing import Any
 
 from fastapi.concurrency import run_in_threadpool
 
-from mlpoc import features
-from mlpoc.features import Binding
+from mlpoc.data import feature_binding
+from mlpoc.data.feature_binding import Binding
 
 Pair = tuple[str, str]  # (partition, key)
 
@@ -37,8 +37,8 @@ class _Waiting:
 class Lookups:
     dynamodb: Any
     table: str
-    limit: int = features.MAX_KEYS
-    fetch: Callable[..., dict[Pair, list[Any]]] = features.fetch
+    limit: int = feature_binding.MAX_KEYS
+    fetch: Callable[..., dict[Pair, list[Any]]] = feature_binding.fetch
     calls: int = 0  # BatchGetItem calls made (a count the tests assert)
     _queue: list[_Waiting] = field(default_factory=list)
     _draining: bool = False

@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlpoc.contracts import SCHEMA_VERSION
-from mlpoc.features import MAX_KEYS
+from mlpoc.data.feature_binding import MAX_KEYS
+from mlpoc.runtime.contract import SCHEMA_VERSION
 
 LIST_LIMIT = 100  # the most items a list route returns
 

@@ -5,7 +5,8 @@ never fails a request in flight. A new version is verified (sha256) and loaded *
 swap; a bad artifact leaves the previous version serving and is reported by ``/healthz``.
 A deployment may pin versions (``MLPOC_PINNED_MODELS``): those are never swapped.
 
-A version trained with a feature set is held with its :class:`~mlpoc.features.Binding`: the
+A version trained with a feature set is held with its
+:class:`~mlpoc.data.feature_binding.Binding`: the
 feature set version its requests by key read. Each poll looks at the feature set's pointer too,
 so a feature version promoted later is read as soon as it matches the model's columns (and a
 mismatch is reported in the binding's ``note``), with no model swap.
@@ -19,11 +20,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from mlpoc import features
+from mlpoc.data import feature_binding, feature_sets
+from mlpoc.data.feature_binding import Binding
 from mlpoc.errors import ArtifactError, RegistryError
-from mlpoc.features import Binding
-from mlpoc.inference import OnnxModel, load
-from mlpoc.registry import ModelVersion, Registry
+from mlpoc.models.inference import OnnxModel, load
+from mlpoc.models.registry import ModelVersion, Registry
 
 log = logging.getLogger("mlpoc.api")
 
@@ -47,7 +48,7 @@ class ModelServer:
         poll_seconds: float,
     ) -> None:
         self._registry = registry
-        self._sets = features.FeatureSets(registry.dynamodb, registry.table)
+        self._sets = feature_sets.FeatureSets(registry.dynamodb, registry.table)
         self._s3 = s3
         self._bucket = bucket
         self._pinned = pinned
@@ -63,7 +64,7 @@ class ModelServer:
         return self._held.get(model)
 
     def _bind(self, version: ModelVersion) -> Binding | None:
-        return features.binding(self._sets, version)
+        return feature_binding.binding(self._sets, version)
 
     def get(self, model: str) -> OnnxModel:
         held = self._held.get(model)
@@ -122,13 +123,13 @@ class ModelServer:
             pointer = self._sets.pointer(held.features.name)
             if (pointer.promoted if pointer else None) == held.features.promoted:
                 return
-            bound = features.binding(self._sets, held.classifier.version, pointer)
+            bound = feature_binding.binding(self._sets, held.classifier.version, pointer)
         except RegistryError as error:  # its record is gone: keep reading what it read
-            log.error("features.refused", extra={"model": model, "reason": str(error)})
+            log.error("feature_sets.refused", extra={"model": model, "reason": str(error)})
             return
         if bound != held.features:
             log.info(
-                "features.bound",
+                "feature_sets.bound",
                 extra={
                     "model": model,
                     "from": held.features.version,

@@ -14,11 +14,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mlpoc.aws import client
-from mlpoc.env import integer, number, switch
+from mlpoc.aws.clients import client
 from mlpoc.errors import SettingsError
-from mlpoc.scaling import WorkerServices
-from mlpoc.settings import Settings
+from mlpoc.runtime.environment import Settings, integer, number, switch
+from mlpoc.runtime.scaling import WorkerServices
 
 MIN_KEY_CHARS = 16
 

@@ -17,13 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlpoc import layout, samples
+from mlpoc.aws import bucket_layout
 from mlpoc.cli import ops
 from mlpoc.cli.target import Deployment
+from mlpoc.data import digits
 from mlpoc.errors import DemoError, TargetError
 
 MODEL = "digits"
-FEATURE_SET = "images"  # the digits as a feature set keyed by image (samples.feature_set_csv)
+FEATURE_SET = "images"  # the digits as a feature set keyed by image (digits.feature_set_csv)
 BY_KEY = "digits-by-key"  # a model trained on keys and labels, joined with that set
 TRAIN_ROWS = slice(0, 1400)  # 1,400 labelled images to train on (20 % held out for metrics)
 PREDICT_ROWS = slice(1400, None)  # the other 397 to pre-compute predictions for
@@ -114,25 +115,25 @@ def loop(dep: Deployment, api: Api, step: Step, stamp: str) -> DemoResult:
 
     name = "train v1 on 1,400 labelled digits"
     step(name, "uploading")
-    train_csv = samples.training_csv(TRAIN_ROWS)
+    train_csv = digits.training_csv(TRAIN_ROWS)
     train_id = upload_job(
-        dep, layout.dataset_key(MODEL, f"train-{stamp}.csv"), train_csv, step, name
+        dep, bucket_layout.dataset_key(MODEL, f"train-{stamp}.csv"), train_csv, step, name
     )
     result.jobs.append(finish(dep, train_id, step, name))
 
     name = "pre-compute predictions for 397 digits"
     step(name, "uploading")
-    score_csv = samples.prediction_csv(PREDICT_ROWS)
+    score_csv = digits.prediction_csv(PREDICT_ROWS)
     predict_id = upload_job(
-        dep, layout.dataset_key(MODEL, f"score-{stamp}.csv"), score_csv, step, name
+        dep, bucket_layout.dataset_key(MODEL, f"score-{stamp}.csv"), score_csv, step, name
     )
     predicted = finish(dep, predict_id, step, name)
     result.jobs.append(predicted)
     result.predictions_stored = int(predicted.get("result", {}).get("rows", 0))
 
     step("realtime predictions", "POST /v1/predict")
-    x, y = samples.digits(slice(1790, 1797))
-    rows = [dict(zip(samples.FEATURES, map(float, r), strict=True)) for r in x]
+    x, y = digits.digits(slice(1790, 1797))
+    rows = [dict(zip(digits.FEATURES, map(float, r), strict=True)) for r in x]
     started = time.perf_counter()
     answer = api.call("POST", "/v1/predict", {"model": MODEL, "rows": rows})
     result.realtime_ms = (time.perf_counter() - started) * 1000
@@ -143,7 +144,7 @@ def loop(dep: Deployment, api: Api, step: Step, stamp: str) -> DemoResult:
     name = f"correct {CORRECTIONS} low-confidence answers"
     step(name, "reading the review queue")
     queue = api.call("GET", f"/v1/annotations/{MODEL}?limit={CORRECTIONS}")["items"]
-    _, truth = samples.digits()
+    _, truth = digits.digits()
     for item in queue[:CORRECTIONS]:
         label = str(truth[int(str(item["item_id"]).removeprefix("digit-"))])
         api.call("POST", f"/v1/annotations/{MODEL}", {"item_id": item["item_id"], "label": label})
@@ -189,8 +190,8 @@ def by_key(dep: Deployment, api: Api, step: Step, stamp: str, result: DemoResult
     s3 = dep.client("s3")
     name = f"publish feature set {FEATURE_SET} (1,797 images by key)"
     step(name, "uploading")
-    key = layout.input_key(FEATURE_SET, stamp, "images.csv")
-    s3.put_object(Bucket=bucket, Key=key, Body=samples.feature_set_csv().encode())
+    key = bucket_layout.input_key(FEATURE_SET, stamp, "images.csv")
+    s3.put_object(Bucket=bucket, Key=key, Body=digits.feature_set_csv().encode())
     job = ops.submit(
         dep,
         job_type="features",
@@ -203,8 +204,8 @@ def by_key(dep: Deployment, api: Api, step: Step, stamp: str, result: DemoResult
 
     name = f"train {BY_KEY} on keys and labels only"
     step(name, "uploading")
-    key = layout.input_key(BY_KEY, stamp, "train.csv")
-    s3.put_object(Bucket=bucket, Key=key, Body=samples.keyed_csv(TRAIN_ROWS, labels=True).encode())
+    key = bucket_layout.input_key(BY_KEY, stamp, "train.csv")
+    s3.put_object(Bucket=bucket, Key=key, Body=digits.keyed_csv(TRAIN_ROWS, labels=True).encode())
     job = ops.submit(
         dep,
         job_type="train",
@@ -216,10 +217,10 @@ def by_key(dep: Deployment, api: Api, step: Step, stamp: str, result: DemoResult
     result.jobs.append(finish(dep, job.job_id, step, name))
 
     step("realtime prediction by key", "POST /v1/predict")
-    wanted = samples.image_key(1796)
+    wanted = digits.image_key(1796)
     started = time.perf_counter()
     answer = api.call("POST", "/v1/predict", {"model": BY_KEY, "keys": [wanted]})
-    _, truth = samples.digits()
+    _, truth = digits.digits()
     result.by_key = {
         **answer["predictions"][0],
         "model": BY_KEY,

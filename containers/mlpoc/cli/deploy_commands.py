@@ -131,7 +131,7 @@ def _preflight(
 ) -> list[Check]:
     import boto3  # noqa: PLC0415
 
-    from mlpoc.assembly import Assembly as CloudAssembly  # noqa: PLC0415
+    from mlpoc.aws.cloud_assembly import Assembly as CloudAssembly  # noqa: PLC0415
     from mlpoc.cli.preflight import Preflight  # noqa: PLC0415
     from mlpoc.local.safety import local_session  # noqa: PLC0415
     from mlpoc.local.synth import load_context, project_dir  # noqa: PLC0415
@@ -183,7 +183,7 @@ def cost(
 ) -> None:
     """The idle month and the cost of work, from the synthesized templates and prices.json."""
     from mlpoc import cost as costs  # noqa: PLC0415 - only this command needs it
-    from mlpoc.assembly import Assembly as CloudAssembly  # noqa: PLC0415
+    from mlpoc.aws.cloud_assembly import Assembly as CloudAssembly  # noqa: PLC0415
 
     with friendly():
         found = CloudAssembly.from_dir(_synthesized(assembly))

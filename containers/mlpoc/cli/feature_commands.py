@@ -1,4 +1,5 @@
-"""`mlpoc features publish|list|show|promote|rollback`: feature sets (:mod:`mlpoc.features`),
+"""`mlpoc features publish|list|show|promote|rollback`: feature sets
+(:mod:`mlpoc.data.feature_sets`),
 the same on either target. Publishing sends a ``features`` job to the train workers; promotion
 and rollback move the set's pointer, apart from any model's."""
 
@@ -9,16 +10,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from mlpoc import features
 from mlpoc.cli.common import console, fail, features_app, key_values, operates
 from mlpoc.cli.operator_commands import Dataset, JobId, Wait, submit_and_wait, version_number
 from mlpoc.cli.target import Deployment
+from mlpoc.data import feature_sets
 
 SetName = Annotated[str, typer.Argument(help="The feature set's name (lowercase, e.g. users).")]
 
 
-def _sets(dep: Deployment) -> features.FeatureSets:
-    return features.FeatureSets(dep.client("dynamodb"), dep.output("ModelsTableName"))
+def _sets(dep: Deployment) -> feature_sets.FeatureSets:
+    return feature_sets.FeatureSets(dep.client("dynamodb"), dep.output("ModelsTableName"))
 
 
 @features_app.command("publish")

@@ -25,7 +25,7 @@ from mlpoc.cli.common import (
     schedule_app,
 )
 from mlpoc.cli.target import Deployment
-from mlpoc.contracts import JobType
+from mlpoc.runtime.contract import JobType
 
 
 def _known_queue(value: str) -> str:

@@ -10,10 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlpoc import jobs, layout
-from mlpoc import runs as runs_module
+from mlpoc.aws import bucket_layout
 from mlpoc.cli.target import Deployment
-from mlpoc.contracts import (
+from mlpoc.errors import JobRejected, TargetError
+from mlpoc.models import runs as runs_module
+from mlpoc.models.registry import ModelVersion, Pointer
+from mlpoc.runtime import submission
+from mlpoc.runtime.contract import (
     MODEL_NAME_PATTERN,
     NO_GPU_POOL,
     QUEUE_OUTPUTS,
@@ -26,12 +29,10 @@ from mlpoc.contracts import (
     parse_sources,
     queue_of,
 )
-from mlpoc.errors import JobRejected, TargetError
-from mlpoc.ledger import TERMINAL
-from mlpoc.registry import ModelVersion, Pointer
-from mlpoc.scaling import CLUSTER_OUTPUT, SERVICE_OUTPUTS, WorkerServices, nudger
-from mlpoc.schedules import SCHEDULES_OUTPUT, fire
-from mlpoc.settings import GPU_QUEUE_VARIABLE, RESOURCE_OUTPUTS
+from mlpoc.runtime.environment import GPU_QUEUE_VARIABLE, RESOURCE_OUTPUTS
+from mlpoc.runtime.job_records import TERMINAL
+from mlpoc.runtime.scaling import CLUSTER_OUTPUT, SERVICE_OUTPUTS, WorkerServices, nudger
+from mlpoc.runtime.schedules import SCHEDULES_OUTPUT, fire
 
 # operator-facing queue name -> (queue output, dead-letter queue output)
 QUEUES = {
@@ -62,7 +63,7 @@ def dataset_uri(dep: Deployment, model: str, dataset: str) -> S3Uri:
         raise TargetError(f"{dataset} is neither an s3:// URI nor a file on this machine")
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     # under inputs/, not datasets/: an upload there would start a second job
-    uri = S3Uri(dep.output("DataBucketName"), layout.input_key(model, stamp, path.name))
+    uri = S3Uri(dep.output("DataBucketName"), bucket_layout.input_key(model, stamp, path.name))
     dep.client("s3").put_object(Bucket=uri.bucket, Key=uri.key, Body=path.read_bytes())
     return uri
 
@@ -104,7 +105,7 @@ def submit(
         raise TargetError(NO_GPU_POOL)
     queue = dep.output(queue_output)
     nudge = nudger(worker_services(dep), dep.client("ecs"))
-    submitted = jobs.submit(
+    submitted = submission.submit(
         dep.ledger(), dep.client("sqs"), queue_url=queue, job=job, source="cli", nudge=nudge
     )
     if not submitted:
@@ -152,7 +153,7 @@ def run_schedule(dep: Deployment, model: str) -> Job:
         job = parse_job(body, data_bucket=dep.output("DataBucketName"), sources=sources(dep))
     except JobRejected as rejected:
         raise TargetError(f"the schedule's job is not valid: {rejected.reason}") from None
-    jobs.submit(
+    submission.submit(
         dep.ledger(),
         dep.client("sqs"),
         queue_url=dep.output(QUEUE_OUTPUTS["train"]),
@@ -360,11 +361,11 @@ def dlq_redrive(dep: Deployment, queue: str) -> list[DeadLetter]:
 
 def sample_folder(dep: Deployment, model: str) -> str:
     """The model's input samples (a monitor job's default dataset)."""
-    return str(S3Uri(dep.output("DataBucketName"), layout.sample_folder(model)))
+    return str(S3Uri(dep.output("DataBucketName"), bucket_layout.sample_folder(model)))
 
 
 def latest_report(dep: Deployment, model: str) -> dict[str, Any] | None:
     """The model's latest monitor report (None: no monitor job has run)."""
     return runs_module.read_json(
-        dep.client("s3"), dep.output("ModelBucketName"), layout.latest_report_key(model)
+        dep.client("s3"), dep.output("ModelBucketName"), bucket_layout.latest_report_key(model)
     )

@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from mlpoc import samples
 from mlpoc.cli.common import console, friendly, key_values, plugin_app
+from mlpoc.data import digits
 from mlpoc.paths import CHECKOUT
 from mlpoc.plugins.check import check, scaffold
 from mlpoc.schema import CLASSIFICATION, LABEL, Layout
@@ -54,7 +54,7 @@ def plugin_check(
     """Train a plugin on a sample in seconds and hold its ONNX graph to the contract."""
     with friendly():
         if csv is None:
-            text, where = samples.check_csv(task), "the built-in sample"
+            text, where = digits.check_csv(task), "the built-in sample"
             label, id_column = LABEL, "id"
         else:
             text, where = csv.read_text(encoding="utf-8-sig"), str(csv)

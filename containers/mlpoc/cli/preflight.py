@@ -3,7 +3,8 @@
 One :class:`Check` per line, ✓ or ✗ with what to do. Against AWS (your own credentials):
 credentials, account and region; the CDK bootstrap and its version; Docker with a builder that
 makes arm64 images; the Elastic Beanstalk Docker platform offered now against the one the app
-will use (``auto``: resolved here and kept in ``cdk.context.json``, see :mod:`mlpoc.platforms`);
+will use (``auto``: resolved here and kept in ``cdk.context.json``, see
+:mod:`mlpoc.aws.beanstalk_platform`);
 the stacks' state (a stack left in ROLLBACK_COMPLETE blocks a deploy); the service-linked roles
 the stacks need, or that they will be created; the idle month from ``mlpoc cost`` against the
 budget; and the model plugins ``mlpoc:plugins`` lists import here (with or without
@@ -22,8 +23,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from mlpoc import cost, platforms, plugins
-from mlpoc.assembly import Assembly
+from mlpoc import cost, plugins
+from mlpoc.aws import beanstalk_platform
+from mlpoc.aws.cloud_assembly import Assembly
 from mlpoc.errors import PluginError
 
 GPU_QUEUE_OUTPUT = "GpuQueueUrl"  # the data stack's output while the GPU pool exists
@@ -179,12 +181,12 @@ class Preflight:
         name = "Beanstalk platform"
         stacks = self.client("elasticbeanstalk").list_available_solution_stacks()
         offered = set(stacks["SolutionStacks"])
-        newest = platforms.newest_docker_al2023(offered)
+        newest = beanstalk_platform.newest_docker_al2023(offered)
         if newest is None:
             return Check(name, False, f"{self.region} offers no Docker on Amazon Linux 2023")
-        if self.configured_platform != platforms.AUTO:
+        if self.configured_platform != beanstalk_platform.AUTO:
             return self._pinned(offered, newest)
-        key = platforms.context_key(self.account, self.region)
+        key = beanstalk_platform.context_key(self.account, self.region)
         kept = self.read_context().get(key)
         if kept and not self.refresh_platform:
             return self._kept(kept, offered, newest)

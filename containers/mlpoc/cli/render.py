@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
-from mlpoc import layout, metrics
+from mlpoc.aws import bucket_layout
 from mlpoc.cli import ops
 from mlpoc.cli.common import console, errors
-from mlpoc.ledger import shard_progress
 from mlpoc.local.state import LocalState
+from mlpoc.models import metrics
+from mlpoc.runtime.job_records import shard_progress
 
 if TYPE_CHECKING:
     from mlpoc.cli.demo import DemoResult
@@ -37,7 +38,8 @@ def print_up(state: LocalState, state_dir: Path) -> None:
     )
     table.add_row(
         "Upload here",
-        f"s3://{state.outputs['DataBucketName']}/{layout.dataset_key('<model>', '<file>.csv')}",
+        f"s3://{state.outputs['DataBucketName']}/"
+        f"{bucket_layout.dataset_key('<model>', '<file>.csv')}",
     )
     table.add_row("Logs", str(state_dir / "logs"))
     console.print(table)
@@ -64,7 +66,8 @@ def print_denials(denials: list[dict[str, Any]]) -> None:
     errors.print(table)
     errors.print(
         "[red]A role lacks a grant the code needs (or the code reached past its layout). The "
-        "grants are in stacks/constructs/access.py; the layout in containers/mlpoc/layout.py.[/]"
+        "grants are in stacks/constructs/access.py; the layout in "
+        "containers/mlpoc/aws/bucket_layout.py.[/]"
     )
 
 
@@ -341,7 +344,7 @@ def print_cost(result: Any) -> None:
     console.print(f"For comparison: {alt.item}: {alt.detail} = {priced}")
     assumed = result.assumptions
     console.print(
-        f"[dim]Assumed (containers/mlpoc/prices.json): {assumed['stored_gb']['s3']} GB in S3, "
+        f"[dim]Assumed (containers/mlpoc/cost/prices.json): {assumed['stored_gb']['s3']} GB in S3, "
         f"{assumed['stored_gb']['dynamodb']} GB in DynamoDB, {assumed['idle_logs_gb_month']} GB "
         f"of logs a month, {assumed['train_task_minutes_per_job']} task-minutes per train job, "
         f"{assumed['predict_rows_per_task_second']:,} predictions per task-second, Fargate Spot "

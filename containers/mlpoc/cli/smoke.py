@@ -25,9 +25,10 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from mlpoc import dynamo, layout, samples
+from mlpoc.aws import bucket_layout, dynamo
 from mlpoc.cli import ops
 from mlpoc.cli.target import Deployment
+from mlpoc.data import digits
 from mlpoc.errors import TargetError
 
 TRAIN_ROWS = slice(0, 300)
@@ -54,7 +55,7 @@ class Smoke:
     def run(self) -> list[Step]:
         try:
             with self._step("train on a tiny dataset"):
-                trained = self._job("train", samples.training_csv(TRAIN_ROWS))
+                trained = self._job("train", digits.training_csv(TRAIN_ROWS))
                 metrics = trained["result"]["metrics"]
                 self._ok(
                     "train on a tiny dataset",
@@ -62,7 +63,7 @@ class Smoke:
                     f"held-out accuracy {metrics['accuracy']:.3f}",
                 )
             with self._step("predict and store"):
-                predicted = self._job("predict", samples.prediction_csv(PREDICT_ROWS))
+                predicted = self._job("predict", digits.prediction_csv(PREDICT_ROWS))
                 self._ok("predict and store", f"{predicted['result']['rows']} predictions stored")
             with self._step("read the ledger"):
                 records = {j: self.dep.ledger().get(j) for j in self.jobs}
@@ -110,7 +111,7 @@ class Smoke:
         status, body = self._call(f"{url}/v1/jobs/{self.jobs[0]}", key=self.dep.api_key())
         if status != 200 or json.loads(body).get("status") != "SUCCEEDED":  # noqa: PLR2004
             raise SmokeFailed(f"GET /v1/jobs/{self.jobs[0]} answered {status}: {body[:200]!r}")
-        row = dict.fromkeys(samples.FEATURES, 0.0)
+        row = dict.fromkeys(digits.FEATURES, 0.0)
         status, body = self._call(
             f"{url}/v1/predict", key=self.dep.api_key(), body={"model": self.model, "rows": [row]}
         )
@@ -181,8 +182,11 @@ class Smoke:
             s3 = self.dep.client("s3")
             removed = 0
             for bucket, prefix in (
-                (self.dep.output("DataBucketName"), f"{layout.INPUTS.path}{self.model}/"),
-                (self.dep.output("ModelBucketName"), f"{layout.MODEL_ARTIFACTS.path}{self.model}/"),
+                (self.dep.output("DataBucketName"), f"{bucket_layout.INPUTS.path}{self.model}/"),
+                (
+                    self.dep.output("ModelBucketName"),
+                    f"{bucket_layout.MODEL_ARTIFACTS.path}{self.model}/",
+                ),
             ):
                 removed += _delete_versions(s3, bucket, prefix)
             dynamodb = self.dep.client("dynamodb")

@@ -14,13 +14,13 @@ from typing import Any, Literal
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
-from mlpoc.aws import Clients, client
+from mlpoc.aws.clients import Clients, client
 from mlpoc.errors import TargetError
-from mlpoc.ledger import Ledger
 from mlpoc.local.safety import Credentials, check_endpoint, local_session
 from mlpoc.local.state import LocalState
-from mlpoc.registry import Registry
-from mlpoc.settings import RESOURCE_OUTPUTS
+from mlpoc.models.registry import Registry
+from mlpoc.runtime.environment import RESOURCE_OUTPUTS
+from mlpoc.runtime.ledger import Ledger
 
 TargetName = Literal["local", "aws"]
 # the outputs every command may need: those that hold the runtime's resource names

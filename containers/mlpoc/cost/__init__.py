@@ -1,7 +1,7 @@
 """What the PoC costs: the idle month and the marginal cost of work, from the templates.
 
 Reads a synthesized cloud assembly (``cdk.out``) and a dated price table
-(``mlpoc/prices.json``). Each resource that costs money while nothing happens becomes a line;
+(``mlpoc/cost/prices.json``). Each resource that costs money while nothing happens becomes a line;
 resources that cost only per use are counted; anything the table has no rule or price for is
 *named* in the report, never priced at zero. Marginal costs (per 1,000 train jobs, per
 1,000,000 stored predictions) come from the request pattern the runtime really has (one ledger
@@ -21,8 +21,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from mlpoc.assembly import Assembly
-from mlpoc.cost.accounts import across_accounts
+from mlpoc.aws.cloud_assembly import Assembly
+from mlpoc.cost.cross_account import across_accounts
 from mlpoc.cost.idle import Idle, unknown_types
 from mlpoc.cost.lines import ALTERNATIVE, USAGE_ONLY, Line, usd
 from mlpoc.cost.work import (
@@ -52,7 +52,7 @@ class Report:
     gpu: list[Line] = field(default_factory=list)  # the GPU pool, per instance-hour
     across_accounts: list[str] = field(default_factory=list)  # who pays for what crosses
     monitor: list[Line] = field(default_factory=list)  # a month of monitoring (mlpoc:monitor)
-    lookups: list[Line] = field(default_factory=list)  # features by key (mlpoc.features)
+    lookups: list[Line] = field(default_factory=list)  # features by key (mlpoc.data.feature_sets)
 
     @property
     def idle_total(self) -> float:
@@ -71,7 +71,7 @@ def load_prices(path: Path | None = None) -> dict[str, Any]:
     text = (
         path.read_text()
         if path is not None
-        else resources.files("mlpoc").joinpath("prices.json").read_text()
+        else resources.files("mlpoc.cost").joinpath("prices.json").read_text()
     )
     table: dict[str, Any] = json.loads(text)
     return table
@@ -81,7 +81,7 @@ def region_prices(table: Mapping[str, Any], region: str) -> dict[str, Any]:
     if region not in table["regions"]:
         known = ", ".join(sorted(table["regions"]))
         raise CostError(
-            f"no prices for region {region} in mlpoc/prices.json (it has {known}); add the "
+            f"no prices for region {region} in mlpoc/cost/prices.json (it has {known}); add the "
             "region's figures from the pages its 'sources' list, or pass --region"
         )
     prices: dict[str, Any] = table["regions"][region]

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from mlpoc.assembly import Assembly, references
+from mlpoc.aws.cloud_assembly import Assembly, references
 from mlpoc.cost.lines import FREE, PRICED, USAGE_ONLY, Line, template_options, usd
 
 

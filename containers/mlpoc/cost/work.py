@@ -9,10 +9,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mlpoc.assembly import Assembly
+from mlpoc.aws.cloud_assembly import Assembly
 from mlpoc.cost.lines import PREDICTIONS, TRAIN_JOBS, Line, usd
 from mlpoc.errors import CostError
-from mlpoc.schedules import RATE, UNIT_SECONDS
+from mlpoc.runtime.schedules import RATE, UNIT_SECONDS
 
 
 @dataclass(frozen=True)
@@ -234,7 +234,8 @@ def per_monitor(assembly: Assembly, p: Mapping[str, Any], a: Mapping[str, Any]) 
 
 
 def per_lookups(assembly: Assembly, p: Mapping[str, Any], a: Mapping[str, Any]) -> list[Line]:
-    """Features by key (:mod:`mlpoc.features`): the reads of one million realtime predictions
+    """Features by key (:mod:`mlpoc.data.feature_sets`): the reads of one million realtime
+    predictions
     by key (one BatchGetItem each, eventually consistent: half a read unit per item up to
     4 KB), and a month of one feature set of ``feature_entities`` entities published
     ``feature_publishes_per_month`` times (a write unit per item up to 1 KB, and one more when a

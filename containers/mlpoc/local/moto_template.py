@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlpoc.assembly import references
+from mlpoc.aws.cloud_assembly import references
 
 # Never created locally: CDK's custom resources run Lambda code from the bootstrap bucket.
 ALWAYS_LEFT_OUT = ("AWS::CDK::Metadata", "AWS::Lambda::Function")

@@ -28,10 +28,10 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import IO, Any
 
-from mlpoc.assembly import Assembly
+from mlpoc.aws.cloud_assembly import Assembly
 from mlpoc.errors import LocalError
 from mlpoc.local import motopatch, sqs_lambda
-from mlpoc.local import schedules as local_schedules
+from mlpoc.local import scheduler as local_schedules
 from mlpoc.local.deploy import LocalDeployer, create_alerts_topic
 from mlpoc.local.iam import LocalIdentities, NoRole
 from mlpoc.local.motoserver import EmbeddedMoto
@@ -44,7 +44,7 @@ from mlpoc.local.processes import (
     processes,
 )
 from mlpoc.local.safety import FAKE, REGION, Credentials, check_env, local_env, local_session
-from mlpoc.local.schedules import LocalSchedule, LocalScheduler
+from mlpoc.local.scheduler import LocalSchedule, LocalScheduler
 from mlpoc.local.state import STATE_FILE, LocalState, ProcessState, pid_alive
 from mlpoc.local.synth import project_dir, synthesize
 

@@ -2,7 +2,7 @@
 
 A plugin is one function that trains on a table and returns the model as ONNX::
 
-    from mlpoc.plugins import ExportedModel, TrainingData, trainer
+    from mlpoc.plugins import CATEGORY, ExportedModel, PluginError, TrainingData, trainer
 
     @trainer("lightgbm", libraries=("lightgbm", "onnxmltools"))
     def train_lightgbm(data: TrainingData, params):
@@ -43,9 +43,22 @@ from typing import Any
 import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 
-from mlpoc.datasets import TrainingSet
+from mlpoc.data.datasets import TrainingSet
 from mlpoc.errors import PluginError
-from mlpoc.schema import NUMBER, Schema
+from mlpoc.schema import CATEGORY, CLASSIFICATION, NUMBER, REGRESSION, Layout, Schema
+
+# everything a plugin (and its test, with mlpoc.plugins.check) imports: one module to learn
+__all__ = [
+    "CATEGORY",
+    "CLASSIFICATION",
+    "NUMBER",
+    "REGRESSION",
+    "ExportedModel",
+    "Layout",
+    "PluginError",
+    "TrainingData",
+    "trainer",
+]
 
 BUILTIN_MODULES = ("mlpoc.plugins.sklearn",)
 ENTRY_POINT_GROUP = "mlpoc.plugins"

@@ -18,12 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from mlpoc import datasets, plugins
+from mlpoc import plugins
+from mlpoc.data import datasets, digits
 from mlpoc.errors import ArtifactError, PluginError
-from mlpoc.inference import OnnxModel
-from mlpoc.registry import ModelVersion
+from mlpoc.models.inference import OnnxModel
+from mlpoc.models.registry import ModelVersion
 from mlpoc.schema import CATEGORY, REGRESSION, Layout
-from mlpoc.worker.train import score, split
+from mlpoc.worker.held_out import split
+from mlpoc.worker.promotion import score
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{1,30}$")
 UNSEEN = "\x00never seen in training"
@@ -160,8 +162,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
-from mlpoc.plugins import ExportedModel, TrainingData, trainer
-from mlpoc.schema import CATEGORY, NUMBER, REGRESSION
+from mlpoc.plugins import CATEGORY, NUMBER, REGRESSION, ExportedModel, TrainingData, trainer
 
 
 @trainer("{name}", libraries=("scikit-learn", "skl2onnx"))
@@ -191,23 +192,28 @@ both tasks (the check `mlpoc plugin check {name}` runs)."""
 
 from __future__ import annotations
 
-from mlpoc import samples
-from mlpoc.plugins.check import check
-from mlpoc.schema import Layout
+from mlpoc.plugins import Layout
+from mlpoc.plugins.check import check, sample_table
 
 
 def test_{name}_classifies_a_table_with_categories_and_blanks() -> None:
-    text = samples.check_csv("classification")
+    text = sample_table("classification")
     report = check("{name}", text, "sample.csv", layout=Layout(id="id"))
     assert report.metrics["accuracy"] > 0.8
     assert "ink" in report.inputs  # the category column is an input of its own
 
 
 def test_{name}_regresses() -> None:
-    text = samples.check_csv("regression")
+    text = sample_table("regression")
     report = check("{name}", text, "sample.csv", layout=Layout(id="id", task="regression"))
     assert report.metrics["r2"] > 0.5
 '''
+
+
+def sample_table(task: str = "classification") -> str:
+    """The small mixed table ``mlpoc plugin check`` trains on (numbers, a category, blanks, an
+    id), as CSV text: for a plugin's own test."""
+    return digits.check_csv(task)
 
 
 def scaffold(name: str, root: Path) -> list[Path]:

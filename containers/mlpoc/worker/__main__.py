@@ -22,7 +22,7 @@ ROLES = ("train", "predict", "gpu")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 if TYPE_CHECKING:
-    from mlpoc.settings import Role
+    from mlpoc.runtime.environment import Role
 
 
 class StopSignals:
@@ -68,10 +68,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(name: str, signals: StopSignals) -> int:
     # the heavy imports (boto3, numpy; scikit-learn and ONNX with the handlers), after the
     # signal handlers are in place
-    from mlpoc import logs, plugins  # noqa: PLC0415
-    from mlpoc.aws import Clients  # noqa: PLC0415
+    from mlpoc import plugins  # noqa: PLC0415
+    from mlpoc.aws import logs  # noqa: PLC0415
+    from mlpoc.aws.clients import Clients  # noqa: PLC0415
     from mlpoc.errors import PluginError, SettingsError  # noqa: PLC0415
-    from mlpoc.settings import Settings  # noqa: PLC0415
+    from mlpoc.runtime.environment import Settings  # noqa: PLC0415
     from mlpoc.worker.context import Handler  # noqa: PLC0415
     from mlpoc.worker.loop import Worker  # noqa: PLC0415
     from mlpoc.worker.predict import PredictHandler  # noqa: PLC0415

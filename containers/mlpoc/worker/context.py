@@ -1,6 +1,6 @@
 """What a job's handler sees of the worker loop: the job, its ledger record, the clients, and
 the two ways to finish it: :meth:`JobContext.commit`, or :meth:`JobContext.split` into shard
-jobs that finish it (:mod:`mlpoc.shards`)."""
+jobs that finish it (:mod:`mlpoc.data.shards`)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,15 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from mlpoc import dynamo
-from mlpoc.aws import Clients
-from mlpoc.contracts import Job, parse_job, queue_for, queue_of
+from mlpoc.aws import dynamo
+from mlpoc.aws.clients import Clients
+from mlpoc.aws.log_events import Event
+from mlpoc.data.shards import shard_job_id
 from mlpoc.errors import CommitConflict, LeaseLost
-from mlpoc.events import Event
-from mlpoc.ledger import Ledger, Status, followup_message, is_split
-from mlpoc.settings import Settings
-from mlpoc.shards import shard_job_id
+from mlpoc.runtime.contract import Job, parse_job, queue_for, queue_of
+from mlpoc.runtime.environment import Settings
+from mlpoc.runtime.job_records import Status, followup_message, is_split
+from mlpoc.runtime.ledger import Ledger
 
 log = logging.getLogger("mlpoc.worker")
 

@@ -8,7 +8,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from mlpoc.events import Event
+from mlpoc.aws.log_events import Event
 
 log = logging.getLogger("mlpoc.worker")
 

@@ -25,13 +25,14 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from mlpoc import backoff, logs
-from mlpoc.aws import Clients
-from mlpoc.contracts import Job, misrouted, parse_job
+from mlpoc.aws import logs
+from mlpoc.aws.clients import Clients
+from mlpoc.aws.log_events import Event
 from mlpoc.errors import JobRejected
-from mlpoc.events import Event
-from mlpoc.ledger import ClaimOutcome, Ledger
-from mlpoc.settings import Settings
+from mlpoc.runtime import backoff
+from mlpoc.runtime.contract import Job, misrouted, parse_job
+from mlpoc.runtime.environment import Settings
+from mlpoc.runtime.ledger import ClaimOutcome, Ledger
 from mlpoc.worker.context import Handler, JobContext, resend_followups, send_followups
 from mlpoc.worker.decide import Outcome, decide
 from mlpoc.worker.heartbeat import Heartbeat

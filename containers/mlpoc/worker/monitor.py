@@ -1,5 +1,5 @@
 """The monitor job: are a model's recent inputs still like its training data, and do the
-corrections people make agree with its held-out score (:mod:`mlpoc.monitoring`).
+corrections people make agree with its held-out score (:mod:`mlpoc.quality.monitoring`).
 
 It runs on the predict workers (the predict queue). Its ``dataset`` says what "recent" is:
 
@@ -26,13 +26,16 @@ from typing import Any
 
 import numpy as np
 
-from mlpoc import datasets, layout, monitoring, runs, sampling
-from mlpoc.annotations import corrections
-from mlpoc.contracts import S3Uri
+from mlpoc.aws import bucket_layout
+from mlpoc.aws.log_events import MONITOR_SOURCE
+from mlpoc.data import datasets
+from mlpoc.data.corrections import corrections
 from mlpoc.errors import DatasetError, JobFailed
-from mlpoc.events import MONITOR_SOURCE
-from mlpoc.inference import ModelCache
-from mlpoc.registry import ModelVersion, Registry
+from mlpoc.models import runs
+from mlpoc.models.inference import ModelCache
+from mlpoc.models.registry import ModelVersion, Registry
+from mlpoc.quality import input_samples, monitoring
+from mlpoc.runtime.contract import S3Uri
 from mlpoc.worker.context import JobContext
 
 log = logging.getLogger("mlpoc.worker")
@@ -91,7 +94,7 @@ class MonitorHandler:
         registry = Registry(clients.dynamodb, settings.models_table)
         now = time.time()
         hours = _window_hours(job.params)
-        if job.dataset.key == layout.sample_folder(job.model):
+        if job.dataset.key == bucket_layout.sample_folder(job.model):
             recent = self._samples(ctx, registry, since=now - hours * 3600)
             window: dict[str, Any] = {"hours": hours, "since": round(now - hours * 3600, 3)}
         else:
@@ -116,9 +119,9 @@ class MonitorHandler:
             "realized": realized,
             "alerts": said,
         }
-        key = layout.report_key(job.model, sampling.stamp(now), job.job_id)
+        key = bucket_layout.report_key(job.model, input_samples.stamp(now), job.job_id)
         body = json.dumps(report, separators=(",", ":")).encode()
-        for target in (key, layout.latest_report_key(job.model)):
+        for target in (key, bucket_layout.latest_report_key(job.model)):
             clients.s3.put_object(
                 Bucket=settings.model_bucket, Key=target, Body=body, ContentType="application/json"
             )
@@ -136,7 +139,7 @@ class MonitorHandler:
 
     def _samples(self, ctx: JobContext, registry: Registry, *, since: float) -> dict[int, Recent]:
         job, clients = ctx.job, ctx.clients
-        folder = S3Uri(ctx.settings.data_bucket, layout.sample_folder(job.model))
+        folder = S3Uri(ctx.settings.data_bucket, bucket_layout.sample_folder(job.model))
         listed = datasets.listed_csvs(clients.s3, folder)
         objects = [o for o in listed if o["LastModified"].timestamp() >= since]
         objects.sort(key=lambda o: o["LastModified"], reverse=True)

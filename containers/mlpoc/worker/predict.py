@@ -2,7 +2,7 @@
 
 A dataset over ``shard_bytes`` (``params.shard_bytes`` or ``MLPOC_SHARD_BYTES``), or a prefix of
 CSVs, is not run here: it is split into shard jobs pinned to the resolved version, which any
-predict worker runs (:mod:`mlpoc.shards`).
+predict worker runs (:mod:`mlpoc.data.shards`).
 
 Each row becomes one item of the predictions table ``{model, item_id, version, label,
 confidence, job_id, ...}``; rows below the review threshold (``params.review_threshold``, else
@@ -10,7 +10,8 @@ the version's own, else ``MLPOC_REVIEW_THRESHOLD``: :mod:`mlpoc.worker.threshold
 ``review`` and their features, which puts them in the annotation queue. Writes are idempotent
 puts in BatchWriteItem calls of 25.
 
-A version trained with a feature set (:mod:`mlpoc.features`) takes rows by key: the CSV holds
+A version trained with a feature set (:mod:`mlpoc.data.feature_sets`) takes rows by key: the CSV
+holds
 the key column (and any inline features), and the snapshot of the feature set version the
 model reads is joined to it. Rows whose key that version lacks are not predicted; the result
 counts them (``unknown_keys``) and names a few.
@@ -25,12 +26,13 @@ from typing import Any
 
 import numpy as np
 
-from mlpoc import datasets, features, sampling, shards
-from mlpoc.aws import Clients
-from mlpoc.dynamo import BatchWriter
-from mlpoc.inference import ModelCache
-from mlpoc.registry import ModelVersion, Registry
-from mlpoc.settings import Settings
+from mlpoc.aws.clients import Clients
+from mlpoc.aws.dynamo import BatchWriter
+from mlpoc.data import datasets, feature_binding, feature_sets, feature_snapshots, shards
+from mlpoc.models.inference import ModelCache
+from mlpoc.models.registry import ModelVersion, Registry
+from mlpoc.quality import input_samples
+from mlpoc.runtime.environment import Settings
 from mlpoc.worker.context import JobContext
 from mlpoc.worker.monitor import MonitorHandler
 from mlpoc.worker.thresholds import review_threshold
@@ -61,23 +63,23 @@ class PredictHandler:
     def __init__(self, settings: Settings, clients: Clients) -> None:
         self.cache = ModelCache(clients.s3, settings.model_bucket)
         self.monitor = MonitorHandler(self.cache)
-        self.snapshots: dict[tuple[str, int], features.Snapshot] = {}  # immutable: kept
+        self.snapshots: dict[tuple[str, int], feature_snapshots.Snapshot] = {}  # immutable: kept
 
     def _rows(
         self, ctx: JobContext, version: ModelVersion, text: str, where: str
     ) -> tuple[datasets.PredictionSet, dict[str, Any]]:
         """The rows to predict: ``text``, joined with the feature set version the model reads
         when it reads one (and what the join did, for the result)."""
-        sets = features.FeatureSets(ctx.clients.dynamodb, ctx.settings.models_table)
-        bound = features.binding(sets, version)
+        sets = feature_sets.FeatureSets(ctx.clients.dynamodb, ctx.settings.models_table)
+        bound = feature_binding.binding(sets, version)
         if bound is None:
             return datasets.parse_prediction(text, where, version.schema), {}
         cached = (bound.name, bound.version)
         if cached not in self.snapshots:
-            self.snapshots[cached] = features.Snapshot.read(
+            self.snapshots[cached] = feature_snapshots.Snapshot.read(
                 ctx.clients.s3, sets.get(bound.name, bound.version)
             )
-        joined = features.join(text, where, self.snapshots[cached], keep_key=True)
+        joined = feature_snapshots.join(text, where, self.snapshots[cached], keep_key=True)
         return (
             datasets.parse_prediction(joined.text, where, version.schema),
             {"features": {**bound.to_json(), **joined.summary()}},
@@ -138,7 +140,7 @@ class PredictHandler:
                             item["features"] = _feature_list(rows, offset)
                 writer.put(settings.predictions_table, item)
         writer.flush()
-        sampling.keep_job_rows(
+        input_samples.keep_job_rows(
             clients.s3,
             settings.data_bucket,
             version,

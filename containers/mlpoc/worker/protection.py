@@ -14,7 +14,7 @@ import time
 import urllib.error
 import urllib.request
 
-from mlpoc.events import Event
+from mlpoc.aws.log_events import Event
 
 log = logging.getLogger("mlpoc.worker")
 

@@ -1,5 +1,5 @@
 """The features job: publish a file or a folder as a new version of a feature set
-(:mod:`mlpoc.features`). It runs on the train workers, the feature store's writers.
+(:mod:`mlpoc.data.feature_sets`). It runs on the train workers, the feature store's writers.
 
 The job's ``model`` is the feature set's name and ``dataset`` a CSV or a folder of CSVs with
 the same columns. ``params`` (all optional): ``key``, the entity key column (required for a
@@ -17,13 +17,13 @@ import logging
 import time
 from typing import Any
 
-from mlpoc import datasets, features
-from mlpoc.contracts import S3Uri
-from mlpoc.dynamo import BatchWriter
+from mlpoc.aws.dynamo import BatchWriter
+from mlpoc.data import datasets, feature_expiry, feature_sets, feature_snapshots
 from mlpoc.errors import JobFailed
-from mlpoc.registry import Registry
+from mlpoc.models.registry import Registry
+from mlpoc.runtime.contract import S3Uri
+from mlpoc.runtime.environment import MAX_DATASET_BYTES
 from mlpoc.schema import Column
-from mlpoc.settings import MAX_DATASET_BYTES
 from mlpoc.worker.context import JobContext
 
 log = logging.getLogger("mlpoc.worker")
@@ -47,7 +47,7 @@ def _texts(ctx: JobContext) -> list[tuple[str, str]]:
     return [(str(u), datasets.fetch(s3, u)) for u in uris]
 
 
-def _options(params: dict[str, Any], inherited: str | None) -> tuple[str, list[str], str, float]:
+def job_options(params: dict[str, Any], inherited: str | None) -> tuple[str, list[str], str, float]:
     key = params.get("key", inherited)
     if key is None:
         raise JobFailed(
@@ -60,19 +60,21 @@ def _options(params: dict[str, Any], inherited: str | None) -> tuple[str, list[s
     if not isinstance(ignore, list) or not all(isinstance(c, str) and c for c in ignore):
         raise JobFailed(f"params.ignore_columns must be a list of column names; got {ignore!r}")
     promote = params.get("promote", "auto")
-    if promote not in features.PROMOTE:
-        raise JobFailed(f"params.promote must be one of {list(features.PROMOTE)}; got {promote!r}")
-    return key.strip(), ignore, promote, features.keep_days(params)
+    if promote not in feature_sets.PROMOTE:
+        raise JobFailed(
+            f"params.promote must be one of {list(feature_sets.PROMOTE)}; got {promote!r}"
+        )
+    return key.strip(), ignore, promote, feature_expiry.keep_days(params)
 
 
 def handle_features(ctx: JobContext) -> None:
     job, settings, clients = ctx.job, ctx.settings, ctx.clients
     name = job.model  # a valid name: the contract checked it
-    sets = features.FeatureSets(clients.dynamodb, settings.models_table)
+    sets = feature_sets.FeatureSets(clients.dynamodb, settings.models_table)
     pointer = sets.pointer(name)
     inherited = sets.get(name, pointer.promoted).key if pointer and pointer.promoted else None
-    key, ignore, promote_mode, days = _options(job.params, inherited)
-    table = features.parse_table(_texts(ctx), key, ignore)
+    key, ignore, promote_mode, days = job_options(job.params, inherited)
+    table = feature_snapshots.parse_table(_texts(ctx), key, ignore)
     ctx.check_lease()
 
     number = ctx.record.get("feature_version")  # kept across retries, like a model version's
@@ -81,17 +83,17 @@ def handle_features(ctx: JobContext) -> None:
         ctx.note(feature_version=number)
     number = int(number)
     snapshot = table.snapshot()
-    uri = features.snapshot_uri(settings.data_bucket, name, number)
+    uri = feature_sets.snapshot_uri(settings.data_bucket, name, number)
     clients.s3.put_object(Bucket=uri.bucket, Key=uri.key, Body=snapshot.encode())
     writer = BatchWriter(clients.dynamodb)
-    part = features.partition(name, number)
+    part = feature_sets.partition(name, number)
     for row, entity in enumerate(table.keys):
         if row % LEASE_CHECK_ROWS == 0:
             ctx.check_lease()
         writer.put(settings.features_table, {"set": part, "key": entity, "v": table.values(row)})
     writer.flush()
     now = time.time()
-    version = features.FeatureVersion(
+    version = feature_sets.FeatureVersion(
         name=name,
         version=number,
         key=key,
@@ -108,8 +110,11 @@ def handle_features(ctx: JobContext) -> None:
     )
     # what stays online: this version, the promoted one (and, once this one is promoted, the one
     # a rollback returns to), and what the models read
-    keep = {number, *features.needed(sets, Registry(clients.dynamodb, settings.models_table), name)}
-    expired = features.expire(
+    keep = {
+        number,
+        *feature_expiry.needed(sets, Registry(clients.dynamodb, settings.models_table), name),
+    }
+    expired = feature_expiry.expire(
         clients.dynamodb,
         settings.features_table,
         sets,
@@ -132,4 +137,4 @@ def handle_features(ctx: JobContext) -> None:
         **({"expiring": expired} if expired else {}),
     }
     ctx.commit(result, extra=extra)
-    log.info("features.published", extra={k: v for k, v in result.items() if k != "snapshot"})
+    log.info("feature_sets.published", extra={k: v for k, v in result.items() if k != "snapshot"})

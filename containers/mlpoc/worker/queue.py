@@ -13,8 +13,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from mlpoc.contracts import REASON_ATTRIBUTE
-from mlpoc.events import Event
+from mlpoc.aws.log_events import Event
+from mlpoc.runtime.contract import REASON_ATTRIBUTE
 
 log = logging.getLogger("mlpoc.worker")
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mlpoc.errors import JobFailed
-from mlpoc.registry import ModelVersion
+from mlpoc.models.registry import ModelVersion
 from mlpoc.schema import REGRESSION
 
 NO_REVIEW = (

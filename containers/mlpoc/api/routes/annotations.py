@@ -1,5 +1,5 @@
 """Annotations: the review queue, a person's correction, and the retrain it feeds
-(:mod:`mlpoc.annotations` does the work)."""
+(:mod:`mlpoc.data.corrections` does the work)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
-from mlpoc.annotations import Annotations
 from mlpoc.api.deps import Services, get_services, require_key
 from mlpoc.api.responses import errors
 from mlpoc.api.schemas import AnnotationRequest, list_size
+from mlpoc.data.corrections import Annotations
 
 router = APIRouter(
     prefix="/v1/annotations",

@@ -7,12 +7,12 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from mlpoc import features
 from mlpoc.api.deps import RegistryDep, ServerDep, require_key
 from mlpoc.api.responses import errors
 from mlpoc.api.schemas import PromoteRequest
+from mlpoc.data import feature_sets
 from mlpoc.errors import ApiError, PointerMoved, RegistryError
-from mlpoc.registry import Pointer
+from mlpoc.models.registry import Pointer
 
 router = APIRouter(
     prefix="/v1/features",
@@ -22,8 +22,8 @@ router = APIRouter(
 )
 
 
-def _sets(registry: RegistryDep) -> features.FeatureSets:
-    return features.FeatureSets(registry.dynamodb, registry.table)
+def _sets(registry: RegistryDep) -> feature_sets.FeatureSets:
+    return feature_sets.FeatureSets(registry.dynamodb, registry.table)
 
 
 def _pointer(name: str, pointer: Pointer) -> dict[str, Any]:

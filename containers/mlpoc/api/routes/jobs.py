@@ -8,12 +8,12 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from mlpoc import jobs
 from mlpoc.api.deps import ClientsDep, LedgerDep, NudgeDep, SettingsDep, require_key
 from mlpoc.api.responses import errors
 from mlpoc.api.schemas import JobRequest, list_size
-from mlpoc.contracts import parse_job
 from mlpoc.errors import ApiError, JobRejected
+from mlpoc.runtime import submission
+from mlpoc.runtime.contract import parse_job
 
 router = APIRouter(
     prefix="/v1/jobs", tags=["jobs"], dependencies=[Depends(require_key)], responses=errors(401)
@@ -39,7 +39,7 @@ def submit_job(
         )
     except JobRejected as rejected:
         raise ApiError(422, "invalid_job", rejected.reason) from None
-    jobs.enqueue(ledger, clients.sqs, runtime, job, source="api", nudge=nudge)
+    submission.enqueue(ledger, clients.sqs, runtime, job, source="api", nudge=nudge)
     return {"job_id": job.job_id, "status": "QUEUED"}
 
 

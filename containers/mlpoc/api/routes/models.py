@@ -6,13 +6,13 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from mlpoc import features
 from mlpoc.api.deps import RegistryDep, ServerDep, require_key
 from mlpoc.api.responses import errors
 from mlpoc.api.schemas import PromoteRequest
 from mlpoc.api.serving import ModelServer
+from mlpoc.data import feature_binding, feature_sets
 from mlpoc.errors import ApiError, PointerMoved, RegistryError
-from mlpoc.registry import Registry
+from mlpoc.models.registry import Registry
 
 router = APIRouter(
     prefix="/v1/models", tags=["models"], dependencies=[Depends(require_key)], responses=errors(401)
@@ -62,7 +62,7 @@ def get_model(name: str, registry: RegistryDep, server: ServerDep) -> dict[str, 
     }
 
 
-def _reads(name: str, registry: Registry, server: ModelServer) -> features.Binding | None:
+def _reads(name: str, registry: Registry, server: ModelServer) -> feature_binding.Binding | None:
     """The feature set version the model's requests by key read: the served one's, or (not
     loaded yet) the one its promoted version would read."""
     held = server.held(name)
@@ -71,9 +71,9 @@ def _reads(name: str, registry: Registry, server: ModelServer) -> features.Bindi
     pointer = registry.pointer(name)
     if pointer is None or pointer.promoted is None:
         return None
-    sets = features.FeatureSets(registry.dynamodb, registry.table)
+    sets = feature_sets.FeatureSets(registry.dynamodb, registry.table)
     try:
-        return features.binding(sets, registry.get(name, pointer.promoted))
+        return feature_binding.binding(sets, registry.get(name, pointer.promoted))
     except RegistryError:
         return None
 

@@ -9,7 +9,6 @@ import numpy as np
 from fastapi import APIRouter, Depends
 from fastapi.concurrency import run_in_threadpool
 
-from mlpoc import dynamo
 from mlpoc.api.deps import (
     ClientsDep,
     LookupsDep,
@@ -21,9 +20,10 @@ from mlpoc.api.deps import (
 from mlpoc.api.lookups import Lookups
 from mlpoc.api.responses import errors
 from mlpoc.api.schemas import PredictRequest
+from mlpoc.aws import dynamo
+from mlpoc.data.feature_binding import Binding
 from mlpoc.errors import ApiError, RegistryError, TransientError
-from mlpoc.features import Binding
-from mlpoc.inference import OnnxModel, Predictions
+from mlpoc.models.inference import OnnxModel, Predictions
 from mlpoc.schema import CATEGORY, is_missing, number
 
 router = APIRouter(tags=["predictions"], dependencies=[Depends(require_key)], responses=errors(401))

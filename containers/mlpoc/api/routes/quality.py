@@ -9,14 +9,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from mlpoc import charts, layout, monitoring, runs
-from mlpoc.annotations import corrections
 from mlpoc.api.deps import ClientsDep, RegistryDep, SettingsDep, require_key
 from mlpoc.api.responses import errors
 from mlpoc.api.settings import ApiSettings
-from mlpoc.aws import Clients
+from mlpoc.aws import bucket_layout
+from mlpoc.aws.clients import Clients
+from mlpoc.data.corrections import corrections
 from mlpoc.errors import ApiError
-from mlpoc.registry import ModelVersion, Registry
+from mlpoc.models import runs
+from mlpoc.models.registry import ModelVersion, Registry
+from mlpoc.quality import charts, monitoring
 
 router = APIRouter(
     prefix="/v1/models", tags=["models"], dependencies=[Depends(require_key)], responses=errors(401)
@@ -34,7 +36,9 @@ def _versions(registry: Registry, name: str) -> list[ModelVersion]:
 
 
 def latest_report(clients: Clients, settings: ApiSettings, name: str) -> dict[str, Any] | None:
-    return runs.read_json(clients.s3, settings.runtime.model_bucket, layout.latest_report_key(name))
+    return runs.read_json(
+        clients.s3, settings.runtime.model_bucket, bucket_layout.latest_report_key(name)
+    )
 
 
 def _realized(

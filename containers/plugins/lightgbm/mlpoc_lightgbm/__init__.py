@@ -29,9 +29,15 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
-from mlpoc.errors import PluginError
-from mlpoc.plugins import ExportedModel, TrainingData, trainer
-from mlpoc.schema import CATEGORY, NUMBER, REGRESSION
+from mlpoc.plugins import (
+    CATEGORY,
+    NUMBER,
+    REGRESSION,
+    ExportedModel,
+    PluginError,
+    TrainingData,
+    trainer,
+)
 
 TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
 

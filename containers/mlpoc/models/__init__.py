@@ -1,0 +1,2 @@
+"""Models: the registry, run records, held-out metrics, artifacts and serving a version with
+onnxruntime."""
