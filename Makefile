@@ -11,7 +11,7 @@ PY_SOURCES := app.py stacks lambdas containers tests benchmarks
 # jsii (aws-cdk-lib's runtime) warns on every run that Node 20 is past end-of-life; this machine has 20.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help demo local install checkov browser lint typecheck synth images container-stage test test-fast bench deploy destroy deploy-share destroy-share clean
+.PHONY: help demo local install checkov browser lint typecheck synth images container-stage test test-fast mutate bench deploy destroy deploy-share destroy-share clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -110,6 +110,9 @@ test: lint typecheck synth $(CHECKOV) $(BROWSER) $(NGINX) container-stage ## eve
 
 test-fast: $(INSTALLED) ## the unit tests only (no subprocesses, no large backlogs)
 	$(PY) -m pytest $(PYTEST_PARALLEL) -m "not integration and not perf"
+
+mutate: $(INSTALLED) ## mutation testing of the core modules against their unit tests (slow; MODULES="mlpoc/schema.py ..." for some)
+	.ci/mutate $(MODULES)
 
 bench: $(INSTALLED) ## worker throughput, inference and API latency (direct, through the bundle's nginx), demo time, sharding
 	$(PY) benchmarks/worker_throughput.py
