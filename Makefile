@@ -108,8 +108,8 @@ test: lint typecheck synth $(CHECKOV) $(BROWSER) $(NGINX) container-stage ## eve
 	$(PY) -m pytest $(PYTEST_PARALLEL) --cov --cov-report=term --cov-report=xml:test-artifacts/coverage.xml --durations=15
 	@.ci/stages end pytest
 
-test-fast: $(INSTALLED) ## the unit tests only (no subprocesses, no large backlogs)
-	$(PY) -m pytest $(PYTEST_PARALLEL) -m "not integration and not perf"
+test-fast: $(INSTALLED) ## the unit tests only, for the inner loop: no moto server, stack, synthesis, subprocess or backlog
+	$(PY) -m pytest $(PYTEST_PARALLEL) -m "not integration and not perf and not containers and not stack"
 
 mutate: $(INSTALLED) ## mutation testing of the core modules against their unit tests (slow; MODULES="mlpoc/schema.py ..." for some)
 	.ci/mutate $(MODULES)

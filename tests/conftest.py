@@ -33,9 +33,22 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
 
 
+# what makes a test more than a unit test: a moto server, a stack built in moto (in process or
+# not), a synthesized app, a local stack. A test that uses one is marked `stack`, which
+# `make test-fast` leaves out.
+STACK_FIXTURES = frozenset(
+    {"moto_endpoint", "stack", "enforced", "poc", "retain", "linked", "share", "local_assembly"}
+    | {"configuration", "synth"}  # test_checkov's and test_cdk_compliance's synthesized apps
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The files with subprocesses and backlogs first: `make test` hands whole files to its two
-    runners (pytest-xdist, --dist loadfile), and the long ones must not be the last handed out."""
+    """Marks the tests that use a stack (above); then puts the files with subprocesses and
+    backlogs first: `make test` hands whole files to its two runners (pytest-xdist, --dist
+    loadfile), and the long ones must not be the last handed out."""
+    for item in items:
+        if STACK_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.stack)
     slow = ("integration", "perf")
     items.sort(key=lambda item: not any(item.get_closest_marker(m) for m in slow))
 

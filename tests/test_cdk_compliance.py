@@ -52,6 +52,7 @@ def test_every_acknowledgment_is_narrow_and_explained(synth: Synthesized | Share
             assert len(reason) >= 60, f"{rule} at {path}: give a reviewer a real reason"
 
 
+@pytest.mark.stack  # synthesizes an app of its own
 def test_a_new_finding_fails_synthesis(tmp_path: Path) -> None:
     # GIVEN the app plus one queue that breaks the rules (no encryption, no DLQ, plain HTTP)
     app, stacks = make_app(tmp_path)

@@ -101,6 +101,7 @@ def test_each_reviewed_check_names_a_test_here() -> None:
         assert f"def {test}(" in source, f"{check}: no test {test}"
 
 
+@pytest.mark.stack  # synthesizes an app of its own
 def test_a_new_failure_fails_and_a_skip_needs_the_metadata(tmp_path: Path) -> None:
     # GIVEN a table without point-in-time recovery, once bare and once with a checkov skip
     table = {"Type": "AWS::DynamoDB::Table", "Properties": {

@@ -51,6 +51,7 @@ SHARED_MODULES = (
     "runtime/backoff.py",
     "runtime/contract.py",
     "runtime/environment.py",
+    "runtime/job_records.py",
     "runtime/ledger.py",
     "runtime/scaling.py",
 )
