@@ -214,8 +214,11 @@ def parse_share(name: str, value: Any) -> Share:
         _account(f"{name}.ml_account", ml_account)
     prefix = value.get("prefix", "cleansed/")
     results = value.get("results_prefix") or None
+    # the prefix is required (it is what the share hands over); results_prefix is optional
     for key, given in (("prefix", prefix), ("results_prefix", results)):
-        if given is not None and (not isinstance(given, str) or not PREFIX_PATTERN.match(given)):
+        if (given is not None or key == "prefix") and (
+            not isinstance(given, str) or not PREFIX_PATTERN.match(given)
+        ):
             raise ConfigError(
                 f"{name}.{key} must be a folder ending in / (such as 'cleansed/'); got {given!r}"
             )

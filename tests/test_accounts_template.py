@@ -68,6 +68,7 @@ def worker_arns() -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+@pytest.mark.integration  # synthesizes the app (CDK runs node)
 def test_share_bucket_lets_only_the_ml_workers_read_the_prefix_over_tls(share: SharedApp) -> None:
     bucket = share.stack.get_logical_id(share.stack.bucket.node.default_child)  # type: ignore[arg-type]
     (exchange,) = [
@@ -99,6 +100,7 @@ def test_share_bucket_lets_only_the_ml_workers_read_the_prefix_over_tls(share: S
         assert principal_account(found[sid]) == ML
 
 
+@pytest.mark.integration  # synthesizes the app (CDK runs node)
 def test_share_key_decrypts_for_the_ml_workers_only_through_s3(share: SharedApp) -> None:
     (key,) = of_type(share.json, "AWS::KMS::Key").values()
     found = statements(key["Properties"]["KeyPolicy"])
@@ -112,6 +114,7 @@ def test_share_key_decrypts_for_the_ml_workers_only_through_s3(share: SharedApp)
     assert key["Properties"]["EnableKeyRotation"] is True
 
 
+@pytest.mark.integration  # synthesizes the app (CDK runs node)
 def test_share_outputs_are_what_the_ml_side_pastes(share: SharedApp) -> None:
     outputs = share.json["Outputs"]
     assert {"ExchangeBucketName", "ExchangeKeyArn", "SharedPrefix", "MlpocSource"} <= set(outputs)
@@ -119,6 +122,7 @@ def test_share_outputs_are_what_the_ml_side_pastes(share: SharedApp) -> None:
     assert parts[0] == '{"bucket":"' and '"prefix":"cleansed/"' in parts[2]
 
 
+@pytest.mark.integration  # synthesizes the app (CDK runs node)
 def test_a_share_stack_without_results_writes_nothing(tmp_path: Path) -> None:
     bare = share_app(tmp_path, ML)
     text = json.dumps(bare.json)
@@ -127,6 +131,7 @@ def test_a_share_stack_without_results_writes_nothing(tmp_path: Path) -> None:
 
 
 # -- the ML stacks: sources, readers, schedules -------------------------------------------------
+@pytest.mark.integration  # synthesizes the app (CDK runs node)
 def test_workers_read_exactly_the_source_prefix_and_decrypt_through_s3(linked: Synthesized) -> None:
     for role in ("WorkersTrainTaskRole", "WorkersPredictTaskRole"):
         policy = role_policies(linked.service_json, role)
@@ -143,6 +148,7 @@ def test_workers_read_exactly_the_source_prefix_and_decrypt_through_s3(linked: S
     assert "biz-exchange" not in json.dumps(api)
 
 
+@pytest.mark.integration  # synthesizes the app (CDK runs node)
 def test_worker_roles_have_the_names_the_share_stack_grants(linked: Synthesized) -> None:
     names = {
         v["Properties"].get("RoleName")
@@ -151,6 +157,7 @@ def test_worker_roles_have_the_names_the_share_stack_grants(linked: Synthesized)
     assert {"mlpoc-train-worker", "mlpoc-predict-worker"} <= names
 
 
+@pytest.mark.integration  # synthesizes the app (CDK runs node)
 def test_workers_are_told_the_sources(linked: Synthesized) -> None:
     for task in of_type(linked.service_json, "AWS::ECS::TaskDefinition").values():
         env = {
@@ -161,6 +168,7 @@ def test_workers_are_told_the_sources(linked: Synthesized) -> None:
     assert linked.data_json["Outputs"]["SourcePrefixes"]["Value"] == "s3://biz-exchange/cleansed/"
 
 
+@pytest.mark.integration  # synthesizes the app (CDK runs node)
 def test_predictions_table_is_readable_by_the_reader_accounts_only(linked: Synthesized) -> None:
     props = linked.data_json["Resources"]["PredictionsTable"]["Properties"]
     (statement,) = props["ResourcePolicy"]["PolicyDocument"]["Statement"]
@@ -176,6 +184,7 @@ def test_predictions_table_is_readable_by_the_reader_accounts_only(linked: Synth
     assert decrypt["Condition"]["StringEquals"]["kms:ViaService"]["Fn::Join"][1][0] == "dynamodb."
 
 
+@pytest.mark.integration  # synthesizes the app (CDK runs node)
 def test_without_readers_no_table_has_a_resource_policy(poc: Synthesized) -> None:
     for table in of_type(poc.data_json, "AWS::DynamoDB::Table").values():
         assert "ResourcePolicy" not in table["Properties"]
@@ -185,6 +194,7 @@ def test_without_readers_no_table_has_a_resource_policy(poc: Synthesized) -> Non
     assert only.startswith("SchedulesMonitordigits")
 
 
+@pytest.mark.integration  # synthesizes the app (CDK runs node)
 def test_each_schedule_sends_its_train_job_to_the_train_queue(linked: Synthesized) -> None:
     schedules = of_type(linked.service_json, "AWS::Scheduler::Schedule")
     by_model = {}
@@ -215,6 +225,7 @@ def test_each_schedule_sends_its_train_job_to_the_train_queue(linked: Synthesize
     assert churn["params"]["promote"] == "never"
 
 
+@pytest.mark.integration  # synthesizes the app (CDK runs node)
 def test_the_schedules_role_may_only_send_to_the_train_queue_and_its_dead_letters(
     linked: Synthesized,
 ) -> None:
@@ -238,6 +249,7 @@ def test_the_schedules_role_may_only_send_to_the_train_queue_and_its_dead_letter
     assert linked.service_json["Outputs"]["ScheduleNames"]
 
 
+@pytest.mark.integration  # synthesizes the app (CDK runs node)
 def test_a_run_that_cannot_be_sent_goes_to_an_encrypted_alarmed_dead_letter_queue(
     linked: Synthesized,
 ) -> None:
@@ -330,6 +342,7 @@ def test_bad_knobs_say_what_is_wrong(overrides: dict[str, Any], message: str) ->
     assert message in str(raised.value)
 
 
+@pytest.mark.integration  # synthesizes the app (CDK runs node)
 def test_the_cost_report_says_what_crosses_accounts_and_who_pays(
     linked: Synthesized, poc: Synthesized
 ) -> None:

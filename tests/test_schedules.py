@@ -277,3 +277,226 @@ def test_on_aws_the_cli_reads_the_schedules_from_eventbridge_scheduler() -> None
         assert json.loads(message["Body"])["dataset"] == folder
         with pytest.raises(TargetError, match="no schedule for model 'churn'; schedules: digits"):
             ops.run_schedule(dep, "churn")
+
+
+# -- expressions and local evaluation: the exact limits and refusals ----------------------------
+def refused(expression: Any, detail: str = "") -> str:
+    """The refusal expression_refusal gives, word for word."""
+    return f"{schedules.EXPRESSION_RULE}{detail}; got {expression!r}"
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["rate(999999 minutes)", "rate(2 hours)", "rate(1 hour)", "rate(10 days)",
+     "cron(0 3 1 * ? *)", "cron(0 3 ? * 1 *)", "cron(0,30 3 ? JAN-DEC SUN-SAT 1970-2199)"],
+)  # fmt: skip
+def test_the_limits_of_an_accepted_expression(expression: str) -> None:
+    assert schedules.expression_refusal(expression) is None
+
+
+@pytest.mark.parametrize(
+    ("expression", "detail"),
+    [
+        ("rate(1000000 minutes)", ""),  # six digits at most
+        ("rate(01 minute)", ""),  # no leading zero
+        ("rate(1 week)", ""),
+        ("rate(1 minute) ", ""),
+        ("cron(0 3 ? * MON)", ""),  # five fields
+        ("cron(0 3 ? * MON * *)", ""),  # seven
+        ("cron(0 3 ? * MON% *)", ""),
+        ("cron()", ""),
+        ("", ""),
+        (None, ""),
+        ("rate(1 hours)", " (1 takes a singular unit, more a plural)"),
+        ("rate(2 minute)", " (1 takes a singular unit, more a plural)"),
+        ("cron(0 3 ? * ? *)", " (exactly one of the two day fields is ?)"),
+        ("cron(0 3 1 * 1 *)", " (exactly one of the two day fields is ?)"),
+        ("cron(0 3 * ? * ?)", " (exactly one of the two day fields is ?)"),
+    ],
+)
+def test_a_refused_expression_is_told_the_rule_and_what_it_got(
+    expression: Any, detail: str
+) -> None:
+    assert schedules.expression_refusal(expression) == refused(expression, detail)
+
+
+def test_the_jobs_a_schedule_sends_are_exactly_these() -> None:
+    assert schedules.job_message("digits", "s3://d/datasets/digits/", "never") == {
+        "schema": 1,
+        "job_id": "schedule-digits-<aws.scheduler.scheduled-time>",
+        "type": "train",
+        "model": "digits",
+        "dataset": "s3://d/datasets/digits/",
+        "params": {"origin": "schedule", "promote": "never"},
+    }
+    assert schedules.monitor_message("digits", "s3://d/input-samples/digits/") == {
+        "schema": 1,
+        "job_id": "monitor-digits-<aws.scheduler.scheduled-time>",
+        "type": "monitor",
+        "model": "digits",
+        "dataset": "s3://d/input-samples/digits/",
+        "params": {"origin": "schedule"},
+    }
+
+
+def test_a_monitor_schedule_fires_a_valid_monitor_job() -> None:
+    template = json.dumps(schedules.monitor_message("digits", "s3://data/input-samples/digits/"))
+    job = parse_job(schedules.fire(template, now=at("2026-11-30 12:00")), data_bucket="data")
+    assert (job.job_id, job.type, job.params) == (
+        "monitor-digits-2026-11-30T12:00:00Z", "monitor", {"origin": "schedule"},
+    )  # fmt: skip
+
+
+def test_fire_replaces_every_context_attribute_the_way_the_scheduler_does() -> None:
+    template = " ".join(
+        [schedules.EXECUTION_ID, schedules.SCHEDULED_TIME, schedules.SCHEDULE_ARN,
+         schedules.ATTEMPT]
+    )  # fmt: skip
+    assert (
+        schedules.fire(template, execution_id="e1", arn="arn:s", now=at("2026-11-30 12:01"))
+        == "e1 2026-11-30T12:01:00Z arn:s 1"
+    )
+    # without an arn it is empty; without an execution id a random one, 8 bytes as hex
+    execution, stamp, *rest = schedules.fire(template, now=at("2026-11-30 12:01")).split(" ")
+    assert (stamp, rest) == ("2026-11-30T12:01:00Z", ["", "1"])
+    assert len(execution) == 16 and int(execution, 16) >= 0
+    assert schedules.fire(template, scheduled="manual-1").split(" ")[1:] == ["manual-1", "", "1"]
+
+
+def test_fire_without_a_time_stamps_the_clocks() -> None:
+    before = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    stamp = schedules.fire(schedules.SCHEDULED_TIME)
+    after = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    assert before <= stamp <= after
+
+
+@pytest.mark.parametrize(
+    ("field", "low", "high"),
+    [(0, 0, 59), (1, 0, 23), (2, 1, 31), (3, 1, 12), (4, 1, 7), (5, 1970, 2199)],
+)
+def test_each_cron_field_takes_exactly_its_range_locally(field: int, low: int, high: int) -> None:
+    def cron(value: str) -> str:
+        fields = ["0", "0", "?", "*", "*", "*"]
+        fields[4 if field == 2 else 2] = "?"  # one of the day fields is ?
+        fields[field] = value
+        return f"cron({' '.join(fields)})"
+
+    assert schedules.local_refusal(cron(str(low))) is None
+    assert schedules.local_refusal(cron(str(high))) is None
+    assert schedules.local_refusal(cron(f"{low}-{high}")) is None
+    over = cron(str(high + 1))
+    assert schedules.local_refusal(over) == f"{over}: '{high + 1}' is out of range {low}-{high}"
+    if low > 0:
+        under = cron(str(low - 1))
+        assert (
+            schedules.local_refusal(under) == f"{under}: '{low - 1}' is out of range {low}-{high}"
+        )
+
+
+@pytest.mark.parametrize(
+    ("expression", "why"),
+    [
+        ("cron(*/0 3 ? * * *)", "'*/0' is out of range 0-59"),  # a step of 0
+        ("cron(0 20-10 ? * * *)", "'20-10' is out of range 0-23"),  # backwards
+        ("cron(0 3 ? * 0 *)", "'0' is out of range 1-7"),
+        ("cron(0 3 ? * FRI-SUN *)", "'FRI-SUN' is out of range 1-7"),  # no wrapping round
+        ("cron(0 3 ? * 2-8 *)", "'2-8' is out of range 1-7"),
+        ("cron(0 3 ? * MON-FOO *)", "'FOO' (L, W and # are evaluated only by EventBridge "
+         "Scheduler)"),
+        ("cron(0 1-2-3 ? * * *)", "'2-3' (L, W and # are evaluated only by EventBridge "
+         "Scheduler)"),
+        ("cron(0 12 ? * 6#3 *)", "'6#3' (L, W and # are evaluated only by EventBridge "
+         "Scheduler)"),
+        ("cron(0 12 15W * ? *)", "'15W' (L, W and # are evaluated only by EventBridge "
+         "Scheduler)"),
+        ("cron(0 12 L * ? *)", "'L' (L, W and # are evaluated only by EventBridge Scheduler)"),
+    ],
+)  # fmt: skip
+def test_local_mode_says_exactly_which_part_it_cannot_evaluate(expression: str, why: str) -> None:
+    assert schedules.local_refusal(expression) == f"{expression}: {why}"
+
+
+@pytest.mark.parametrize("expression", ["cron(0 3 ? * *)", "cron(0 3 ? * * * *)"])
+def test_local_mode_refuses_a_cron_without_six_fields(expression: str) -> None:
+    assert schedules.local_refusal(expression) is not None
+
+
+def fires(expression: str, start: str, minutes: int) -> list[str]:
+    """The minutes (UTC, "%Y-%m-%d %H:%M") a schedule fires in, from ``start`` on."""
+    due = schedules.Due(expression, started=at(start))
+    return [
+        time.strftime("%Y-%m-%d %H:%M", time.gmtime(at(start) + m * 60))
+        for m in range(minutes)
+        if due.due(at(start) + m * 60)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("day", "date"),
+    [("1", "2026-11-29"), ("SUN", "2026-11-29"), ("2", "2026-11-30"), ("mon", "2026-11-30"),
+     ("3", "2026-12-01"), ("4", "2026-12-02"), ("5", "2026-12-03"), ("6", "2026-12-04"),
+     ("7", "2026-12-05"), ("SAT", "2026-12-05")],
+)  # fmt: skip
+def test_a_day_of_the_week_counts_from_sunday_as_1(day: str, date: str) -> None:
+    assert fires(f"cron(0 0 ? * {day} *)", "2026-11-29 00:00", 7 * 24 * 60) == [f"{date} 00:00"]
+
+
+@pytest.mark.parametrize(
+    ("expression", "start", "minutes", "fired"),
+    [
+        # lists, steps from a value, ranges with a step (both ends included)
+        ("cron(0,30 1 ? * * *)", "2026-11-29 00:00", 180, ["2026-11-29 01:00", "2026-11-29 01:30"]),
+        ("cron(50/5 1 ? * * *)", "2026-11-29 00:00", 180, ["2026-11-29 01:50", "2026-11-29 01:55"]),
+        ("cron(10-20/5 1 ? * * *)", "2026-11-29 00:00", 180,
+         ["2026-11-29 01:10", "2026-11-29 01:15", "2026-11-29 01:20"]),
+        # week days by name, a range of them
+        ("cron(0 9 ? * MON-FRI *)", "2026-11-28 00:00", 7 * 24 * 60,
+         ["2026-11-30 09:00", "2026-12-01 09:00", "2026-12-02 09:00", "2026-12-03 09:00",
+          "2026-12-04 09:00"]),
+        # months by name and the day of the month; the year
+        ("cron(0 0 1 nov-dec ? *)", "2026-11-01 00:00", 31 * 24 * 60,
+         ["2026-11-01 00:00", "2026-12-01 00:00"]),
+        ("cron(0 0 1 * ? 2027)", "2026-12-31 00:00", 2 * 24 * 60, ["2027-01-01 00:00"]),
+        ("cron(59 23 31 12 ? *)", "2026-12-31 23:58", 3, ["2026-12-31 23:59"]),
+    ],
+)  # fmt: skip
+def test_a_cron_fires_in_the_minutes_its_fields_match(
+    expression: str, start: str, minutes: int, fired: list[str]
+) -> None:
+    assert fires(expression, start, minutes) == fired
+
+
+def test_a_cron_remembers_the_minute_it_fired_not_the_second() -> None:
+    due = schedules.Due("cron(0 3 ? * MON *)", started=0)
+    assert due.due(at("2026-11-30 03:00") + 59.5)
+    assert due.last == at("2026-11-30 03:00")
+    assert not due.due(at("2026-11-30 03:00") + 59.9)
+
+
+def test_a_cron_is_not_due_in_the_minute_it_last_fired_in() -> None:
+    due = schedules.Due("cron(0 3 ? * MON *)", started=0, last=at("2026-11-30 03:00"))
+    assert not due.due(at("2026-11-30 03:00") + 1)
+    assert due.due(at("2026-12-07 03:00"))
+
+
+def test_a_time_before_1970_is_floored_to_its_minute_not_rounded_up() -> None:
+    # 30 seconds before the epoch is 1969-12-31 23:59, not the first minute of 1970
+    due = schedules.Due("cron(0 0 1 1 ? 1970)", started=-120, last=-120)
+    assert not due.due(-30)
+    assert due.due(0)
+
+
+@pytest.mark.parametrize(
+    ("expression", "period"),
+    [("rate(1 minute)", 60), ("rate(3 minutes)", 180), ("rate(1 hour)", 3600),
+     ("rate(2 hours)", 7200), ("rate(1 day)", 86_400), ("rate(7 days)", 7 * 86_400)],
+)  # fmt: skip
+def test_a_rate_is_due_exactly_one_period_after_it_last_fired(expression: str, period: int) -> None:
+    due = schedules.Due(expression, started=100.0)
+    assert not due.due(100.0 + period - 1)
+    assert due.due(100.0 + period)
+    assert due.last == 100.0 + period
+    late = 100.0 + 2 * period + 30  # a late tick: the next period counts from when it fired
+    assert due.due(late)
+    assert not due.due(late + period - 1)
+    assert due.due(late + period)

@@ -102,8 +102,11 @@ class Layout:
         id_column = params.get("id_column", inherited.id)
         ignore = params.get("ignore_columns", list(inherited.ignore))
         task = params.get("task", inherited.task)
+        # a table has a label; the id column is optional (None: the rows have no id)
         for name, value in (("label_column", label), ("id_column", id_column)):
-            if value is not None and (not isinstance(value, str) or not 0 < len(value) <= MAX_NAME):
+            if (value is not None or name == "label_column") and (
+                not isinstance(value, str) or not 0 < len(value) <= MAX_NAME
+            ):
                 raise JobFailed(f"params.{name} must be a column name; got {value!r}")
         if not isinstance(ignore, list) or not all(isinstance(c, str) and c for c in ignore):
             raise JobFailed(f"params.ignore_columns must be a list of column names; got {ignore!r}")
@@ -205,7 +208,7 @@ def infer(names: Sequence[str], cells: Sequence[Sequence[str]], where: str) -> t
         if not texts:
             columns.append(Column(name, NUMBER))
             continue
-        if len(texts) <= (1 - MOSTLY_NUMBERS) * len(filled):
+        if (len(filled) - len(texts)) / len(filled) >= MOSTLY_NUMBERS:  # 9 in 10 is 0.9
             problems.append(problem(name, texts, "cells are not numbers in a column of numbers"))
             continue
         seen = sorted(set(filled))

@@ -277,7 +277,7 @@ def dataset_refusal(
                 + f"; got {uri} (another account's data is read only from the folders in "
                 "mlpoc:sources)"
             )
-        return _shape_refusal(uri, job_type)
+        return _shape_refusal(uri)
     prefixes = bucket_layout.dataset_prefixes(job_type)
     if not any(p.holds_key(uri.key) for p in prefixes):
         names = ", ".join(p.path for p in prefixes)
@@ -285,10 +285,10 @@ def dataset_refusal(
             f"a {job_type} job's dataset must be under {names} of the data bucket (what the "
             f"{job_type} worker may read); got key {uri.key!r}"
         )
-    return _shape_refusal(uri, job_type)
+    return _shape_refusal(uri)
 
 
-def _shape_refusal(uri: S3Uri, job_type: str) -> str | None:
+def _shape_refusal(uri: S3Uri) -> str | None:
     # a folder: a predict job predicts every CSV in it; a train job trains on the promoted
     # version's data plus what is new in it (mlpoc.data.dataset_versions)
     if uri.key.endswith("/") or uri.key.lower().endswith(bucket_layout.DATASET_SUFFIX):
