@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
+from mlpoc.aws import backoff
 from mlpoc.errors import DatasetError, JobFailed, LeaseLost, TransientError
 from mlpoc.plugins import PluginCrashed
-from mlpoc.runtime import backoff
 from mlpoc.worker.decide import MessageAction, Outcome, Ruling, decide
 
 

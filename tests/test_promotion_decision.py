@@ -15,20 +15,14 @@ from onnx import TensorProto, helper
 
 from mlpoc import plugins
 from mlpoc.data.datasets import TrainingSet
+from mlpoc.data.held_out import Split
 from mlpoc.errors import ArtifactError
 from mlpoc.models.inference import OnnxModel, Predictions
+from mlpoc.models.metrics import evaluate, score
 from mlpoc.models.registry import ModelVersion, Pointer
 from mlpoc.schema import CATEGORY, NUMBER, REGRESSION, Column, Schema
 from mlpoc.worker import promotion
-from mlpoc.worker.held_out import Split
-from mlpoc.worker.promotion import (
-    Comparison,
-    compare,
-    evaluate,
-    run_as_served,
-    score,
-    should_promote,
-)
+from mlpoc.worker.promotion import Comparison, compare, run_as_served, should_promote
 
 SCHEMA = Schema(columns=(Column("a", NUMBER),))
 

@@ -17,6 +17,7 @@ from mlpoc import plugins
 from mlpoc.aws.dynamo import BatchWriter
 from mlpoc.data import digits
 from mlpoc.data.datasets import parse_training
+from mlpoc.data.held_out import split
 from mlpoc.errors import DatasetError, JobFailed, PluginError, SettingsError, TransientError
 from mlpoc.models import metrics
 from mlpoc.models.inference import OnnxModel
@@ -27,7 +28,6 @@ from mlpoc.schema import Layout
 from mlpoc.worker import __main__ as worker_main
 from mlpoc.worker import loop
 from mlpoc.worker.context import JobContext
-from mlpoc.worker.held_out import split
 from mlpoc.worker.loop import Worker
 from mlpoc.worker.promotion import should_promote
 from mlpoc.worker.protection import TaskProtection

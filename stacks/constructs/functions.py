@@ -48,7 +48,7 @@ SHARED_MODULES = (
     "aws/dynamo.py",
     "errors.py",
     "runtime/__init__.py",
-    "runtime/backoff.py",
+    "aws/backoff.py",
     "runtime/contract.py",
     "runtime/environment.py",
     "runtime/job_records.py",

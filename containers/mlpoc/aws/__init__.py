@@ -1,2 +1,2 @@
-"""The AWS edge: clients, DynamoDB helpers, the bucket layout, table keys, log events and logs, the
-Beanstalk platform and the cloud assembly."""
+"""The AWS edge: clients and the one backoff policy, DynamoDB helpers, the bucket layout, table
+keys, log events and logs, the Beanstalk platform and the cloud assembly."""

@@ -10,8 +10,8 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from mlpoc.aws import backoff
 from mlpoc.errors import TransientError
-from mlpoc.runtime import backoff
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()

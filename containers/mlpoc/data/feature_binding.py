@@ -12,10 +12,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mlpoc.aws import backoff
 from mlpoc.data.feature_sets import FeatureSets, partition
 from mlpoc.errors import TransientError
 from mlpoc.models.registry import ModelVersion, Pointer
-from mlpoc.runtime import backoff
 
 # BatchGetItem reads at most 100 keys a call: a realtime request by key fits in one
 MAX_KEYS = 100

@@ -20,12 +20,12 @@ import numpy as np
 
 from mlpoc import plugins
 from mlpoc.data import datasets, digits
+from mlpoc.data.held_out import split
 from mlpoc.errors import ArtifactError, PluginError
 from mlpoc.models.inference import OnnxModel
+from mlpoc.models.metrics import score
 from mlpoc.models.registry import ModelVersion
 from mlpoc.schema import CATEGORY, REGRESSION, Layout
-from mlpoc.worker.held_out import split
-from mlpoc.worker.promotion import score
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{1,30}$")
 UNSEEN = "\x00never seen in training"

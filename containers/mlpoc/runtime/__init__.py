@@ -1,2 +1,2 @@
-"""The job runtime: the job contract, submitting a job, the ledger, backoff, scaling from zero,
-schedules and the environment every process reads."""
+"""The job runtime: the job contract, submitting a job, the ledger, scaling from zero, schedules
+and the environment every process reads."""

@@ -25,8 +25,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mlpoc.aws import backoff
 from mlpoc.errors import JobFailed, LeaseLost, access_denied
-from mlpoc.runtime import backoff
 
 
 class Outcome(enum.Enum):

@@ -25,11 +25,10 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from mlpoc.aws import logs
+from mlpoc.aws import backoff, logs
 from mlpoc.aws.clients import Clients
 from mlpoc.aws.log_events import Event
 from mlpoc.errors import JobRejected
-from mlpoc.runtime import backoff
 from mlpoc.runtime.contract import Job, misrouted, parse_job
 from mlpoc.runtime.environment import Settings
 from mlpoc.runtime.ledger import ClaimOutcome, Ledger

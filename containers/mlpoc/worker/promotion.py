@@ -9,27 +9,15 @@ from typing import Any
 
 from mlpoc import plugins
 from mlpoc.data import datasets
+from mlpoc.data.held_out import Split
 from mlpoc.errors import (
     ArtifactError,
 )
 from mlpoc.models import inference, metrics
 from mlpoc.models.inference import OnnxModel, Predictions
+from mlpoc.models.metrics import evaluate, score
 from mlpoc.models.registry import ModelVersion, Pointer
 from mlpoc.worker.context import JobContext
-from mlpoc.worker.held_out import Split
-
-
-def score(model: OnnxModel, rows: datasets.TrainingSet) -> dict[str, float]:
-    """The model's metrics on ``rows``, computed by running its ONNX graph."""
-    return evaluate(model, rows)[0]
-
-
-def evaluate(model: OnnxModel, rows: datasets.TrainingSet) -> tuple[dict[str, float], Predictions]:
-    """The model's metrics on ``rows`` and its predictions, from running its ONNX graph."""
-    predictions = model.predict(rows.columns)
-    if predictions.values is not None:
-        return metrics.regression(predictions.values, rows.y), predictions
-    return metrics.classification(predictions.labels, rows.y), predictions
 
 
 def run_as_served(

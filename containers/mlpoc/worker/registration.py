@@ -13,6 +13,7 @@ from typing import Any
 import mlpoc
 from mlpoc import plugins
 from mlpoc.aws.log_events import Event
+from mlpoc.data.held_out import Split
 from mlpoc.errors import (
     CommitConflict,
     TransientError,
@@ -21,7 +22,6 @@ from mlpoc.models.inference import OnnxModel
 from mlpoc.models.registry import ModelVersion, Registry
 from mlpoc.runtime.contract import Job, S3Uri
 from mlpoc.worker.context import JobContext
-from mlpoc.worker.held_out import Split
 from mlpoc.worker.promotion import Comparison, compare, should_promote
 
 log = logging.getLogger("mlpoc.worker")

@@ -43,6 +43,7 @@ from typing import Any
 
 from mlpoc import plugins
 from mlpoc.data import dataset_versions, datasets, feature_sets, feature_snapshots
+from mlpoc.data.held_out import split
 from mlpoc.errors import (
     JobFailed,
     RegistryError,
@@ -52,7 +53,6 @@ from mlpoc.models.artifacts import ArtifactKeys
 from mlpoc.models.registry import ModelVersion, Registry
 from mlpoc.schema import REGRESSION, Column, Layout
 from mlpoc.worker.context import JobContext
-from mlpoc.worker.held_out import split
 from mlpoc.worker.promotion import run_as_served
 from mlpoc.worker.publish import handle_features
 from mlpoc.worker.registration import Candidate, register, schema_item, version_metadata
