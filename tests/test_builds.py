@@ -1,7 +1,6 @@
 """A train job over a folder builds its dataset version in the train worker
-(mlpoc.data.dataset_versions): the
-promoted version's data, the new CSVs in the folder, every correction, once each; and ends
-"nothing new" when nothing is. In-process, against moto."""
+(mlpoc.data.dataset_versions): the promoted version's data, the new CSVs in the folder, every
+correction, once each; and ends "nothing new" when nothing is. In-process, against moto."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """Feature sets (mlpoc.data.feature_sets): published in versions by worker jobs, joined by key when
-a
-model trains, read by key when it predicts, promoted and rolled back apart from the models,
-and a promoted version with other columns refused for a model that cannot take it."""
+a model trains, read by key when it predicts, promoted and rolled back apart from the models, and
+a promoted version with other columns refused for a model that cannot take it."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """Is the model still good (mlpoc.quality.monitoring, the monitor job, the API's sample of
-requests):
-drift of recent inputs against a version's training reference, realized accuracy from the
-corrections, and the alert when either crosses its threshold."""
+requests): drift of recent inputs against a version's training reference, realized accuracy from
+the corrections, and the alert when either crosses its threshold."""
 
 from __future__ import annotations
 

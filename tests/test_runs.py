@@ -1,7 +1,6 @@
 """Run records (mlpoc.models.runs): what each train job leaves beside its artifact — per-class
-scores
-and the confusion matrix, the data's identity, the drift reference — and `mlpoc models compare`
-putting two versions side by side."""
+scores and the confusion matrix, the data's identity, the drift reference — and `mlpoc models
+compare` putting two versions side by side."""
 
 from __future__ import annotations
 
