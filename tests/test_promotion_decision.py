@@ -17,8 +17,7 @@ from mlpoc import plugins
 from mlpoc.data.datasets import TrainingSet
 from mlpoc.data.held_out import Split
 from mlpoc.errors import ArtifactError
-from mlpoc.models.inference import OnnxModel, Predictions
-from mlpoc.models.metrics import evaluate, score
+from mlpoc.models.inference import OnnxModel, Predictions, evaluate, score
 from mlpoc.models.registry import ModelVersion, Pointer
 from mlpoc.schema import CATEGORY, NUMBER, REGRESSION, Column, Schema
 from mlpoc.worker import promotion

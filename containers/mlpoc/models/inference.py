@@ -9,13 +9,13 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import onnxruntime as ort
 
 from mlpoc.errors import ArtifactError
-from mlpoc.models import artifacts
+from mlpoc.models import artifacts, metrics
 from mlpoc.models.registry import ModelVersion
 from mlpoc.schema import CATEGORY, NUMBER, REGRESSION
 
@@ -156,3 +156,27 @@ class ModelCache:
             while len(self._items) > self._size:
                 self._items.popitem(last=False)
         return classifier
+
+
+# -- a served model's metrics on rows: what the held-out scores are --------------------------------
+class Rows(Protocol):
+    """Rows with their truth, as a table's parsed training set holds them."""
+
+    @property
+    def columns(self) -> Mapping[str, np.ndarray]: ...
+
+    @property
+    def y(self) -> np.ndarray: ...
+
+
+def score(model: OnnxModel, rows: Rows) -> dict[str, float]:
+    """The model's metrics on ``rows``, computed by running its ONNX graph."""
+    return evaluate(model, rows)[0]
+
+
+def evaluate(model: OnnxModel, rows: Rows) -> tuple[dict[str, float], Predictions]:
+    """The model's metrics on ``rows`` and its predictions, from running its ONNX graph."""
+    predictions = model.predict(rows.columns)
+    if predictions.values is not None:
+        return metrics.regression(predictions.values, rows.y), predictions
+    return metrics.classification(predictions.labels, rows.y), predictions

@@ -7,16 +7,10 @@ Classification: ``accuracy`` and ``macro_f1`` (higher is better). Regression: ``
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from mlpoc.errors import JobFailed
 from mlpoc.schema import CLASSIFICATION, REGRESSION
-
-if TYPE_CHECKING:  # types only: the CLI reads metrics without loading onnxruntime
-    from mlpoc.data.datasets import TrainingSet
-    from mlpoc.models.inference import OnnxModel, Predictions
 
 METRICS = {
     CLASSIFICATION: ("accuracy", "macro_f1"),
@@ -73,17 +67,3 @@ def better(metric: str, candidate: float, live: float, min_improvement: float = 
     (ties keep the live version)."""
     gain = live - candidate if metric in LOWER_IS_BETTER else candidate - live
     return gain > min_improvement
-
-
-# -- a served model's metrics on rows: what the held-out and validation scores are --------------
-def score(model: OnnxModel, rows: TrainingSet) -> dict[str, float]:
-    """The model's metrics on ``rows``, computed by running its ONNX graph."""
-    return evaluate(model, rows)[0]
-
-
-def evaluate(model: OnnxModel, rows: TrainingSet) -> tuple[dict[str, float], Predictions]:
-    """The model's metrics on ``rows`` and its predictions, from running its ONNX graph."""
-    predictions = model.predict(rows.columns)
-    if predictions.values is not None:
-        return regression(predictions.values, rows.y), predictions
-    return classification(predictions.labels, rows.y), predictions

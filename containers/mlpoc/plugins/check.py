@@ -22,8 +22,7 @@ from mlpoc import plugins
 from mlpoc.data import datasets, digits
 from mlpoc.data.held_out import split
 from mlpoc.errors import ArtifactError, PluginError
-from mlpoc.models.inference import OnnxModel
-from mlpoc.models.metrics import score
+from mlpoc.models.inference import OnnxModel, score
 from mlpoc.models.registry import ModelVersion
 from mlpoc.schema import CATEGORY, REGRESSION, Layout
 

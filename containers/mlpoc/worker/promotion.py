@@ -14,8 +14,7 @@ from mlpoc.errors import (
     ArtifactError,
 )
 from mlpoc.models import inference, metrics
-from mlpoc.models.inference import OnnxModel, Predictions
-from mlpoc.models.metrics import evaluate, score
+from mlpoc.models.inference import OnnxModel, Predictions, evaluate, score
 from mlpoc.models.registry import ModelVersion, Pointer
 from mlpoc.worker.context import JobContext
 
