@@ -241,10 +241,12 @@ def test_the_bundled_upload_function_imports_without_the_worker_dependencies(
     """What CDK stages for Lambda (handler, the shared modules, Powertools) runs on the bare
     runtime: boto3, no numpy, no scikit-learn, no layer."""
     from stacks.constructs.bundling import CopyFiles
-    from stacks.constructs.functions import BUNDLED_MODULES, LOGGING_MODULES, SHARED_MODULES
+    from stacks.constructs.functions import BUNDLED_MODULES, runtime_modules
 
     files = {"lambdas/dataset_uploaded/handler.py": "handler.py"}
-    modules = LOGGING_MODULES + SHARED_MODULES
+    modules = runtime_modules(LAMBDAS / "dataset_uploaded" / "handler.py")
+    # what it records jobs with, found through the handler's imports (not a hand-kept list)
+    assert {"runtime/ledger.py", "runtime/job_records.py", "runtime/contract.py"} <= set(modules)
     files.update({f"containers/mlpoc/{m}": f"mlpoc/{m}" for m in modules})
     bundler = CopyFiles(files, BUNDLED_MODULES)
     assert bundler.try_bundle(str(tmp_path), None)  # type: ignore[arg-type]
@@ -297,10 +299,12 @@ def test_the_bundled_notify_function_formats_a_monitor_alert_on_the_bare_runtime
     """The notify function gets only mlpoc's logging modules: the monitor's source name is
     among them, so it formats an alert without the worker's package."""
     from stacks.constructs.bundling import CopyFiles
-    from stacks.constructs.functions import BUNDLED_MODULES, LOGGING_MODULES
+    from stacks.constructs.functions import BUNDLED_MODULES, runtime_modules
 
     files = {"lambdas/notify/handler.py": "handler.py"}
-    files.update({f"containers/mlpoc/{m}": f"mlpoc/{m}" for m in LOGGING_MODULES})
+    modules = runtime_modules(LAMBDAS / "notify" / "handler.py")
+    assert not any(m.startswith(("runtime/", "models/", "data/")) for m in modules), modules
+    files.update({f"containers/mlpoc/{m}": f"mlpoc/{m}" for m in modules})
     assert CopyFiles(files, BUNDLED_MODULES).try_bundle(str(tmp_path), None)  # type: ignore[arg-type]
     probe = (
         "import sys, json; sys.modules.update(numpy=None); import handler; "

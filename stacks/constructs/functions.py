@@ -1,14 +1,18 @@
 """The two Lambda functions, each with its own role, log group and retention.
 
-Code is staged without Docker: a local bundler copies the handler (and, for
-``dataset_uploaded``, the few runtime modules it shares with the workers: the job contract and
-the ledger) into the asset, with the installed Powertools (the version pyproject.toml pins, the
-one the tests run) and its one dependency the runtime lacks (typing_extensions). No layer: AWS
-publishes its Powertools layer through an SSM parameter per region, runtime and version, and a
-region without that parameter would fail the deploy.
+Code is staged without Docker: a local bundler copies the handler and the runtime modules it
+imports, directly or through each other (:func:`runtime_modules`: for ``dataset_uploaded`` the
+job contract, the ledger and what they use; for ``notify`` the log format and event names), with
+the installed Powertools (the version pyproject.toml pins, the one the tests run) and its one
+dependency the runtime lacks (typing_extensions). No layer: AWS publishes its Powertools layer
+through an SSM parameter per region, runtime and version, and a region without that parameter
+would fail the deploy.
 """
 
 from __future__ import annotations
+
+import ast
+from pathlib import Path
 
 from aws_cdk import BundlingOptions, DockerImage, Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
@@ -40,21 +44,39 @@ NO_RESERVATION = (
 # bundled into every function: Powertools and what it needs beyond the runtime's boto3
 BUNDLED_MODULES = ("aws_lambda_powertools", "typing_extensions")
 RUNTIME = lambda_.Runtime.PYTHON_3_14
-# in every function: mlpoc's one log format and its event names (the notify function reads one)
-LOGGING_MODULES = ("__init__.py", "aws/__init__.py", "aws/lambda_logs.py", "aws/log_events.py")
-# in the functions that record jobs (shared_runtime): the job contract, the ledger, the layout
-SHARED_MODULES = (
-    "aws/bucket_layout.py",
-    "aws/dynamo.py",
-    "errors.py",
-    "runtime/__init__.py",
-    "aws/backoff.py",
-    "runtime/contract.py",
-    "runtime/environment.py",
-    "runtime/job_records.py",
-    "runtime/ledger.py",
-    "runtime/scaling.py",
-)
+PACKAGE = CHECKOUT / "containers" / "mlpoc"
+
+
+def runtime_modules(handler: Path) -> tuple[str, ...]:
+    """The mlpoc modules ``handler`` imports at its top level, and those they import in turn,
+    as paths under containers/mlpoc/ with every package's ``__init__.py`` on the way: what the
+    function's bundle must hold, derived, so a module split or moved cannot leave it behind.
+    Imports inside functions or under ``if TYPE_CHECKING`` are not followed (none runs at import
+    time, and a Lambda function must not need the worker's libraries)."""
+    found: set[Path] = set()
+    todo = [handler]
+    while todo:
+        tree = ast.parse(todo.pop().read_text())
+        for node in tree.body:
+            if not isinstance(node, ast.ImportFrom) or not (node.module or "").startswith("mlpoc"):
+                continue
+            base = PACKAGE.joinpath(*str(node.module).split(".")[1:])
+            candidates = [base / f"{alias.name}.py" for alias in node.names]
+            candidates = [c for c in candidates if c.is_file()] or [base.with_suffix(".py")]
+            for candidate in candidates:
+                module = (
+                    candidate if candidate.is_file() else candidate.with_suffix("") / "__init__.py"
+                )
+                if module not in found:
+                    found.add(module)
+                    todo.append(module)
+    packages = {
+        parent / "__init__.py"
+        for m in found
+        for parent in m.parents
+        if parent.is_relative_to(PACKAGE)
+    }
+    return tuple(sorted(str(p.relative_to(PACKAGE)) for p in found | packages))
 
 
 class PythonFunction(Construct):
@@ -68,11 +90,10 @@ class PythonFunction(Construct):
         environment: dict[str, str],
         timeout: Duration,
         log_retention: logs.RetentionDays,
-        shared_runtime: bool,
         on_failure: lambda_.IDestination | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
-        modules = LOGGING_MODULES + (SHARED_MODULES if shared_runtime else ())
+        modules = runtime_modules(CHECKOUT / "lambdas" / name / "handler.py")
         files = {f"lambdas/{name}/handler.py": "handler.py"}
         files.update({f"containers/mlpoc/{m}": f"mlpoc/{m}" for m in modules})
         self.log_group = logs.LogGroup(

@@ -48,7 +48,6 @@ class AlertNotifier(PythonFunction):
             environment={"MLPOC_SLACK_SECRET_ARN": secret.secret_arn} if secret else {},
             timeout=Duration.seconds(10),
             log_retention=log_retention,
-            shared_runtime=False,
             on_failure=destinations.SqsDestination(undelivered),
         )
         self.undelivered = undelivered

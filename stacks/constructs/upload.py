@@ -43,7 +43,6 @@ class UploadFunction(PythonFunction):
             },
             timeout=timeout,
             log_retention=log_retention,
-            shared_runtime=True,
         )
         self.function.add_event_source(
             sources.SqsEventSource(
