@@ -78,7 +78,8 @@ def report(named: list[str]) -> int:
             for n, c in sorted(counted.items())
             if c not in KILLED
         ]
-    print(*survivors, sep="\n") if survivors else None
+    for line in survivors:
+        print(line)
     print(f"lowest score {worst:.1%} (floor {FLOOR:.0%}); `mutmut show NAME` here shows a mutant")
     return 0 if worst >= FLOOR else 1
 

@@ -39,7 +39,7 @@ def listed(lines: list[str]) -> dict[str, str]:
         path = "/".join([*parents, name.rstrip("/")])
         found[path] = match["what"]
         if name.endswith("/"):
-            parents.append(path if depth == 0 else name.rstrip("/"))
+            parents.append(name.rstrip("/"))
     return found
 
 
